@@ -1,0 +1,235 @@
+"""Settings: one frozen, typed object built from defaults, ``TIERQ_*`` variables and flags.
+
+Every field documents its meaning, special values and default. Unknown ``TIERQ_*`` variables
+and malformed values stop start-up with a one-line error naming the setting: a setting that is
+silently ignored is worse than none.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+ENV_PREFIX = "TIERQ_"
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or malformed. The message names it."""
+
+
+def _doc(text: str) -> dict[str, str]:
+    return {"doc": text}
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    host: str = field(default="127.0.0.1", metadata=_doc("Address the HTTP API binds to."))
+    port: int = field(default=8080, metadata=_doc("HTTP port. 0 picks a free port."))
+    database_url: str = field(
+        default="sqlite:///tierq.db",
+        metadata=_doc(
+            "Record tier. sqlite:///relative.db, sqlite:////absolute.db, or "
+            "postgresql://user@host:port/db for distributed mode."
+        ),
+    )
+    redis_url: str = field(
+        default="",
+        metadata=_doc("Dispatch tier. Empty = embedded (in-process). redis://host:port/db."),
+    )
+    workers: int = field(default=64, metadata=_doc("Concurrent asyncio workers in this process."))
+    memory_limit: int = field(
+        default=50_000,
+        metadata=_doc(
+            "Most tasks this process keeps in its memory tier (ready + delayed + running). "
+            "The rest wait in the record/dispatch tier and are paged in as the heap drains."
+        ),
+    )
+    handlers: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc("Comma-separated import paths of modules that register user handlers."),
+    )
+    retry_base_ms: int = field(
+        default=1000, metadata=_doc("First retry delay; doubles per attempt (with jitter).")
+    )
+    retry_max_ms: int = field(default=300_000, metadata=_doc("Longest retry delay."))
+    default_max_retries: int = field(
+        default=3, metadata=_doc("max_retries of a task that does not say.")
+    )
+    default_timeout_s: float = field(
+        default=300.0, metadata=_doc("timeout_seconds of a task that does not say.")
+    )
+    max_batch: int = field(default=10_000, metadata=_doc("Most tasks in one batch submission."))
+    max_body_bytes: int = field(
+        default=32 * 1024 * 1024, metadata=_doc("Largest request body accepted (413 above).")
+    )
+    commit_window_ms: float = field(
+        default=2.0,
+        metadata=_doc(
+            "Group commit: how long a submission may wait for others to share its transaction. "
+            "0 commits as soon as the writer is free."
+        ),
+    )
+    flush_interval_ms: float = field(
+        default=20.0,
+        metadata=_doc("Longest time a state change waits before its batch is written."),
+    )
+    sqlite_synchronous: str = field(
+        default="FULL",
+        metadata=_doc(
+            "SQLite synchronous pragma: FULL survives power loss, NORMAL survives a process "
+            "crash only (faster)."
+        ),
+    )
+    shell_allow: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "Executables the shell task type may run (absolute paths or names on PATH). "
+            "Empty = the shell type is disabled."
+        ),
+    )
+    http_allow_private: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "CIDRs or host names the http task type may reach although they are loopback, "
+            "private or link-local (refused by default). '*' allows every address."
+        ),
+    )
+    heartbeat_s: float = field(default=2.0, metadata=_doc("Replica heartbeat interval."))
+    heartbeat_ttl_s: float = field(
+        default=6.0, metadata=_doc("A replica silent this long is dead; its leases return.")
+    )
+    shutdown_grace_s: float = field(
+        default=30.0,
+        metadata=_doc("On SIGTERM, how long running tasks may take to finish before hand-back."),
+    )
+    node_id: str = field(
+        default="", metadata=_doc("Replica name in leases and /health/workers. Empty = generated.")
+    )
+    log_level: str = field(default="INFO", metadata=_doc("Python logging level."))
+    api_keys: tuple[str, ...] = field(
+        default=(),
+        metadata=_doc(
+            "API keys accepted in the X-API-Key header or as a Bearer token. "
+            "Empty = no authentication (bind to localhost only)."
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        _check(self.port >= 0 and self.port < 65536, "port", "must be 0..65535")
+        _check(self.workers >= 1, "workers", "must be at least 1")
+        _check(self.memory_limit >= 1, "memory_limit", "must be at least 1")
+        _check(self.retry_base_ms >= 0, "retry_base_ms", "must be >= 0")
+        _check(self.retry_max_ms >= self.retry_base_ms, "retry_max_ms", "must be >= retry_base_ms")
+        _check(self.max_batch >= 1, "max_batch", "must be at least 1")
+        _check(self.max_body_bytes >= 1024, "max_body_bytes", "must be at least 1024")
+        _check(self.commit_window_ms >= 0, "commit_window_ms", "must be >= 0")
+        _check(self.flush_interval_ms > 0, "flush_interval_ms", "must be > 0")
+        _check(self.heartbeat_s > 0, "heartbeat_s", "must be > 0")
+        _check(
+            self.heartbeat_ttl_s > self.heartbeat_s, "heartbeat_ttl_s", "must exceed heartbeat_s"
+        )
+        _check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "must be >= 0")
+        _check(self.default_max_retries >= 0, "default_max_retries", "must be >= 0")
+        _check(self.default_timeout_s > 0, "default_timeout_s", "must be > 0")
+        _check(
+            self.sqlite_synchronous in ("OFF", "NORMAL", "FULL", "EXTRA"),
+            "sqlite_synchronous",
+            "must be OFF, NORMAL, FULL or EXTRA",
+        )
+        _check(
+            self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
+            "database_url",
+            "must start with sqlite:// or postgresql://",
+        )
+        _check(
+            self.redis_url == "" or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
+            "redis_url",
+            "must be empty or start with redis://",
+        )
+        _check(
+            self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
+            "log_level",
+            "must be DEBUG, INFO, WARNING or ERROR",
+        )
+
+    @property
+    def distributed(self) -> bool:
+        return bool(self.redis_url)
+
+    def replace(self, **changes: Any) -> Settings:
+        return from_mapping({**_as_dict(self), **changes})
+
+    @staticmethod
+    def describe() -> list[tuple[str, str, str]]:
+        """(environment variable, default, meaning) for every setting; used by --help."""
+        return [
+            (ENV_PREFIX + f.name.upper(), repr(f.default), f.metadata.get("doc", ""))
+            for f in fields(Settings)
+        ]
+
+
+def _check(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {message}")
+
+
+def _as_dict(settings: Settings) -> dict[str, Any]:
+    return {f.name: getattr(settings, f.name) for f in fields(settings)}
+
+
+_FIELDS = {f.name: f for f in fields(Settings)}
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    default = _FIELDS[name].default
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    try:
+        if isinstance(default, bool):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if isinstance(default, int):
+            return int(text.replace("_", ""))
+        if isinstance(default, float):
+            return float(text)
+        if isinstance(default, tuple):
+            return tuple(part.strip() for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}: cannot parse {raw!r} ({exc})") from None
+    if name in ("sqlite_synchronous", "log_level"):
+        return text.upper()
+    return text
+
+
+def from_mapping(values: Mapping[str, Any]) -> Settings:
+    """Build settings from field names to values (strings are parsed). Unknown names fail."""
+    unknown = sorted(set(values) - set(_FIELDS))
+    if unknown:
+        raise ConfigError(f"{ENV_PREFIX}{unknown[0].upper()}: unknown setting")
+    parsed = {name: _coerce(name, value) for name, value in values.items()}
+    try:
+        return Settings(**parsed)
+    except TypeError as exc:  # a wrong type passed programmatically
+        raise ConfigError(str(exc)) from None
+
+
+def from_env(
+    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Defaults, then ``TIERQ_*`` variables, then ``overrides`` (command-line flags)."""
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for key, value in env.items():
+        if key.startswith(ENV_PREFIX):
+            values[key[len(ENV_PREFIX) :].lower()] = value
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return from_mapping(values)
+
+
+__all__ = ["ConfigError", "Settings", "from_env", "from_mapping"]

@@ -1,0 +1,111 @@
+"""What a handler is, and the registry the engine looks task types up in.
+
+A handler is an async function (or a plain function, run in a worker thread) taking a
+``TaskContext`` and returning something JSON-serialisable (the task's result). Raising fails
+the attempt (retried with backoff); raising ``PermanentError`` fails the task at once.
+A handler may declare ``validate(payload)`` to reject bad payloads at submit time (422).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+
+class TaskError(Exception):
+    """The attempt failed; the task is retried while it has attempts left."""
+
+
+class PermanentError(TaskError):
+    """The task cannot succeed (bad input, refused target): no more attempts."""
+
+
+class PayloadError(ValueError):
+    """A payload does not fit its handler. ``path`` names the field, e.g. ``payload.url``."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.message = message
+
+
+@dataclass(slots=True)
+class TaskContext:
+    task_id: str
+    type: str
+    queue: str
+    attempt: int
+    payload_json: bytes
+    deadline: float  # loop.time() by which the handler must be done
+    _payload: Any = field(default=None, repr=False)
+    _decoded: bool = field(default=False, repr=False)
+
+    @property
+    def payload(self) -> Any:
+        if not self._decoded:
+            self._payload = orjson.loads(self.payload_json)
+            self._decoded = True
+        return self._payload
+
+    def time_left(self) -> float:
+        return max(0.0, self.deadline - asyncio.get_running_loop().time())
+
+
+HandlerFn = Callable[[TaskContext], Awaitable[Any]]
+Validator = Callable[[Any], None]
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    name: str
+    run: HandlerFn
+    validate: Validator | None = None
+    # Returns without awaiting anything and cannot overrun: the engine skips the timeout timer.
+    instant: bool = False
+
+
+def as_async(fn: Callable[..., Any]) -> HandlerFn:
+    """Wrap a plain function so it runs in a worker thread (it cannot be interrupted there:
+    on timeout the attempt fails, the thread runs to its end in the background)."""
+    if inspect.iscoroutinefunction(fn):
+        return fn
+
+    @functools.wraps(fn)
+    async def run_in_thread(ctx: TaskContext) -> Any:
+        return await asyncio.to_thread(fn, ctx)
+
+    return run_in_thread
+
+
+class HandlerRegistry:
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def add(self, handler: Handler) -> None:
+        if handler.name in self._handlers:
+            raise ValueError(f"task type {handler.name!r} is registered twice")
+        self._handlers[handler.name] = handler
+
+    def register(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        validate: Validator | None = None,
+        instant: bool = False,
+    ) -> None:
+        self.add(Handler(name=name, run=as_async(fn), validate=validate, instant=instant))
+
+    def get(self, name: str) -> Handler | None:
+        return self._handlers.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._handlers)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._handlers

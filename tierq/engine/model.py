@@ -1,0 +1,216 @@
+"""Tasks, their states and the records that move between the engine and the stores.
+
+Times are float seconds since the Unix epoch (UTC) everywhere inside the process; the API
+layer converts to and from ISO 8601. Payloads and results are kept as JSON bytes: the API
+decodes a request once and the payload bytes travel untouched to the record tier and to the
+handler, which decodes them only if it needs them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class TaskState(enum.StrEnum):
+    """The life of a task. Terminal states never change again except by an explicit retry.
+
+    - ``pending``: accepted, waiting for the tasks in ``depends_on`` to succeed.
+    - ``scheduled``: accepted, not due yet (``run_at`` in the future, or a retry in backoff).
+    - ``queued``: due and waiting for a worker (in the memory tier or waiting to be paged in).
+    - ``running``: a worker holds it; ``attempt`` is the attempt being run (the fencing token).
+    - ``succeeded``: the handler returned; ``result`` holds what it returned (JSON).
+    - ``failed``: every attempt failed; this is the dead-letter state. ``retry`` replays it.
+    - ``cancelled``: cancelled before it could finish (by a user, or a dependency that failed).
+    """
+
+    PENDING = "pending"
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL_STATES
+
+
+TERMINAL_STATES: frozenset[TaskState] = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED}
+)
+LIVE_STATES: frozenset[TaskState] = frozenset(
+    {TaskState.PENDING, TaskState.SCHEDULED, TaskState.QUEUED, TaskState.RUNNING}
+)
+ALL_STATES: tuple[TaskState, ...] = tuple(TaskState)
+
+# Which state may follow which. Tests check every transition the engine makes against this
+# table (property test in tests/engine/test_state_machine.py); stores enforce the terminal rule.
+ALLOWED_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.PENDING: frozenset({TaskState.QUEUED, TaskState.SCHEDULED, TaskState.CANCELLED}),
+    TaskState.SCHEDULED: frozenset({TaskState.QUEUED, TaskState.CANCELLED}),
+    TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED, TaskState.SCHEDULED}),
+    TaskState.RUNNING: frozenset(
+        {
+            TaskState.SUCCEEDED,
+            TaskState.FAILED,
+            TaskState.SCHEDULED,  # failed attempt, retry after backoff
+            TaskState.QUEUED,  # handed back on shutdown or rescued after a crash
+            TaskState.CANCELLED,
+        }
+    ),
+    TaskState.SUCCEEDED: frozenset(),
+    TaskState.FAILED: frozenset({TaskState.QUEUED}),  # explicit retry (replay from dead letter)
+    TaskState.CANCELLED: frozenset({TaskState.QUEUED}),  # explicit retry
+}
+
+
+def transition_allowed(old: TaskState, new: TaskState) -> bool:
+    return new in ALLOWED_TRANSITIONS[old]
+
+
+class Priority(enum.IntEnum):
+    """Named priorities; any integer is accepted too. Higher runs first."""
+
+    LOW = 0
+    MEDIUM = 5
+    HIGH = 10
+
+
+class Outcome(enum.StrEnum):
+    """How one attempt (one row of a task's execution history) ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    # The process running it died or lost its lease; the attempt was returned to the queue.
+    ABANDONED = "abandoned"
+    # Handed back unfinished at graceful shutdown after the grace period.
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(slots=True)
+class Task:
+    """One task as the engine and the stores see it.
+
+    ``attempt`` counts attempts started so far (0 before the first run) and doubles as the
+    fencing token of the current lease. ``attempt_base`` is ``attempt`` at the last explicit
+    retry, so the retry budget is ``attempt - attempt_base <= max_retries + 1``.
+    """
+
+    id: str
+    type: str
+    queue: str
+    priority: int
+    payload: bytes  # JSON
+    state: TaskState
+    run_at: float
+    created_at: float
+    updated_at: float
+    max_retries: int
+    timeout_s: float
+    attempt: int = 0
+    attempt_base: int = 0
+    name: str | None = None
+    description: str | None = None
+    idempotency_key: str | None = None
+    depends_on: tuple[str, ...] = ()
+    notify: bytes | None = None  # JSON, notification targets
+    result: bytes | None = None  # JSON
+    last_error: str | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    lease_owner: str | None = None
+
+    @property
+    def sort_key(self) -> tuple[int, float, str]:
+        """Run order: priority (higher first), then run_at, then arrival (ids are time-ordered)."""
+        return (-self.priority, self.run_at, self.id)
+
+    @property
+    def attempts_left(self) -> int:
+        return self.max_retries + 1 - (self.attempt - self.attempt_base)
+
+
+@dataclass(slots=True)
+class Transition:
+    """One state change of one task, written to the record tier in batches.
+
+    Stores apply it only while the stored task is not terminal and its stored ``attempt`` is
+    not greater than ``attempt`` (the fencing token): a late report from an older attempt can
+    never overwrite a newer one. Fields left ``None`` keep their stored value, except
+    ``lease_owner`` and ``last_error`` / ``result`` where ``clear_*`` says so.
+
+    When ``outcome`` or ``started_at`` is set, the execution row (task_id, attempt) is
+    inserted or completed in the same transaction.
+    """
+
+    task_id: str
+    attempt: int
+    state: TaskState
+    at: float
+    run_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    result: bytes | None = None
+    error: str | None = None
+    lease_owner: str | None = None
+    worker: str | None = None
+    outcome: Outcome | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class Execution:
+    """One attempt of one task."""
+
+    task_id: str
+    attempt: int
+    started_at: float | None
+    finished_at: float | None
+    outcome: Outcome | None
+    error: str | None
+    worker: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class TaskFilter:
+    """What ``GET /api/v1/tasks`` may filter, sort and page by. ``None`` means any."""
+
+    states: tuple[TaskState, ...] | None = None
+    type: str | None = None
+    queue: str | None = None
+    priority: int | None = None
+    sort_field: str = "created_at"  # one of SORT_FIELDS
+    descending: bool = True
+    page: int = 0
+    size: int = 50
+    # Keyset pagination: when set, rows strictly after this task id in sort order
+    # (only for sort_field == "created_at"; ids are time-ordered). Overrides ``page``.
+    after_id: str | None = None
+
+
+SORT_FIELDS: tuple[str, ...] = ("created_at", "priority", "run_at", "updated_at")
+
+
+@dataclass(slots=True, frozen=True)
+class TaskPage:
+    items: list[Task]
+    has_more: bool
+
+
+@dataclass(slots=True, frozen=True)
+class RecoveryReport:
+    """What start-up recovery changed in the record tier."""
+
+    requeued_running: int
+    released_leases: int
+
+
+@dataclass(slots=True, frozen=True)
+class DependencyRelease:
+    """Result of resolving dependents after some tasks finished."""
+
+    ready: list[Task] = field(default_factory=list)  # now queued or scheduled
+    cancelled: list[str] = field(default_factory=list)  # a dependency failed or was cancelled

@@ -1,0 +1,339 @@
+"""The two storage seams: the record store (system of record) and the dispatch tier.
+
+The engine speaks only to these classes. Public methods here do the shared work (argument
+checks, empty-batch short cuts, logging); each backend fills in the small ``_primitive``
+methods. Every write is batch-first: a single task is a batch of one. Time is always passed in
+by the caller (``now``), never read by a backend, so tests control the clock.
+
+Backends never import metrics: ``tierq.storage.instrumented`` wraps any store once.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tierq.engine.model import (
+    DependencyRelease,
+    Execution,
+    RecoveryReport,
+    Task,
+    TaskFilter,
+    TaskPage,
+    TaskState,
+    Transition,
+)
+
+log = logging.getLogger("tierq.storage")
+
+
+class StoreUnavailable(Exception):
+    """The backend cannot be reached or refused the operation for a transient reason.
+
+    The API maps it to 503 with Retry-After; the engine keeps its batches and retries.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class RecordCapabilities:
+    """What a record-store backend can do, declared rather than described."""
+
+    # Several processes may share the store (PostgreSQL); False means one process owns it.
+    shared: bool
+    # LISTEN/NOTIFY-style wake-ups are available.
+    listen: bool
+    # SELECT ... FOR UPDATE SKIP LOCKED is available for claiming.
+    skip_locked: bool
+
+
+class RecordStore(abc.ABC):
+    """System of record: every task, every attempt, and the counters behind statistics."""
+
+    capabilities: RecordCapabilities
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    async def open(self) -> None:
+        """Connect and apply pending migrations. Idempotent."""
+
+    @abc.abstractmethod
+    async def close(self) -> None:
+        """Finish queued writes and release connections. Idempotent."""
+
+    @abc.abstractmethod
+    async def migrate(self) -> list[int]:
+        """Apply numbered migrations not applied yet; return the numbers applied."""
+
+    # ---- writes ----------------------------------------------------------------------------
+
+    async def task_insert_many(self, tasks: Sequence[Task]) -> list[str]:
+        """Insert new tasks in one transaction (one statement per table).
+
+        Returns, index for index, the id each task is stored under: its own id, or the id of
+        the task that already holds its ``idempotency_key`` (that task is not inserted again).
+        Dependencies (``depends_on``) are stored with the task.
+        """
+        if not tasks:
+            return []
+        return await self._task_insert_many(tasks)
+
+    async def task_transition_many(self, transitions: Sequence[Transition]) -> list[str]:
+        """Apply state changes in one transaction; return the ids that were refused.
+
+        A transition is refused when the stored task is terminal, or its stored attempt is
+        greater than the transition's attempt (a stale lease). Refused ones change nothing.
+        """
+        if not transitions:
+            return []
+        rejected = await self._task_transition_many(transitions)
+        if rejected:
+            log.info("record store refused %d stale or terminal transitions", len(rejected))
+        return rejected
+
+    async def task_cancel_many(self, ids: Sequence[str], now: float) -> list[str]:
+        """Cancel tasks that are pending, scheduled or queued; return the ids cancelled.
+
+        Running tasks are cancelled by the engine (through their worker), not here.
+        """
+        if not ids:
+            return []
+        return await self._task_cancel_many(ids, now)
+
+    async def task_retry_many(self, ids: Sequence[str], now: float) -> list[str]:
+        """Replay failed or cancelled tasks: queued, due now, lease cleared, a fresh retry
+        budget (``attempt_base = attempt``), ``last_error`` kept. Return the ids changed."""
+        if not ids:
+            return []
+        return await self._task_retry_many(ids, now)
+
+    async def task_claim(
+        self, owner: str, limit: int, now: float, horizon: float = 0.0
+    ) -> list[Task]:
+        """Lease up to ``limit`` unleased tasks to ``owner``: queued ones by run order, and
+        scheduled ones due before ``now + horizon``. Returns them with ``lease_owner`` set.
+        """
+        if limit <= 0:
+            return []
+        return await self._task_claim(owner, limit, now, horizon)
+
+    async def task_release(self, owner: str, ids: Sequence[str] | None = None) -> int:
+        """Clear ``owner``'s leases on non-running tasks (all of them when ``ids`` is None)."""
+        return await self._task_release(owner, ids)
+
+    async def task_recover(self, now: float, owners: Sequence[str] | None = None) -> RecoveryReport:
+        """After a crash: running tasks of ``owners`` (every owner when None) go back to
+        queued (their open execution rows end as ``abandoned``) and their leases are cleared."""
+        report = await self._task_recover(now, owners)
+        if report.requeued_running or report.released_leases:
+            log.warning(
+                "recovered %d running tasks and %d leases",
+                report.requeued_running,
+                report.released_leases,
+            )
+        return report
+
+    async def task_release_dependents(
+        self, finished_ids: Sequence[str], now: float
+    ) -> DependencyRelease:
+        """Pending tasks whose dependencies have now all succeeded become queued (or
+        scheduled when their run_at is later); those with a failed or cancelled dependency
+        become cancelled. Only dependents of ``finished_ids`` are looked at."""
+        if not finished_ids:
+            return DependencyRelease()
+        return await self._task_release_dependents(finished_ids, now)
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    async def task_get_many(self, ids: Sequence[str]) -> list[Task]:
+        """The tasks found, in no particular order; unknown ids are skipped."""
+        if not ids:
+            return []
+        return await self._task_get_many(ids)
+
+    async def task_get(self, task_id: str) -> Task | None:
+        found = await self.task_get_many([task_id])
+        return found[0] if found else None
+
+    async def task_list(self, flt: TaskFilter) -> TaskPage:
+        if flt.size <= 0:
+            raise ValueError("size must be positive")
+        return await self._task_list(flt)
+
+    async def task_counts(self) -> dict[TaskState, int]:
+        """Tasks per state, every state present (0 where none). Maintained counters, O(1)."""
+        counts = await self._task_counts()
+        return {state: counts.get(state, 0) for state in TaskState}
+
+    async def task_counts_by(self, column: str) -> dict[tuple[str, TaskState], int]:
+        """Tasks per (``type`` or ``queue``, state). A scan; used by statistics, cached."""
+        if column not in ("type", "queue"):
+            raise ValueError(f"cannot group by {column!r}")
+        return await self._task_counts_by(column)
+
+    async def execution_list(self, task_id: str) -> list[Execution]:
+        """Every attempt of a task, oldest first."""
+        return await self._execution_list(task_id)
+
+    async def ping(self) -> None:
+        """Raise StoreUnavailable unless the store answers."""
+        await self._ping()
+
+    # ---- primitives each backend implements -------------------------------------------------
+
+    @abc.abstractmethod
+    async def _task_insert_many(self, tasks: Sequence[Task]) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def _task_transition_many(self, transitions: Sequence[Transition]) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def _task_cancel_many(self, ids: Sequence[str], now: float) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def _task_retry_many(self, ids: Sequence[str], now: float) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def _task_claim(
+        self, owner: str, limit: int, now: float, horizon: float
+    ) -> list[Task]: ...
+
+    @abc.abstractmethod
+    async def _task_release(self, owner: str, ids: Sequence[str] | None) -> int: ...
+
+    @abc.abstractmethod
+    async def _task_recover(self, now: float, owners: Sequence[str] | None) -> RecoveryReport: ...
+
+    @abc.abstractmethod
+    async def _task_release_dependents(
+        self, finished_ids: Sequence[str], now: float
+    ) -> DependencyRelease: ...
+
+    @abc.abstractmethod
+    async def _task_get_many(self, ids: Sequence[str]) -> list[Task]: ...
+
+    @abc.abstractmethod
+    async def _task_list(self, flt: TaskFilter) -> TaskPage: ...
+
+    @abc.abstractmethod
+    async def _task_counts(self) -> dict[TaskState, int]: ...
+
+    @abc.abstractmethod
+    async def _task_counts_by(self, column: str) -> dict[tuple[str, TaskState], int]: ...
+
+    @abc.abstractmethod
+    async def _execution_list(self, task_id: str) -> list[Execution]: ...
+
+    @abc.abstractmethod
+    async def _ping(self) -> None: ...
+
+
+# ---- dispatch tier --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchCapabilities:
+    # Several replicas pull from the same queue (Redis); False for the in-process dispatcher.
+    shared: bool
+    # Leases expire with the owner's heartbeat and can be rescued by another replica.
+    leases_expire: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """How a leased attempt ended, as the dispatch tier needs to know it.
+
+    ``attempt`` is the fencing token: the ack is refused unless the lease the dispatch tier
+    holds for the task is ``owner``'s with this attempt.
+    - ``state`` terminal: the task leaves the dispatch tier.
+    - ``state`` scheduled: back to the delayed set until ``run_at`` (retry with backoff).
+    - ``state`` queued: back to the ready set now (hand-back at shutdown).
+    """
+
+    task_id: str
+    attempt: int
+    state: TaskState
+    run_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaInfo:
+    owner: str
+    last_heartbeat: float
+    expires_at: float
+    leased: int
+    info: dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class RescuedLease:
+    """A lease taken back from an owner whose heartbeat expired."""
+
+    task_id: str
+    attempt: int  # the attempt the dead owner held; the next run is attempt + 1
+    owner: str
+
+
+class Dispatch(abc.ABC):
+    """The queue replicas pull from. Leases carry the attempt as a fencing token.
+
+    Every task handed to the dispatch tier is already durable in the record store; the
+    dispatch tier may therefore lose everything (Redis restarted empty) and be rebuilt from
+    the record store with ``enqueue_many`` (idempotent: a task already present is left as is).
+    """
+
+    capabilities: DispatchCapabilities
+
+    @abc.abstractmethod
+    async def open(self) -> None: ...
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+    @abc.abstractmethod
+    async def enqueue_many(
+        self, tasks: Sequence[Task], lease_owner: str | None, now: float
+    ) -> None:
+        """Add tasks. With ``lease_owner`` they are leased to it at once (it has room for them
+        in its memory tier); otherwise due ones go to the ready set, later ones to the
+        delayed set. Tasks already known to the dispatch tier are not added twice."""
+
+    @abc.abstractmethod
+    async def claim(self, owner: str, limit: int, now: float) -> list[Task]:
+        """Promote due delayed tasks, then lease up to ``limit`` ready tasks to ``owner`` in
+        run order (priority, run_at, arrival). Returned tasks carry their stored attempt;
+        the lease is for attempt + 1."""
+
+    @abc.abstractmethod
+    async def ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
+        """Settle leased attempts; return the task ids refused (stale or foreign lease)."""
+
+    @abc.abstractmethod
+    async def cancel_many(self, ids: Sequence[str]) -> list[str]:
+        """Remove not-leased tasks; return the ids removed. Leased ones are left alone."""
+
+    @abc.abstractmethod
+    async def release(self, owner: str, ids: Sequence[str]) -> int:
+        """Hand back leased tasks that never started, to the ready set, attempt unchanged."""
+
+    @abc.abstractmethod
+    async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> None:
+        """Keep ``owner``'s leases alive for ``ttl`` seconds from ``now``."""
+
+    @abc.abstractmethod
+    async def rescue(self, now: float) -> list[RescuedLease]:
+        """Return the leases of owners whose heartbeat expired to the ready set."""
+
+    @abc.abstractmethod
+    async def replicas(self, now: float) -> list[ReplicaInfo]:
+        """Live replicas with their heartbeats and leased counts."""
+
+    @abc.abstractmethod
+    async def wait_for_work(self, max_wait: float) -> None:
+        """Return when new ready work may exist, or after ``max_wait`` seconds."""
+
+    @abc.abstractmethod
+    async def depth(self) -> dict[str, int]:
+        """Tasks in the dispatch tier: ``ready``, ``delayed``, ``leased``."""
