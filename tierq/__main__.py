@@ -1,0 +1,5 @@
+import sys
+
+from tierq.cli import main
+
+sys.exit(main())

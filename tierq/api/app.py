@@ -1,0 +1,133 @@
+"""The aiohttp application: routes, middlewares (request id, auth, metrics, errors) and the
+engine's lifecycle tied to the app's start-up and clean-up."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import socket
+import time
+import uuid
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from tierq.api.errors import ApiError, Handler, error_middleware
+from tierq.api.routes import ENGINE, SETTINGS, add_routes
+from tierq.config import Settings
+from tierq.engine.engine import Engine
+from tierq.engine.handlers import build_registry, close_registry
+from tierq.metrics import Metrics
+from tierq.storage.factory import make_dispatch, make_record_store
+
+log = logging.getLogger("tierq.api")
+METRICS = web.AppKey("metrics", Metrics)
+OPEN_PATHS = ("/health", "/metrics")
+
+
+def default_node_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def build_engine(settings: Settings, metrics: Metrics) -> Engine:
+    store = make_record_store(settings)
+    dispatch = make_dispatch(settings, store)
+    registry = build_registry(settings)
+    return Engine(
+        settings, store, dispatch, registry, metrics, node_id=settings.node_id or default_node_id()
+    )
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    request["request_id"] = request_id[:64]
+    response = await handler(request)
+    response.headers["X-Request-ID"] = request["request_id"]
+    return response
+
+
+def metrics_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[valid-type]
+    @web.middleware
+    async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        response = await handler(request)
+        route = _route_name(request)
+        metrics.http_requests.labels(route, str(response.status)).inc()
+        metrics.http_seconds.labels(route).observe(time.perf_counter() - started)
+        return response
+
+    return record
+
+
+def auth_middleware(keys: tuple[str, ...]) -> web.middleware:  # type: ignore[valid-type]
+    encoded = [k.encode() for k in keys]
+
+    @web.middleware
+    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(OPEN_PATHS):
+            return await handler(request)
+        given = request.headers.get("X-API-Key", "")
+        auth = request.headers.get("Authorization", "")
+        if not given and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        candidate = given.encode()
+        # Compare with every key in constant time: no early exit that leaks which matched.
+        matched = False
+        for key in encoded:
+            matched |= hmac.compare_digest(candidate, key)
+        if not given:
+            raise ApiError(
+                401,
+                "unauthorized",
+                "API key required (X-API-Key or Bearer)",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        if not matched:
+            raise ApiError(403, "forbidden", "API key not accepted")
+        return await handler(request)
+
+    return check
+
+
+async def metrics_endpoint(request: web.Request) -> web.Response:
+    metrics = request.app[METRICS]
+    request.app[ENGINE].update_gauges()
+    return web.Response(
+        body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+def create_app(
+    settings: Settings, engine: Engine | None = None, metrics: Metrics | None = None
+) -> web.Application:
+    metrics = metrics or (engine.metrics if engine is not None else Metrics())
+    engine = engine or build_engine(settings, metrics)
+    middlewares = [request_id_middleware, metrics_middleware(metrics), error_middleware]
+    if settings.api_keys:
+        middlewares.append(auth_middleware(settings.api_keys))
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
+    app[ENGINE] = engine
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    add_routes(app)
+    app.router.add_get("/metrics", metrics_endpoint)
+
+    async def start_engine(app: web.Application) -> None:
+        await app[ENGINE].start()
+
+    async def stop_engine(app: web.Application) -> None:
+        try:
+            await app[ENGINE].stop()
+        finally:
+            await close_registry(app[ENGINE].registry)
+
+    app.on_startup.append(start_engine)
+    app.on_cleanup.append(stop_engine)
+    return app

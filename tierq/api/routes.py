@@ -1,0 +1,293 @@
+"""Route handlers of API v1: parse the request, call the engine, shape the answer.
+No queue logic here."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from aiohttp import web
+
+from tierq.api.errors import ApiError
+from tierq.api.schemas import (
+    FieldError,
+    decode_tasks,
+    encode,
+    execution_out,
+    parse_priority,
+    task_out,
+    to_task,
+)
+from tierq.config import Settings
+from tierq.engine.engine import Engine
+from tierq.engine.model import SORT_FIELDS, TaskFilter, TaskState
+from tierq.ids import is_valid_id
+
+ENGINE = web.AppKey("engine", Engine)
+SETTINGS = web.AppKey("settings", Settings)
+MAX_PAGE_SIZE = 1000
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=encode(data), content_type="application/json")
+
+
+async def read_json_body(request: web.Request) -> bytes:
+    if request.content_type != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "Content-Type must be application/json",
+            {"content_type": request.content_type},
+        )
+    body = await request.read()
+    if not body:
+        raise ApiError(400, "malformed_json", "request body is empty")
+    return body
+
+
+def task_id_param(request: web.Request) -> str:
+    task_id = request.match_info["task_id"].lower()
+    if not is_valid_id(task_id):
+        raise ApiError(400, "bad_id", "not a task id (UUID expected)", {"id": task_id})
+    return task_id
+
+
+async def submit_one(request: web.Request) -> web.Response:
+    engine, settings = request.app[ENGINE], request.app[SETTINGS]
+    specs = decode_tasks(await read_json_body(request), batch=False)
+    now = engine.clock()
+    task = to_task(specs[0], "$", settings, engine.registry, now)
+    (result,) = await engine.submit_many([task])
+    return json_response(task_out(result.task), 201 if result.created else 200)
+
+
+async def submit_batch(request: web.Request) -> web.Response:
+    engine, settings = request.app[ENGINE], request.app[SETTINGS]
+    specs = decode_tasks(await read_json_body(request), batch=True)
+    if not specs:
+        raise FieldError("$", "a batch needs at least one task")
+    if len(specs) > settings.max_batch:
+        raise FieldError("$", f"a batch holds at most {settings.max_batch} tasks")
+    now = engine.clock()
+    registry = engine.registry
+    tasks = [to_task(spec, f"$[{i}]", settings, registry, now) for i, spec in enumerate(specs)]
+    results = await engine.submit_many(tasks)
+    existing = [i for i, r in enumerate(results) if not r.created]
+    return json_response(
+        {"ids": [r.task.id for r in results], "count": len(results), "existing": existing}, 201
+    )
+
+
+async def get_task(request: web.Request) -> web.Response:
+    task = await request.app[ENGINE].get(task_id_param(request))
+    return json_response(task_out(task))
+
+
+async def cancel_task(request: web.Request) -> web.Response:
+    task = await request.app[ENGINE].cancel(task_id_param(request))
+    return json_response(task_out(task))
+
+
+async def retry_task(request: web.Request) -> web.Response:
+    task = await request.app[ENGINE].retry(task_id_param(request))
+    return json_response(task_out(task))
+
+
+async def task_executions(request: web.Request) -> web.Response:
+    task_id = task_id_param(request)
+    executions = await request.app[ENGINE].executions(task_id)
+    return json_response({"task_id": task_id, "items": [execution_out(e) for e in executions]})
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(
+            400, "bad_parameter", f"{name} must be an integer", {"parameter": name}
+        ) from None
+    if value < low:
+        raise ApiError(400, "bad_parameter", f"{name} must be >= {low}", {"parameter": name})
+    return min(value, high)
+
+
+def parse_filter(request: web.Request) -> TaskFilter:
+    query = request.query
+    states: tuple[TaskState, ...] | None = None
+    if query.get("status"):
+        try:
+            states = tuple(TaskState(s.strip().lower()) for s in query["status"].split(","))
+        except ValueError:
+            allowed = ", ".join(s.value for s in TaskState)
+            raise ApiError(
+                400, "bad_parameter", f"status must be among: {allowed}", {"parameter": "status"}
+            ) from None
+    priority = None
+    if query.get("priority"):
+        raw = query["priority"]
+        try:
+            priority = parse_priority(int(raw) if raw.lstrip("-").isdigit() else raw, "priority")
+        except FieldError as exc:
+            raise ApiError(
+                400, "bad_parameter", f"priority {exc.message}", {"parameter": "priority"}
+            ) from None
+    sort_field, descending = "created_at", True
+    if query.get("sort"):
+        field, _, direction = query["sort"].partition(",")
+        if field not in SORT_FIELDS or direction.lower() not in ("", "asc", "desc"):
+            raise ApiError(
+                400,
+                "bad_parameter",
+                f"sort must be FIELD[,asc|desc] with FIELD among {', '.join(SORT_FIELDS)}",
+                {"parameter": "sort"},
+            )
+        sort_field, descending = field, direction.lower() != "asc"
+    after = query.get("after") or None
+    if after is not None:
+        if not is_valid_id(after.lower()):
+            raise ApiError(400, "bad_parameter", "after must be a task id", {"parameter": "after"})
+        if sort_field != "created_at":
+            raise ApiError(
+                400,
+                "bad_parameter",
+                "after (keyset paging) needs sort=created_at",
+                {"parameter": "after"},
+            )
+    return TaskFilter(
+        states=states,
+        type=query.get("type") or None,
+        queue=query.get("queue") or None,
+        priority=priority,
+        sort_field=sort_field,
+        descending=descending,
+        page=_int_param(request, "page", 0, 0, 1_000_000),
+        size=_int_param(request, "size", 50, 1, MAX_PAGE_SIZE),
+        after_id=after.lower() if after else None,
+    )
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    flt = parse_filter(request)
+    page = await request.app[ENGINE].list_tasks(flt)
+    items = [task_out(t) for t in page.items]
+    return json_response(
+        {
+            "items": items,
+            "page": flt.page,
+            "size": flt.size,
+            "has_more": page.has_more,
+            "next_after": items[-1]["id"]
+            if page.has_more and items and flt.sort_field == "created_at"
+            else None,
+        }
+    )
+
+
+async def statistics(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    counts = await engine.store.task_counts()
+    depth = await engine.dispatch.depth()
+    return json_response(
+        {
+            "counts": {state.value: n for state, n in counts.items()},
+            "total": sum(counts.values()),
+            "memory": {
+                "ready": engine.memory.ready_count,
+                "delayed": engine.memory.delayed_count,
+                "running": engine.workers.busy,
+                "limit": engine.memory.limit,
+                "unflushed": engine.flusher.backlog,
+            },
+            "dispatch": depth,
+            "node": engine.node_id,
+            "mode": "distributed" if engine.distributed else "embedded",
+        }
+    )
+
+
+async def health(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    checks: dict[str, str] = {}
+    try:
+        await engine.store.ping()
+        checks["record_store"] = "ok"
+    except Exception as exc:  # reported, not raised: health must answer
+        checks["record_store"] = f"unavailable: {type(exc).__name__}"
+    try:
+        await engine.dispatch.depth()
+        checks["dispatch"] = "ok"
+    except Exception as exc:
+        checks["dispatch"] = f"unavailable: {type(exc).__name__}"
+    ok = engine.ready and all(v == "ok" for v in checks.values())
+    return json_response(
+        {
+            "status": "ok" if ok else "degraded",
+            "ready": engine.ready,
+            "draining": engine.draining,
+            "checks": checks,
+            "node": engine.node_id,
+            "mode": "distributed" if engine.distributed else "embedded",
+            "uptime_seconds": round(time.time() - engine.started_at, 3),
+        },
+        200 if ok else 503,
+    )
+
+
+async def health_live(request: web.Request) -> web.Response:
+    return json_response({"status": "alive"})
+
+
+async def health_ready(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    if not engine.ready:
+        reason = "draining" if engine.draining else "starting"
+        return json_response({"status": reason}, 503)
+    try:
+        await engine.store.ping()
+    except Exception:
+        return json_response({"status": "record store unavailable"}, 503)
+    return json_response({"status": "ready"})
+
+
+async def health_workers(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    replicas = await engine.dispatch.replicas(engine.clock())
+    return json_response(
+        {
+            "node": engine.node_id,
+            "workers": engine.workers.size,
+            "busy": engine.workers.busy,
+            "running": engine.workers.running_ids()[:100],
+            "replicas": [
+                {
+                    "node": r.owner,
+                    "last_heartbeat": r.last_heartbeat,
+                    "expires_at": r.expires_at,
+                    "leased": r.leased,
+                    "info": r.info,
+                }
+                for r in replicas
+            ],
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/v1/tasks", submit_one)
+    r.add_post("/api/v1/tasks/batch", submit_batch)
+    r.add_get("/api/v1/tasks", list_tasks)
+    r.add_get("/api/v1/tasks/statistics", statistics)
+    r.add_get("/api/v1/tasks/{task_id}", get_task)
+    r.add_delete("/api/v1/tasks/{task_id}", cancel_task)
+    r.add_post("/api/v1/tasks/{task_id}/cancel", cancel_task)
+    r.add_post("/api/v1/tasks/{task_id}/retry", retry_task)
+    r.add_get("/api/v1/tasks/{task_id}/executions", task_executions)
+    r.add_get("/health", health)
+    r.add_get("/health/live", health_live)
+    r.add_get("/health/ready", health_ready)
+    r.add_get("/health/workers", health_workers)

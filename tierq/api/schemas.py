@@ -1,0 +1,182 @@
+"""Request and response shapes of API v1.
+
+A request body is decoded once, straight into typed structs (msgspec): types, ranges and
+unknown fields are checked by the decoder and reported with the JSON path of the offending
+field. What a type system cannot say (one of run_at/delay_seconds, a known task type, the
+handler's own payload rules) is checked in ``to_task``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import msgspec
+import orjson
+
+from tierq.config import Settings
+from tierq.engine.handlers.base import HandlerRegistry, PayloadError
+from tierq.engine.model import Execution, Priority, Task, TaskState
+from tierq.ids import is_valid_id, new_id
+
+MAX_PRIORITY = 1000
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+QueueName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+TypeName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
+
+
+class TaskIn(msgspec.Struct, forbid_unknown_fields=True):
+    type: TypeName
+    payload: msgspec.Raw = msgspec.Raw(b"{}")
+    queue: QueueName = "default"
+    priority: int | str = "MEDIUM"
+    run_at: datetime | None = None
+    delay_seconds: Annotated[float, msgspec.Meta(ge=0, le=366 * 86400)] | None = None
+    max_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)] | None = None
+    name: Name | None = None
+    description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    idempotency_key: Name | None = None
+    depends_on: Annotated[list[str], msgspec.Meta(max_length=100)] = []
+
+
+class FieldError(Exception):
+    """A request field is wrong; ``path`` is its JSON path, e.g. ``$[3].priority``."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{message} - at `{path}`")
+        self.path = path
+        self.message = message
+
+
+_single_decoder = msgspec.json.Decoder(TaskIn)
+_batch_decoder = msgspec.json.Decoder(list[TaskIn])
+_PATH_RE = re.compile(r" - at `([^`]*)`$")
+
+
+def decode_tasks(body: bytes, batch: bool) -> list[TaskIn]:
+    """Decode a request body; raise FieldError (with path) or msgspec.DecodeError."""
+    try:
+        if batch:
+            return _batch_decoder.decode(body)
+        return [_single_decoder.decode(body)]
+    except msgspec.ValidationError as exc:
+        text = str(exc)
+        match = _PATH_RE.search(text)
+        path = match.group(1) if match else "$"
+        message = text[: match.start()] if match else text
+        raise FieldError(path, message) from None
+
+
+def parse_priority(value: int | str, path: str) -> int:
+    if isinstance(value, int):
+        if not -MAX_PRIORITY <= value <= MAX_PRIORITY:
+            raise FieldError(path, f"must be between {-MAX_PRIORITY} and {MAX_PRIORITY}")
+        return value
+    try:
+        return int(Priority[value.upper()])
+    except KeyError:
+        raise FieldError(path, "must be HIGH, MEDIUM, LOW or an integer") from None
+
+
+def to_task(
+    spec: TaskIn, prefix: str, settings: Settings, registry: HandlerRegistry, now: float
+) -> Task:
+    """Validate what the decoder cannot, and build the Task (state, id, times)."""
+    handler = registry.get(spec.type)
+    if handler is None:
+        known = ", ".join(registry.names())
+        raise FieldError(f"{prefix}.type", f"unknown task type {spec.type!r} (known: {known})")
+    payload = bytes(spec.payload)
+    if handler.validate is not None:
+        try:
+            handler.validate(orjson.loads(payload))
+        except PayloadError as exc:
+            path = exc.path[len("payload") :] if exc.path.startswith("payload") else exc.path
+            raise FieldError(f"{prefix}.payload{path}", exc.message) from None
+    if spec.run_at is not None and spec.delay_seconds is not None:
+        raise FieldError(f"{prefix}.run_at", "give run_at or delay_seconds, not both")
+    run_at = now
+    if spec.run_at is not None:
+        when = spec.run_at
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        run_at = max(now, when.timestamp())
+    elif spec.delay_seconds is not None:
+        run_at = now + spec.delay_seconds
+    for position, dep in enumerate(spec.depends_on):
+        if not is_valid_id(dep):
+            raise FieldError(f"{prefix}.depends_on[{position}]", "not a task id")
+    return Task(
+        id=new_id(now),
+        type=spec.type,
+        queue=spec.queue,
+        priority=parse_priority(spec.priority, f"{prefix}.priority"),
+        payload=payload,
+        state=TaskState.QUEUED if run_at <= now else TaskState.SCHEDULED,
+        run_at=run_at,
+        created_at=now,
+        updated_at=now,
+        max_retries=(
+            settings.default_max_retries if spec.max_retries is None else spec.max_retries
+        ),
+        timeout_s=(
+            settings.default_timeout_s if spec.timeout_seconds is None else spec.timeout_seconds
+        ),
+        name=spec.name,
+        description=spec.description,
+        idempotency_key=spec.idempotency_key,
+        depends_on=tuple(dict.fromkeys(spec.depends_on)),
+    )
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def task_out(task: Task) -> dict[str, Any]:
+    return {
+        "id": task.id,
+        "type": task.type,
+        "queue": task.queue,
+        "priority": task.priority,
+        "status": task.state.value,
+        "payload": msgspec.Raw(task.payload),
+        "result": None if task.result is None else msgspec.Raw(task.result),
+        "attempt": task.attempt,
+        "max_retries": task.max_retries,
+        "attempts_left": max(0, task.attempts_left),
+        "timeout_seconds": task.timeout_s,
+        "run_at": iso(task.run_at),
+        "created_at": iso(task.created_at),
+        "updated_at": iso(task.updated_at),
+        "started_at": iso(task.started_at),
+        "finished_at": iso(task.finished_at),
+        "name": task.name,
+        "description": task.description,
+        "idempotency_key": task.idempotency_key,
+        "depends_on": list(task.depends_on),
+        "last_error": task.last_error,
+        "worker": task.lease_owner,
+    }
+
+
+def execution_out(execution: Execution) -> dict[str, Any]:
+    duration = None
+    if execution.started_at is not None and execution.finished_at is not None:
+        duration = round(execution.finished_at - execution.started_at, 6)
+    return {
+        "attempt": execution.attempt,
+        "started_at": iso(execution.started_at),
+        "finished_at": iso(execution.finished_at),
+        "duration_seconds": duration,
+        "outcome": None if execution.outcome is None else execution.outcome.value,
+        "error": execution.error,
+        "worker": execution.worker,
+    }
+
+
+encode = msgspec.json.Encoder().encode

@@ -1,0 +1,134 @@
+"""Command line: ``tierq serve``, ``tierq migrate``, ``tierq settings``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from tierq.config import ConfigError, Settings, from_env
+
+log = logging.getLogger("tierq")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tierq", description="tierq task queue")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the API, the engine and its workers")
+    serve.add_argument("--host", help="bind address (TIERQ_HOST)")
+    serve.add_argument("--port", type=int, help="port (TIERQ_PORT)")
+    serve.add_argument("--workers", type=int, help="asyncio workers (TIERQ_WORKERS)")
+    serve.add_argument("--database-url", help="record tier (TIERQ_DATABASE_URL)")
+    serve.add_argument("--redis-url", help="dispatch tier, empty = embedded (TIERQ_REDIS_URL)")
+    serve.add_argument("--memory-limit", type=int, help="memory tier bound (TIERQ_MEMORY_LIMIT)")
+    serve.add_argument("--handlers", help="user handler modules, comma-separated (TIERQ_HANDLERS)")
+    serve.add_argument("--node-id", help="replica name (TIERQ_NODE_ID)")
+    serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (TIERQ_LOG_LEVEL)")
+    migrate = sub.add_parser("migrate", help="apply record-store migrations and exit")
+    migrate.add_argument("--database-url", help="record tier (TIERQ_DATABASE_URL)")
+    sub.add_parser("settings", help="list every setting, its variable and default")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    keys = (
+        "host",
+        "port",
+        "workers",
+        "database_url",
+        "redis_url",
+        "memory_limit",
+        "handlers",
+        "node_id",
+        "log_level",
+    )
+    return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def serve(settings: Settings) -> None:
+    from tierq.api.app import create_app
+
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()  # starts the engine (recovery first)
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
+    await site.start()
+    bound = (settings.host, settings.port)
+    for sock in getattr(site._server, "sockets", None) or ():
+        bound = sock.getsockname()[:2]
+        break
+    log.info("tierq listening on http://%s:%s", bound[0], bound[1])
+    print(f"tierq listening on http://{bound[0]}:{bound[1]}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("shutting down: no new work, running tasks get %.0fs", settings.shutdown_grace_s)
+    # Closes the listener, waits for in-flight requests, then stops the engine (on_cleanup):
+    # running tasks finish or are handed back, every batch is flushed.
+    await runner.cleanup()
+
+
+async def migrate(settings: Settings) -> list[int]:
+    from tierq.storage.factory import make_record_store
+
+    store = make_record_store(settings)
+    await store.open()
+    try:
+        return await store.migrate()
+    finally:
+        await store.close()
+
+
+def _run(coro: object) -> object:
+    try:
+        import uvloop
+    except ImportError:  # uvloop is optional (Windows)
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    return uvloop.run(coro)  # type: ignore[arg-type]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "settings":
+        for env, default, doc in Settings.describe():
+            print(f"{env:28} default {default:24} {doc}")
+        return 0
+    try:
+        settings = from_env(overrides=_overrides(args))
+    except ConfigError as exc:
+        print(f"tierq: configuration error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(settings.log_level)
+    try:
+        if args.command == "serve":
+            _run(serve(settings))
+        elif args.command == "migrate":
+            applied = _run(migrate(settings))
+            print(f"applied migrations: {applied or 'none (up to date)'}")
+    except ConfigError as exc:
+        print(f"tierq: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    with contextlib.suppress(KeyboardInterrupt):
+        sys.exit(main())

@@ -1,0 +1,88 @@
+"""Group commit for submissions.
+
+Every submission waits in ``_pending`` while the previous transaction is being written; when
+it finishes, everything that arrived meanwhile goes into the next one. Under load, batches
+grow by themselves and durability costs latency, not throughput; an idle system commits a lone
+submission at once. ``window_s`` adds an optional wait for company before committing.
+
+What must stay true: a caller's future resolves only after its tasks are committed (or fails
+with the store's error, in which case nothing of its batch is acknowledged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+
+from tierq.engine.model import Task
+from tierq.engine.service import Service
+
+InsertMany = Callable[[Sequence[Task]], Awaitable[list[str]]]
+
+
+class GroupCommitter(Service):
+    name = "committer"
+
+    def __init__(self, insert_many: InsertMany, window_s: float = 0.0, max_tasks: int = 50_000):
+        super().__init__()
+        self._insert_many = insert_many
+        self._window_s = window_s
+        self._max_tasks = max_tasks
+        self._pending: list[tuple[Sequence[Task], asyncio.Future[list[str]]]] = []
+        self._pending_tasks = 0
+        self.commits = 0  # transactions written (for tests and metrics)
+
+    async def submit(self, tasks: Sequence[Task]) -> list[str]:
+        """Commit ``tasks`` (in some shared transaction); return their stored ids."""
+        future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
+        self._pending.append((tasks, future))
+        self._pending_tasks += len(tasks)
+        self.wake()
+        return await future
+
+    def next_wait(self) -> float | None:
+        return None
+
+    async def run_once(self) -> None:
+        if not self._pending:
+            return
+        if self._window_s > 0 and self._pending_tasks < self._max_tasks:
+            await asyncio.sleep(self._window_s)
+        batch, self._pending = self._pending, []
+        self._pending_tasks = 0
+        tasks: list[Task] = []
+        for part, _ in batch:
+            tasks.extend(part)
+        try:
+            stored = await self._insert_many(tasks)
+        except Exception as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        except asyncio.CancelledError:
+            for _, future in batch:
+                if not future.done():
+                    future.cancel()
+            raise
+        self.commits += 1
+        offset = 0
+        for part, future in batch:
+            if not future.done():
+                future.set_result(stored[offset : offset + len(part)])
+            offset += len(part)
+
+    async def drain(self) -> None:
+        while self._pending:
+            await self.run_once()
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        finally:
+            # Submissions still waiting if the committer is cancelled are refused, never left
+            # hanging (their callers get an error, so nothing unacknowledged is reported stored).
+            for _, future in self._pending:
+                if not future.done():
+                    future.set_exception(RuntimeError("shutting down"))
+            self._pending = []

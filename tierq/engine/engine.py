@@ -1,0 +1,510 @@
+"""The engine: one task's way through, from submission to its last state change.
+
+submit -> group commit to the record tier -> (distributed) write-through to the dispatch tier
+-> memory tier (if it has room; leased to this process) -> worker -> flusher (batched acks to
+the dispatch tier, then batched transitions to the record tier).
+
+No HTTP, no SQL, no Redis commands here: only the storage interfaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from tierq.config import Settings
+from tierq.engine.committer import GroupCommitter
+from tierq.engine.flusher import Flusher
+from tierq.engine.handlers.base import HandlerRegistry
+from tierq.engine.liveness import Heartbeat, Rescuer
+from tierq.engine.memory import MemoryTier
+from tierq.engine.model import (
+    TERMINAL_STATES,
+    Execution,
+    Task,
+    TaskFilter,
+    TaskPage,
+    TaskState,
+    Transition,
+)
+from tierq.engine.pager import Pager
+from tierq.engine.service import Service
+from tierq.engine.workers import WorkerPool
+from tierq.metrics import Metrics
+from tierq.storage.base import Ack, Dispatch, RecordStore
+
+log = logging.getLogger("tierq.engine")
+
+
+class EngineError(Exception):
+    """Base of the errors the API maps to 4xx answers."""
+
+
+class NotFound(EngineError):
+    pass
+
+
+class Conflict(EngineError):
+    """The task's state does not allow the operation."""
+
+    def __init__(self, message: str, state: TaskState) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class ShuttingDown(EngineError):
+    pass
+
+
+class InvalidDependency(EngineError):
+    def __init__(self, index: int, position: int, dep_id: str) -> None:
+        super().__init__(f"depends_on[{position}]: no task {dep_id}")
+        self.index = index
+        self.position = position
+        self.dep_id = dep_id
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    task: Task
+    created: bool  # False: an earlier task with the same idempotency key was returned
+
+
+class Engine:
+    def __init__(
+        self,
+        settings: Settings,
+        store: RecordStore,
+        dispatch: Dispatch,
+        registry: HandlerRegistry,
+        metrics: Metrics,
+        node_id: str,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.dispatch = dispatch
+        self.registry = registry
+        self.metrics = metrics
+        self.node_id = node_id
+        self.clock = clock
+        self.distributed = dispatch.capabilities.shared
+        self.memory = MemoryTier(settings.memory_limit, clock)
+        self.committer = GroupCommitter(store.task_insert_many, settings.commit_window_ms / 1000.0)
+        self.flusher = Flusher(
+            ack_many=lambda acks: dispatch.ack_many(node_id, acks, clock()),
+            transition_many=store.task_transition_many,
+            on_flushed=self._on_flushed,
+            interval_s=settings.flush_interval_ms / 1000.0,
+        )
+        self.pager = Pager(self, tick_s=0.25 if self.distributed else 1.0)
+        self.heartbeat = Heartbeat(self)
+        self.rescuer = Rescuer(self)
+        self.workers = WorkerPool(self, settings.workers)
+        self.claim_batch = max(1, min(1000, settings.memory_limit))
+        # Tasks this process holds (memory tier, running, or terminal but not yet flushed):
+        # reads see them before their state reaches the record tier.
+        self._live: dict[str, Task] = {}
+        self._reserved = 0  # memory slots promised to submissions being committed
+        self._pending_deps = True  # pending (dependency-waiting) tasks may exist
+        self.started_at = clock()
+        self.draining = False
+        self.ready = False
+        self._supervisor: asyncio.Task[None] | None = None
+        self._services: list[Service] = []
+        self._worker_tasks: list[asyncio.Task[None]] = []
+        self._shutdown_done: asyncio.Event | None = None
+        self.memory.on_low = self.pager.poke
+        self.memory.on_promoted = self._on_promoted
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the tiers, recover, and start services and workers (in one TaskGroup)."""
+        await self.store.open()
+        await self.dispatch.open()
+        await self.recover()
+        self._services = [self.committer, self.flusher, self.pager, self.heartbeat]
+        if self.dispatch.capabilities.leases_expire:
+            self._services.append(self.rescuer)
+        started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._supervisor = asyncio.create_task(self._supervise(started), name="tierq-engine")
+        await started
+        self.ready = True
+        log.info(
+            "engine %s started: %d workers, memory limit %d, %s mode",
+            self.node_id,
+            self.settings.workers,
+            self.settings.memory_limit,
+            "distributed" if self.distributed else "embedded",
+        )
+
+    async def _supervise(self, started: asyncio.Future[None]) -> None:
+        self._shutdown_done = asyncio.Event()
+        async with asyncio.TaskGroup() as group:
+            for service in self._services:
+                group.create_task(service.run(), name=f"tierq-{service.name}")
+            self._worker_tasks = [
+                group.create_task(self.workers.run_worker(i), name=f"tierq-worker-{i}")
+                for i in range(self.workers.size)
+            ]
+            self.metrics.workers_total.set(self.workers.size)
+            started.set_result(None)
+            await self._shutdown_done.wait()
+
+    async def recover(self) -> None:
+        """Start-up recovery. Embedded: this process owns the store, so every lease and every
+        running task belongs to a dead predecessor. Distributed: dead replicas' leases are
+        rescued by the rescuer; here the dispatch tier is rebuilt from the record tier."""
+        now = self.clock()
+        if not self.distributed:
+            await self.store.task_recover(now, None)
+        else:
+            await self.rebuild_dispatch()
+        counts = await self.store.task_counts()
+        self._pending_deps = counts[TaskState.PENDING] > 0
+
+    async def rebuild_dispatch(self) -> int:
+        """Put every queued or scheduled task of the record tier back into the dispatch tier
+        (idempotent there). Used at start-up and after the dispatch tier lost its data."""
+        total = 0
+        after: str | None = None
+        while True:
+            page = await self.store.task_list(
+                TaskFilter(
+                    states=(TaskState.QUEUED, TaskState.SCHEDULED),
+                    sort_field="created_at",
+                    descending=False,
+                    size=5000,
+                    after_id=after,
+                )
+            )
+            unleased = [t for t in page.items if t.lease_owner is None]
+            if unleased:
+                await self.dispatch.enqueue_many(unleased, None, self.clock())
+                total += len(unleased)
+            if not page.has_more or not page.items:
+                break
+            after = page.items[-1].id
+        if total:
+            log.info("re-enqueued %d tasks from the record tier into the dispatch tier", total)
+        return total
+
+    async def stop(self) -> None:
+        """Graceful shutdown: stop taking work, let running tasks finish within the grace
+        period, hand back everything else, flush every batch, close the tiers."""
+        if self._supervisor is None:
+            return
+        self.draining = True
+        self.ready = False
+        self.pager.request_stop()
+        await self._hand_back_queued()
+        try:
+            async with asyncio.timeout(self.settings.shutdown_grace_s):
+                await self.workers.wait_idle()
+        except TimeoutError:
+            log.warning("grace period over: interrupting %d running tasks", self.workers.busy)
+        for worker in self._worker_tasks:
+            worker.cancel()
+        await asyncio.gather(*self._worker_tasks, return_exceptions=True)
+        for service in (self.heartbeat, self.rescuer, self.committer, self.flusher):
+            service.request_stop()
+        assert self._shutdown_done is not None
+        self._shutdown_done.set()
+        supervisor, self._supervisor = self._supervisor, None
+        await supervisor
+        self.memory.close()
+        await self.dispatch.close()
+        await self.store.close()
+        log.info("engine %s stopped", self.node_id)
+
+    async def _hand_back_queued(self) -> None:
+        tasks = self.memory.drain()
+        if not tasks:
+            return
+        for task in tasks:
+            self._live.pop(task.id, None)
+        ids = [t.id for t in tasks]
+        # Let reports about these tasks (a retry scheduled, say) reach the record tier first.
+        await self.flusher.run_once()
+        await self.dispatch.release(self.node_id, ids)
+        log.info("handed back %d queued tasks", len(ids))
+
+    # ---- submission ------------------------------------------------------------------------
+
+    def room(self) -> int:
+        return self.memory.room() - self._reserved
+
+    async def submit_many(self, tasks: Sequence[Task]) -> list[Submitted]:
+        """Make ``tasks`` durable and queue them. Tasks are fully formed (ids, states, times)
+        by the caller; dependencies are checked here."""
+        if self.draining:
+            raise ShuttingDown("not accepting tasks: shutting down")
+        now = self.clock()
+        await self._check_dependencies(tasks)
+        horizon = now + (0.0 if self.distributed else 5.0)
+        room = self.room()
+        mine: list[Task] = []
+        for task in tasks:
+            if room > 0 and task.state is not TaskState.PENDING and task.run_at <= horizon:
+                task.lease_owner = self.node_id
+                mine.append(task)
+                room -= 1
+        self._reserved += len(mine)
+        try:
+            stored = await self.committer.submit(tasks)
+        finally:
+            self._reserved -= len(mine)
+        results: list[Submitted] = []
+        duplicates: dict[str, int] = {}
+        for index, (task, stored_id) in enumerate(zip(tasks, stored, strict=True)):
+            if stored_id == task.id:
+                results.append(Submitted(task, True))
+            else:
+                duplicates[stored_id] = index
+                results.append(Submitted(task, False))
+        if duplicates:
+            existing = {t.id: t for t in await self.store.task_get_many(list(duplicates))}
+            for stored_id, index in duplicates.items():
+                results[index] = Submitted(existing.get(stored_id, tasks[index]), False)
+            # A duplicate's own id was never stored: it must not be queued either.
+            dup_tasks = {id(tasks[i]) for i in duplicates.values()}
+            mine = [t for t in mine if id(t) not in dup_tasks]
+        new = [r.task for r in results if r.created]
+        if self.distributed:
+            await self._write_through(new, mine)
+        elif len(mine) < len(new):
+            self.pager.poke()
+        live = self._live
+        for task in mine:
+            live[task.id] = task
+        self.memory.push_many(mine)
+        self._count_submitted(new)
+        if any(t.state is TaskState.PENDING for t in new):
+            self._pending_deps = True
+        return results
+
+    async def _write_through(self, new: list[Task], mine: list[Task]) -> None:
+        mine_ids = {t.id for t in mine}
+        shared = [t for t in new if t.id not in mine_ids and t.state is not TaskState.PENDING]
+        now = self.clock()
+        if mine:
+            await self.dispatch.enqueue_many(mine, self.node_id, now)
+        if shared:
+            await self.dispatch.enqueue_many(shared, None, now)
+
+    async def _check_dependencies(self, tasks: Sequence[Task]) -> None:
+        wanted = {d for t in tasks for d in t.depends_on}
+        if not wanted:
+            return
+        in_batch = {t.id: t for t in tasks}
+        outside = [d for d in wanted if d not in in_batch]
+        found = {t.id: t for t in await self.store.task_get_many(outside)} if outside else {}
+        for index, task in enumerate(tasks):
+            if not task.depends_on:
+                continue
+            waiting = False
+            for position, dep in enumerate(task.depends_on):
+                dep_task = found.get(dep) or in_batch.get(dep)
+                if dep_task is None or dep == task.id:
+                    raise InvalidDependency(index, position, dep)
+                live = self._live.get(dep)
+                state = live.state if live is not None else dep_task.state
+                if state is not TaskState.SUCCEEDED:
+                    waiting = True
+            if waiting:
+                task.state = TaskState.PENDING
+
+    def _count_submitted(self, tasks: Sequence[Task]) -> None:
+        by_type: dict[str, int] = {}
+        for task in tasks:
+            by_type[task.type] = by_type.get(task.type, 0) + 1
+        for type_name, n in by_type.items():
+            self.metrics.tasks_submitted.labels(type_name).inc(n)
+
+    def accept_claimed(self, tasks: Sequence[Task]) -> None:
+        """Tasks leased to this process by the pager go into the memory tier."""
+        live = self._live
+        fresh = [t for t in tasks if t.id not in live]
+        for task in fresh:
+            live[task.id] = task
+        self.memory.push_many(fresh)
+
+    def forget(self, task_id: str) -> None:
+        """This process no longer holds the task (handed to the shared tier)."""
+        self._live.pop(task_id, None)
+
+    def _on_promoted(self, tasks: list[Task]) -> None:
+        now = self.clock()
+        for task in tasks:
+            if task.state is TaskState.SCHEDULED:
+                task.state = TaskState.QUEUED
+                task.updated_at = now
+                self.flusher.add(
+                    Transition(
+                        task.id, task.attempt, TaskState.QUEUED, now, lease_owner=self.node_id
+                    )
+                )
+
+    # ---- after a batch is durable ------------------------------------------------------------
+
+    def on_attempt_failed(self, task: Task, final: bool) -> None:
+        self.metrics.tasks_failed.labels(task.type, "true" if final else "false").inc()
+
+    async def _on_flushed(self, transitions: list[Transition], refused: list[str]) -> None:
+        live = self._live
+        metrics = self.metrics
+        finished: list[str] = []
+        completed: dict[str, int] = {}
+        cancelled: dict[str, int] = {}
+        for t in transitions:
+            if t.state in TERMINAL_STATES:
+                finished.append(t.task_id)
+                task = live.get(t.task_id)
+                if task is not None and task.attempt <= t.attempt and task.state in TERMINAL_STATES:
+                    del live[t.task_id]
+                if task is not None:
+                    if t.state is TaskState.SUCCEEDED:
+                        completed[task.type] = completed.get(task.type, 0) + 1
+                        if t.started_at is not None and t.finished_at is not None:
+                            metrics.execution_seconds.labels(task.type).observe(
+                                t.finished_at - t.started_at
+                            )
+                    elif t.state is TaskState.CANCELLED:
+                        cancelled[task.type] = cancelled.get(task.type, 0) + 1
+        for type_name, n in completed.items():
+            metrics.tasks_completed.labels(type_name).inc(n)
+        for type_name, n in cancelled.items():
+            metrics.tasks_cancelled.labels(type_name).inc(n)
+        if refused:
+            metrics.stale_reports.inc(len(refused))
+            log.warning("%d reports refused as stale (fencing token)", len(refused))
+            for task_id in refused:
+                task = live.get(task_id)
+                if task is not None and task.state in TERMINAL_STATES:
+                    del live[task_id]
+        if finished and self._pending_deps:
+            await self._release_dependents(finished)
+
+    async def _release_dependents(self, finished: list[str]) -> None:
+        now = self.clock()
+        release = await self.store.task_release_dependents(finished, now)
+        if release.ready:
+            if self.distributed:
+                await self.dispatch.enqueue_many(release.ready, None, now)
+            self.pager.poke()
+        if release.cancelled:
+            # Their own dependents must hear about it too.
+            await self._release_dependents(release.cancelled)
+        if not release.ready and not release.cancelled:
+            counts = await self.store.task_counts()
+            self._pending_deps = counts[TaskState.PENDING] > 0
+
+    # ---- control ---------------------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task:
+        task = self._live.get(task_id)
+        if task is not None:
+            return task
+        found = await self.store.task_get(task_id)
+        if found is None:
+            raise NotFound(f"no task {task_id}")
+        return found
+
+    async def list_tasks(self, flt: TaskFilter) -> TaskPage:
+        return await self.store.task_list(flt)
+
+    async def executions(self, task_id: str) -> list[Execution]:
+        await self.get(task_id)
+        await self._flush_if_live(task_id)
+        return await self.store.execution_list(task_id)
+
+    async def _flush_if_live(self, task_id: str) -> None:
+        if task_id in self._live:
+            await self.flusher.run_once()
+
+    async def cancel(self, task_id: str) -> Task:
+        task = await self.get(task_id)
+        if task.state in TERMINAL_STATES:
+            raise Conflict(
+                f"task is {task.state.value}; only live tasks can be cancelled", task.state
+            )
+        if task.state is TaskState.RUNNING and self.workers.request_cancel(task_id):
+            for _ in range(100):
+                await asyncio.sleep(0.01)
+                if task.state is not TaskState.RUNNING:
+                    break
+            return task
+        now = self.clock()
+        if task_id in self._live and task.state in (TaskState.QUEUED, TaskState.SCHEDULED):
+            self.memory.remove(task_id)
+            task.state = TaskState.CANCELLED
+            task.finished_at = task.updated_at = now
+            task.last_error = "cancelled"
+            self.flusher.add(
+                Transition(
+                    task_id,
+                    task.attempt,
+                    TaskState.CANCELLED,
+                    now,
+                    finished_at=now,
+                    error="cancelled",
+                    lease_owner=None,
+                ),
+                Ack(task_id, task.attempt + 1, TaskState.CANCELLED) if self.distributed else None,
+            )
+            await self.flusher.run_once()
+            return task
+        if self.distributed:
+            await self.dispatch.cancel_many([task_id])
+        done = await self.store.task_cancel_many([task_id], now)
+        if not done:
+            current = await self.get(task_id)
+            raise Conflict(
+                f"task is {current.state.value} and cannot be cancelled here", current.state
+            )
+        if self._pending_deps:
+            await self._release_dependents(done)
+        return await self.get(task_id)
+
+    async def retry(self, task_id: str) -> Task:
+        await self.get(task_id)
+        await self._flush_if_live(task_id)
+        task = await self.get(task_id)
+        if task.state not in (TaskState.FAILED, TaskState.CANCELLED):
+            raise Conflict(
+                f"task is {task.state.value}; only failed or cancelled tasks can be retried",
+                task.state,
+            )
+        changed = await self.store.task_retry_many([task_id], self.clock())
+        if not changed:
+            current = await self.get(task_id)
+            raise Conflict(f"task is {current.state.value}", current.state)
+        fresh = await self.get(task_id)
+        if self.distributed:
+            await self.dispatch.enqueue_many([fresh], None, self.clock())
+        self.pager.poke()
+        return fresh
+
+    # ---- introspection ---------------------------------------------------------------------
+
+    def replica_info(self) -> dict[str, object]:
+        return {
+            "held": self.memory.held,
+            "queued": self.memory.ready_count,
+            "delayed": self.memory.delayed_count,
+            "running": self.workers.busy,
+            "workers": self.workers.size,
+            "started_at": self.started_at,
+        }
+
+    def update_gauges(self) -> None:
+        gauge = self.metrics.queue_depth
+        gauge.labels("memory", "ready").set(self.memory.ready_count)
+        gauge.labels("memory", "delayed").set(self.memory.delayed_count)
+        gauge.labels("memory", "running").set(self.workers.busy)
+        gauge.labels("memory", "unflushed").set(self.flusher.backlog)
+        self.metrics.workers_busy.set(self.workers.busy)

@@ -1,0 +1,149 @@
+"""Batched state changes: workers report transitions here; the flusher settles them with the
+dispatch tier (fencing) and writes them to the record tier, one batch at a time.
+
+Coalescing: transitions are keyed by (task id, attempt), the last one wins, so a task that
+started and finished within one flush interval costs one row update, not two. Reports for
+different attempts of one task are all kept, in order.
+
+What must stay true: a batch is removed from the buffer only after the record store accepted
+it; when the store fails, the batch is retried (acks already settled are not sent again); a
+transition refused by the dispatch tier (stale lease) never reaches the record tier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+from tierq.engine.model import Transition
+from tierq.engine.service import Service
+from tierq.storage.base import Ack
+
+log = logging.getLogger("tierq.engine")
+
+AckMany = Callable[[Sequence[Ack]], Awaitable[list[str]]]
+TransitionMany = Callable[[Sequence[Transition]], Awaitable[list[str]]]
+# Called after a batch is durable: (applied transitions, ids refused as stale).
+OnFlushed = Callable[[list[Transition], list[str]], Awaitable[None]]
+
+
+class Flusher(Service):
+    name = "flusher"
+
+    def __init__(
+        self,
+        ack_many: AckMany,
+        transition_many: TransitionMany,
+        on_flushed: OnFlushed,
+        interval_s: float,
+        batch_size: int = 10_000,
+        max_buffer: int = 200_000,
+    ) -> None:
+        super().__init__()
+        self._ack_many = ack_many
+        self._transition_many = transition_many
+        self._on_flushed = on_flushed
+        self._interval_s = interval_s
+        self._batch_size = batch_size
+        self.max_buffer = max_buffer
+        self._buffer: dict[tuple[str, int], Transition] = {}
+        self._acks: list[Ack] = []
+        # A batch whose acks are settled but whose record write failed: retried first.
+        self._retry: tuple[list[Transition], list[str]] | None = None
+        self._room: asyncio.Event | None = None
+        self.flushes = 0
+
+    def add(self, transition: Transition, ack: Ack | None = None) -> None:
+        self._buffer[(transition.task_id, transition.attempt)] = transition
+        if ack is not None:
+            self._acks.append(ack)
+        n = len(self._buffer)
+        if n == 1 or n >= self._batch_size:
+            self.wake()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._buffer) + (len(self._retry[0]) if self._retry else 0)
+
+    def pending(self, task_id: str) -> Transition | None:
+        """The newest unflushed transition of a task, if any (for reads before the flush)."""
+        found = None
+        for (tid, _), transition in self._buffer.items():
+            if tid == task_id:
+                found = transition
+        return found
+
+    async def wait_room(self) -> None:
+        """Back-pressure for workers: wait while the buffer is over its bound."""
+        while self.backlog >= self.max_buffer:
+            if self._room is None:
+                self._room = asyncio.Event()
+            self._room.clear()
+            await self._room.wait()
+
+    def next_wait(self) -> float | None:
+        return None if not self._buffer else self._interval_s
+
+    async def run(self) -> None:
+        while not self._stopping:
+            await self._sleep(None if not self._buffer and not self._retry else 0)
+            if not self._buffer and not self._retry:
+                continue
+            if len(self._buffer) < self._batch_size and not self._stopping:
+                # Give the batch time to fill (woken early when it reaches batch_size).
+                await self._sleep(self._interval_s)
+            try:
+                await self.run_once()
+            except Exception:
+                log.exception("flush failed; retrying in %.1fs", self.error_backoff_s)
+                await asyncio.sleep(self.error_backoff_s)
+        await self.drain()
+
+    async def drain(self) -> None:
+        attempts = 0
+        while self._buffer or self._retry:
+            try:
+                await self.run_once()
+            except Exception:
+                attempts += 1
+                if attempts >= 20:
+                    log.error("giving up flushing %d transitions at shutdown", self.backlog)
+                    raise
+                log.exception("flush failed at shutdown; retrying")
+                await asyncio.sleep(self.error_backoff_s)
+
+    async def run_once(self) -> None:
+        if self._retry is None:
+            if not self._buffer:
+                return
+            transitions = list(self._buffer.values())
+            acks = self._acks
+            self._buffer = {}
+            self._acks = []
+            stale: list[str] = []
+            if acks:
+                try:
+                    stale = await self._ack_many(acks)
+                except BaseException:
+                    # Nothing was settled: put the batch back in front of newer reports.
+                    self._restore(transitions, acks)
+                    raise
+            if stale:
+                refused = set(stale)
+                acked = {(a.task_id, a.attempt) for a in acks if a.task_id in refused}
+                transitions = [t for t in transitions if (t.task_id, t.attempt) not in acked]
+            self._retry = (transitions, stale)
+        transitions, stale = self._retry
+        refused_by_store = await self._transition_many(transitions)
+        self._retry = None
+        self.flushes += 1
+        if self._room is not None and self.backlog < self.max_buffer:
+            self._room.set()
+        await self._on_flushed(transitions, stale + refused_by_store)
+
+    def _restore(self, transitions: list[Transition], acks: list[Ack]) -> None:
+        newer = self._buffer
+        self._buffer = {(t.task_id, t.attempt): t for t in transitions}
+        self._buffer.update(newer)
+        self._acks = acks + self._acks

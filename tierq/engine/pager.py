@@ -1,0 +1,52 @@
+"""Refills the memory tier from the dispatch tier (or, embedded, from the record store).
+
+It runs when the memory tier drops below its low-water mark, when the dispatch tier signals
+new work, and on a slow tick (so tasks scheduled far ahead are claimed as they come within the
+claim horizon). It never claims more than the memory tier has room for.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tierq.engine.service import Service
+
+if TYPE_CHECKING:
+    from tierq.engine.engine import Engine
+
+
+class Pager(Service):
+    name = "pager"
+
+    def __init__(self, engine: Engine, tick_s: float) -> None:
+        super().__init__()
+        self._engine = engine
+        self._tick_s = tick_s
+        # True while the lower tiers may hold work for us; cleared when a claim comes back
+        # short. Set on submit overflow, on hand-backs, and by dispatch wake-ups.
+        self.more_hint = True
+        self.claimed = 0
+
+    def next_wait(self) -> float | None:
+        return self._tick_s
+
+    def poke(self) -> None:
+        self.more_hint = True
+        self.wake()
+
+    async def run_once(self) -> None:
+        engine = self._engine
+        room = engine.room()
+        # Claim in chunks big enough to amortise the round trip, but only when it matters:
+        # while the heap is above its low-water mark nothing is starving.
+        if room <= 0 or len(engine.memory) > engine.memory.low_water:
+            return
+        limit = min(room, engine.claim_batch)
+        tasks = await engine.dispatch.claim(engine.node_id, limit, engine.clock())
+        if len(tasks) < limit:
+            self.more_hint = False
+        if tasks:
+            self.claimed += len(tasks)
+            engine.accept_claimed(tasks)
+            if len(tasks) == limit:
+                self.wake()  # there may be more: go again at once

@@ -1,0 +1,48 @@
+"""Pick the backends named by the settings. Optional backends are imported only when used, and
+a missing driver is reported with the command that installs it."""
+
+from __future__ import annotations
+
+from tierq.config import ConfigError, Settings
+from tierq.storage.base import Dispatch, RecordStore
+from tierq.storage.inprocess import InProcessDispatch
+
+_HINT = "install the distributed extra: pip install 'tierq[distributed]'"
+
+
+def sqlite_path(url: str) -> str:
+    """sqlite:///relative.db -> relative.db; sqlite:////abs/path.db -> /abs/path.db."""
+    path = url[len("sqlite://") :]
+    if path.startswith("/"):
+        path = path[1:]
+    if not path:
+        raise ConfigError("TIERQ_DATABASE_URL: sqlite URL needs a file path")
+    return path
+
+
+def make_record_store(settings: Settings) -> RecordStore:
+    url = settings.database_url
+    if url.startswith("sqlite://"):
+        from tierq.storage.sqlite.store import SQLiteRecordStore
+
+        return SQLiteRecordStore(sqlite_path(url), synchronous=settings.sqlite_synchronous)
+    try:
+        from tierq.storage.postgres.store import PostgresRecordStore
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"TIERQ_DATABASE_URL: PostgreSQL needs asyncpg ({_HINT})") from exc
+    return PostgresRecordStore(url)
+
+
+def make_dispatch(settings: Settings, store: RecordStore) -> Dispatch:
+    if not settings.redis_url:
+        return InProcessDispatch(store)
+    if not store.capabilities.shared:
+        raise ConfigError(
+            "TIERQ_REDIS_URL: distributed mode needs a shared record store "
+            "(TIERQ_DATABASE_URL=postgresql://...), not the embedded SQLite file"
+        )
+    try:
+        from tierq.storage.redis.dispatch import RedisDispatch
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"TIERQ_REDIS_URL: Redis needs redis-py ({_HINT})") from exc
+    return RedisDispatch(settings.redis_url, heartbeat_ttl=settings.heartbeat_ttl_s)

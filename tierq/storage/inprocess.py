@@ -1,0 +1,77 @@
+"""The embedded dispatch tier: there is no shared queue, so the record store is the queue.
+
+Tasks this process could not hold in memory stay in the record store without a lease and are
+claimed from there (``RecordStore.task_claim``) as the memory tier drains. Leases never expire:
+one process owns an embedded database (the SQLite store enforces it with a file lock) and
+start-up recovery clears every lease of the previous run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from tierq.engine.model import Task
+from tierq.storage.base import (
+    Ack,
+    Dispatch,
+    DispatchCapabilities,
+    RecordStore,
+    ReplicaInfo,
+    RescuedLease,
+)
+
+
+class InProcessDispatch(Dispatch):
+    capabilities = DispatchCapabilities(shared=False, leases_expire=False)
+
+    def __init__(self, store: RecordStore, horizon_s: float = 5.0) -> None:
+        self._store = store
+        # Scheduled tasks due within the horizon are claimed early, so the memory tier's timer
+        # fires them on time even though the store is only looked at now and then.
+        self.horizon_s = horizon_s
+        self._heartbeat: tuple[str, float, float, dict[str, object]] | None = None
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def enqueue_many(
+        self, tasks: Sequence[Task], lease_owner: str | None, now: float
+    ) -> None:
+        # The record insert already stored each task with its lease (or none): nothing to add.
+        return None
+
+    async def claim(self, owner: str, limit: int, now: float) -> list[Task]:
+        return await self._store.task_claim(owner, limit, now, self.horizon_s)
+
+    async def ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
+        # The record transition carries the outcome; one owner means no lease can be stale.
+        return []
+
+    async def cancel_many(self, ids: Sequence[str]) -> list[str]:
+        return list(ids)
+
+    async def release(self, owner: str, ids: Sequence[str]) -> int:
+        return await self._store.task_release(owner, ids)
+
+    async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> None:
+        self._heartbeat = (owner, now, now + ttl, info)
+
+    async def rescue(self, now: float) -> list[RescuedLease]:
+        return []
+
+    async def replicas(self, now: float) -> list[ReplicaInfo]:
+        if self._heartbeat is None:
+            return []
+        owner, last, expires, info = self._heartbeat
+        leased = info.get("held", 0)
+        return [ReplicaInfo(owner, last, expires, leased if isinstance(leased, int) else 0, info)]
+
+    async def wait_for_work(self, max_wait: float) -> None:
+        await asyncio.sleep(max_wait)
+
+    async def depth(self) -> dict[str, int]:
+        return {}
