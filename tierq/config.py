@@ -65,7 +65,7 @@ class Settings:
         default=32 * 1024 * 1024, metadata=_doc("Largest request body accepted (413 above).")
     )
     commit_window_ms: float = field(
-        default=2.0,
+        default=0.0,
         metadata=_doc(
             "Group commit: how long a submission may wait for others to share its transaction. "
             "0 commits as soon as the writer is free."

@@ -130,9 +130,10 @@ class Flusher(Service):
                     self._restore(transitions, acks)
                     raise
             if stale:
+                # The dispatch tier says another attempt owns these tasks now: nothing this
+                # process reported about them may reach the record tier.
                 refused = set(stale)
-                acked = {(a.task_id, a.attempt) for a in acks if a.task_id in refused}
-                transitions = [t for t in transitions if (t.task_id, t.attempt) not in acked]
+                transitions = [t for t in transitions if t.task_id not in refused]
             self._retry = (transitions, stale)
         transitions, stale = self._retry
         refused_by_store = await self._transition_many(transitions)
