@@ -1,0 +1,3 @@
+from tierq.engine.handlers.loader import handler
+
+__all__ = ["handler"]

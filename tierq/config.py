@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 ENV_PREFIX = "TIERQ_"
+TEST_PREFIX = "TIERQ_TEST_"
 
 
 class ConfigError(ValueError):
@@ -226,7 +227,8 @@ def from_env(
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     for key, value in env.items():
-        if key.startswith(ENV_PREFIX):
+        # TIERQ_TEST_* is the test suite's namespace (service URLs), never a server setting.
+        if key.startswith(ENV_PREFIX) and not key.startswith(TEST_PREFIX):
             values[key[len(ENV_PREFIX) :].lower()] = value
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return from_mapping(values)

@@ -1,0 +1,169 @@
+"""Conversions between tierq's Python values and PostgreSQL columns.
+
+Codecs are set on every pooled connection so values cross the wire without detours:
+- timestamptz <-> float epoch seconds, through asyncpg's "tuple" format (microseconds since
+  2000-01-01): no datetime objects and no ``to_timestamp()``/``extract()`` in SQL.
+- json / jsonb <-> JSON bytes in binary format (json's wire format is the text, jsonb's a
+  version byte then the text), so JSON passes through without being parsed in Python.
+  ``payload`` is a json column and reads back byte for byte; ``result`` and ``notify`` are
+  jsonb, which PostgreSQL normalises (equivalent JSON, not necessarily the same bytes).
+- uuid <-> str in text format, so ids stay the strings the engine uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from tierq.engine.model import Execution, Outcome, Task, TaskState, Transition
+
+# Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01 UTC).
+_PG_EPOCH_US = 946_684_800_000_000
+_JSONB_VERSION = b"\x01"
+_STATES: dict[str, TaskState] = {s.value: s for s in TaskState}
+_OUTCOMES: dict[str, Outcome] = {o.value: o for o in Outcome}
+
+
+def _ts_encode(seconds: float) -> tuple[int]:
+    return (round(seconds * 1_000_000) - _PG_EPOCH_US,)
+
+
+def _ts_decode(value: tuple[int]) -> float:
+    # Integer microseconds since the Unix epoch divided once: the nearest float, so a time
+    # with microsecond precision reads back equal to the float that was written.
+    return (value[0] + _PG_EPOCH_US) / 1_000_000
+
+
+def _jsonb_encode(data: bytes | str) -> bytes:
+    if isinstance(data, str):
+        data = data.encode()
+    return _JSONB_VERSION + data
+
+
+def _jsonb_decode(data: bytes) -> bytes:
+    return data[1:]
+
+
+def _json_encode(data: bytes | str) -> bytes:
+    return data.encode() if isinstance(data, str) else data
+
+
+def _json_decode(data: bytes) -> bytes:
+    return data
+
+
+async def init_connection(conn: asyncpg.Connection) -> None:
+    """Pool ``init`` hook: runs once per new connection."""
+    await conn.set_type_codec(
+        "timestamptz",
+        schema="pg_catalog",
+        encoder=_ts_encode,
+        decoder=_ts_decode,
+        format="tuple",
+    )
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_jsonb_encode,
+        decoder=_jsonb_decode,
+        format="binary",
+    )
+    await conn.set_type_codec(
+        "json",
+        schema="pg_catalog",
+        encoder=_json_encode,
+        decoder=_json_decode,
+        format="binary",
+    )
+    await conn.set_type_codec("uuid", schema="pg_catalog", encoder=str, decoder=str, format="text")
+
+
+def task_from_row(r: Any) -> Task:
+    """A row whose columns follow the Task field order (see sql/task_get_many.sql)."""
+    return Task(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        r[4],
+        _STATES[r[5]],
+        r[6],
+        r[7],
+        r[8],
+        r[9],
+        r[10],
+        r[11],
+        r[12],
+        r[13],
+        r[14],
+        r[15],
+        tuple(r[16]),
+        r[17],
+        r[18],
+        r[19],
+        r[20],
+        r[21],
+        r[22],
+    )
+
+
+def execution_from_row(r: Any) -> Execution:
+    outcome = r[4]
+    return Execution(r[0], r[1], r[2], r[3], _OUTCOMES[outcome] if outcome else None, r[5], r[6])
+
+
+def task_columns(tasks: Sequence[Task]) -> list[tuple[Any, ...]]:
+    """The 23 array parameters of sql/task_insert.sql, one tuple per column."""
+    rows = [
+        (
+            t.id,
+            t.type,
+            t.queue,
+            t.priority,
+            t.payload,
+            t.state,
+            t.run_at,
+            t.created_at,
+            t.updated_at,
+            t.max_retries,
+            t.timeout_s,
+            t.attempt,
+            t.attempt_base,
+            t.name,
+            t.description,
+            t.idempotency_key,
+            ",".join(t.depends_on) if t.depends_on else None,
+            t.notify,
+            t.result,
+            t.last_error,
+            t.started_at,
+            t.finished_at,
+            t.lease_owner,
+        )
+        for t in tasks
+    ]
+    return list(zip(*rows, strict=True))
+
+
+def transition_columns(transitions: Sequence[Transition]) -> list[tuple[Any, ...]]:
+    """The 12 array parameters of sql/task_transition.sql, one tuple per column."""
+    rows = [
+        (
+            t.task_id,
+            t.attempt,
+            t.state,
+            t.at,
+            t.run_at,
+            t.started_at,
+            t.finished_at,
+            t.result,
+            t.error,
+            t.lease_owner,
+            t.worker,
+            t.outcome,
+        )
+        for t in transitions
+    ]
+    return list(zip(*rows, strict=True))

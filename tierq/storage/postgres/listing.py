@@ -1,0 +1,58 @@
+"""The task list query, assembled from fixed fragments and numbered placeholders.
+
+Only the filters present become conditions, so the planner can use tasks_state_id_idx for a
+state filter and the primary key for "newest first" (ids are time-ordered, so id order is
+creation order: sorting by created_at sorts by id). Values are always bind parameters.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tierq.engine.model import SORT_FIELDS, TaskFilter
+from tierq.storage.postgres.queries import TASK_LIST_SELECT
+
+# Sort columns other than created_at; id breaks ties so pages never overlap or skip.
+_SORT_COLUMNS = {"priority": "priority", "run_at": "run_at", "updated_at": "updated_at"}
+_DIRECTION = {True: "DESC", False: "ASC"}
+_AFTER = {True: "id < ${n}::uuid", False: "id > ${n}::uuid"}
+
+
+def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
+    """SQL and arguments for one page of ``flt``; the page holds up to ``size + 1`` rows so
+    the caller can tell whether there is more."""
+    if flt.sort_field not in SORT_FIELDS:
+        raise ValueError(f"cannot sort by {flt.sort_field!r}")
+    if flt.page < 0:
+        raise ValueError("page must not be negative")
+    if flt.after_id is not None and flt.sort_field != "created_at":
+        raise ValueError("after_id pages only by created_at")
+    conds: list[str] = []
+    args: list[Any] = []
+
+    def bind(fragment: str, value: Any) -> None:
+        args.append(value)
+        conds.append(fragment.replace("${n}", f"${len(args)}"))
+
+    if flt.states is not None:
+        bind("state = ANY(${n}::text[])", [s.value for s in flt.states])
+    if flt.type is not None:
+        bind("type = ${n}", flt.type)
+    if flt.queue is not None:
+        bind("queue = ${n}", flt.queue)
+    if flt.priority is not None:
+        bind("priority = ${n}", flt.priority)
+    if flt.after_id is not None:
+        bind(_AFTER[flt.descending], flt.after_id)
+    direction = _DIRECTION[flt.descending]
+    if flt.sort_field == "created_at":
+        order = f"id {direction}"
+    else:
+        order = f"{_SORT_COLUMNS[flt.sort_field]} {direction}, id {direction}"
+    offset = 0 if flt.after_id is not None else flt.page * flt.size
+    args.extend((flt.size + 1, offset))
+    sql = TASK_LIST_SELECT
+    if conds:
+        sql += " WHERE " + " AND ".join(conds)
+    sql += f" ORDER BY {order} LIMIT ${len(args) - 1} OFFSET ${len(args)}"
+    return sql, args

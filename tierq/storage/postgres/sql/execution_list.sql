@@ -1,0 +1,2 @@
+SELECT task_id, attempt, started_at, finished_at, outcome, error, worker
+FROM task_executions WHERE task_id = $1::uuid ORDER BY attempt

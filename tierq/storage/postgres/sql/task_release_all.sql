@@ -1,0 +1,1 @@
+UPDATE tasks SET lease_owner = NULL WHERE lease_owner = $1 AND state <> 'running'

@@ -1,0 +1,2 @@
+UPDATE tasks SET lease_owner = NULL
+WHERE lease_owner = $1 AND state <> 'running' AND id = ANY($2::uuid[])
