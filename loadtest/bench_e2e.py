@@ -199,7 +199,7 @@ def spawn_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str
     if args.profile:
         spy = str(Path(sys.executable).with_name("py-spy"))
         fmt = "raw" if args.profile.endswith(".txt") else "flamegraph"
-        cmd = [spy, "record", "-o", args.profile, "-f", fmt, "-r", "200", "--", *cmd]
+        cmd = [spy, "record", "-o", args.profile, "-f", fmt, "-r", "200", "--threads", "--", *cmd]
     proc = subprocess.Popen(cmd, env=env, cwd=workdir)
     return proc, f"http://127.0.0.1:{port}", workdir
 
