@@ -13,7 +13,7 @@ import uuid
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tierq.api.errors import ApiError, Handler, error_middleware
+from tierq.api.errors import REQUEST_ID, ApiError, Handler, error_middleware
 from tierq.api.routes import ENGINE, SETTINGS, add_routes
 from tierq.config import Settings
 from tierq.engine.engine import Engine
@@ -47,9 +47,9 @@ def _route_name(request: web.Request) -> str:
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
-    request["request_id"] = request_id[:64]
+    request[REQUEST_ID] = request_id[:64]
     response = await handler(request)
-    response.headers["X-Request-ID"] = request["request_id"]
+    response.headers["X-Request-ID"] = request[REQUEST_ID]
     return response
 
 

@@ -21,6 +21,7 @@ from tierq.storage.base import StoreUnavailable
 log = logging.getLogger("tierq.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 class ApiError(Exception):
@@ -105,7 +106,7 @@ def to_response(exc: BaseException, request: web.Request) -> web.Response:
         message = exc.reason if exc.status != 413 else "request body too large"
         headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         return error_response(exc.status, code, message, headers=headers)
-    request_id = request.get("request_id", "-")
+    request_id = request.get(REQUEST_ID, "-")
     log.error(
         "unhandled error on %s %s [%s]", request.method, request.path, request_id, exc_info=exc
     )

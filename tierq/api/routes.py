@@ -11,6 +11,7 @@ from aiohttp import web
 from tierq.api.errors import ApiError
 from tierq.api.schemas import (
     FieldError,
+    TaskIn,
     decode_tasks,
     encode,
     execution_out,
@@ -19,8 +20,8 @@ from tierq.api.schemas import (
     to_task,
 )
 from tierq.config import Settings
-from tierq.engine.engine import Engine
-from tierq.engine.model import SORT_FIELDS, TaskFilter, TaskState
+from tierq.engine.engine import Engine, InvalidDependency, Submitted
+from tierq.engine.model import SORT_FIELDS, Task, TaskFilter, TaskState
 from tierq.ids import is_valid_id
 
 ENGINE = web.AppKey("engine", Engine)
@@ -53,12 +54,25 @@ def task_id_param(request: web.Request) -> str:
     return task_id
 
 
+async def _submit(
+    engine: Engine, tasks: list[Task], specs: list[TaskIn], batch: bool
+) -> list[Submitted]:
+    try:
+        return await engine.submit_many(tasks)
+    except InvalidDependency as exc:
+        # The engine counts positions in the de-duplicated depends_on and always indexes a
+        # batch; the path must point into what the client sent ($.x for a single task).
+        position = specs[exc.index].depends_on.index(exc.dep_id)
+        prefix = f"$[{exc.index}]" if batch else "$"
+        raise FieldError(f"{prefix}.depends_on[{position}]", f"no task {exc.dep_id}") from None
+
+
 async def submit_one(request: web.Request) -> web.Response:
     engine, settings = request.app[ENGINE], request.app[SETTINGS]
     specs = decode_tasks(await read_json_body(request), batch=False)
     now = engine.clock()
     task = to_task(specs[0], "$", settings, engine.registry, now)
-    (result,) = await engine.submit_many([task])
+    (result,) = await _submit(engine, [task], specs, batch=False)
     return json_response(task_out(result.task), 201 if result.created else 200)
 
 
@@ -72,7 +86,7 @@ async def submit_batch(request: web.Request) -> web.Response:
     now = engine.clock()
     registry = engine.registry
     tasks = [to_task(spec, f"$[{i}]", settings, registry, now) for i, spec in enumerate(specs)]
-    results = await engine.submit_many(tasks)
+    results = await _submit(engine, tasks, specs, batch=True)
     existing = [i for i, r in enumerate(results) if not r.created]
     return json_response(
         {"ids": [r.task.id for r in results], "count": len(results), "existing": existing}, 201

@@ -8,6 +8,7 @@ lockstep. Property tests in tests/engine/test_backoff.py hold it to this.
 
 from __future__ import annotations
 
+import math
 import random
 
 
@@ -16,8 +17,11 @@ def retry_delay(
 ) -> float:
     if retry_number < 1:
         raise ValueError("retry_number starts at 1")
-    # Cap the exponent first: 2**retry_number overflows float for absurd attempt counts.
-    step = base_s * (2.0 ** min(retry_number - 1, 62))
+    # ldexp is exact for any exponent; past the float range the step is simply "above the cap".
+    try:
+        step = math.ldexp(base_s, retry_number - 1)
+    except OverflowError:
+        step = math.inf
     ceiling = min(max_s, step)
     r = (rng or random).random()
     return ceiling / 2.0 + r * (ceiling / 2.0)

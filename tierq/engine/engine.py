@@ -283,8 +283,12 @@ class Engine:
             live[task.id] = task
         self.memory.push_many(mine)
         self._count_submitted(new)
-        if any(t.state is TaskState.PENDING for t in new):
+        waiting = [t for t in new if t.state is TaskState.PENDING]
+        if waiting:
             self._pending_deps = True
+            # A dependency that finished (or was already failed or cancelled) before these
+            # rows were committed will never trigger another release: resolve them now.
+            await self._release_dependents(sorted({d for t in waiting for d in t.depends_on}))
         return results
 
     async def _write_through(self, new: list[Task], mine: list[Task]) -> None:
@@ -428,6 +432,8 @@ class Engine:
 
     async def cancel(self, task_id: str) -> Task:
         task = await self.get(task_id)
+        # The pager may have claimed it while it was read from the store: act on the held copy.
+        task = self._live.get(task_id, task)
         if task.state in TERMINAL_STATES:
             raise Conflict(
                 f"task is {task.state.value}; only live tasks can be cancelled", task.state
@@ -466,6 +472,15 @@ class Engine:
             raise Conflict(
                 f"task is {current.state.value} and cannot be cancelled here", current.state
             )
+        claimed = self._live.get(task_id)
+        if claimed is not None and not self.distributed:
+            # Claimed into memory while the store cancelled it: the copy must not run.
+            if claimed.state is TaskState.RUNNING:
+                self.workers.request_cancel(task_id)  # its report is refused (terminal)
+            elif claimed.state in (TaskState.QUEUED, TaskState.SCHEDULED):
+                self.memory.remove(task_id)
+                claimed.state = TaskState.CANCELLED
+                del self._live[task_id]
         if self._pending_deps:
             await self._release_dependents(done)
         return await self.get(task_id)

@@ -3,7 +3,8 @@ dispatch tier (fencing) and writes them to the record tier, one batch at a time.
 
 Coalescing: transitions are keyed by (task id, attempt), the last one wins, so a task that
 started and finished within one flush interval costs one row update, not two. Reports for
-different attempts of one task are all kept, in order.
+different attempts of one task are all kept, in order, and a report carrying an attempt's
+outcome is never replaced by a later one without (see ``_put``).
 
 What must stay true: a batch is removed from the buffer only after the record store accepted
 it; when the store fails, the batch is retried (acks already settled are not sent again); a
@@ -52,15 +53,27 @@ class Flusher(Service):
         # A batch whose acks are settled but whose record write failed: retried first.
         self._retry: tuple[list[Transition], list[str]] | None = None
         self._room: asyncio.Event | None = None
+        self._lock: asyncio.Lock | None = None
         self.flushes = 0
 
     def add(self, transition: Transition, ack: Ack | None = None) -> None:
-        self._buffer[(transition.task_id, transition.attempt)] = transition
+        self._put(transition)
         if ack is not None:
             self._acks.append(ack)
         n = len(self._buffer)
         if n == 1 or n >= self._batch_size:
             self.wake()
+
+    def _put(self, transition: Transition) -> None:
+        key = (transition.task_id, transition.attempt)
+        earlier = self._buffer.get(key)
+        if earlier is not None and earlier.outcome is not None and transition.outcome is None:
+            # The attempt has ended (its outcome makes the execution row) and this is a later
+            # change without one: promoted out of retry backoff, cancelled while waiting.
+            # Replacing the report would lose the attempt's execution row and error, so both
+            # are written, in order; the follow-up key (negative) never names a real attempt.
+            key = (transition.task_id, -1 - transition.attempt)
+        self._buffer[key] = transition
 
     @property
     def backlog(self) -> int:
@@ -114,6 +127,14 @@ class Flusher(Service):
                 await asyncio.sleep(self.error_backoff_s)
 
     async def run_once(self) -> None:
+        # The loop and callers that need their reports written (cancel, retry, executions)
+        # both come here; one batch at a time, or a batch could be written twice.
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         if self._retry is None:
             if not self._buffer:
                 return
@@ -145,6 +166,7 @@ class Flusher(Service):
 
     def _restore(self, transitions: list[Transition], acks: list[Ack]) -> None:
         newer = self._buffer
-        self._buffer = {(t.task_id, t.attempt): t for t in transitions}
-        self._buffer.update(newer)
+        self._buffer = {}
+        for transition in (*transitions, *newer.values()):
+            self._put(transition)
         self._acks = acks + self._acks

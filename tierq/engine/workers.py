@@ -2,9 +2,9 @@
 
 Each attempt ends in exactly one report to the flusher: succeeded, failed (retry scheduled or
 dead-lettered), timed out, cancelled by a user, or interrupted at shutdown (handed back to the
-queue). A user's cancel reaches a running handler as a ``CancelledError`` that the worker then
-consumes with ``Task.uncancel()``; any other cancellation (shutdown) is re-raised after the
-hand-back is reported.
+queue). Handlers that can block run in a child task under the task's timeout, so a user's
+cancel targets that child alone; cancelling a worker means shutdown, and the worker reports the
+hand-back before re-raising.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from tierq.engine.backoff import retry_delay
-from tierq.engine.handlers.base import PermanentError, TaskContext
+from tierq.engine.handlers.base import HandlerFn, PermanentError, TaskContext
 from tierq.engine.model import Outcome, Task, TaskState, Transition
 from tierq.storage.base import Ack
 
@@ -25,6 +25,11 @@ if TYPE_CHECKING:
     from tierq.engine.engine import Engine
 
 log = logging.getLogger("tierq.worker")
+
+
+class _UserCancelled(Exception):
+    """A user cancelled the running handler (not the worker: that is shutdown)."""
+
 
 # Let other coroutines (HTTP, flusher) run at least this often while tasks complete without
 # ever awaiting anything (noop): fairness, not speed.
@@ -37,21 +42,23 @@ class WorkerPool:
         self._engine = engine
         self.size = size
         self.busy = 0
-        self._running: dict[str, asyncio.Task[None]] = {}  # task id -> worker running it
-        self._cancel_requested: set[str] = set()
+        # Handlers that can be interrupted run in a child task of their worker; a user's cancel
+        # cancels that child only. A worker itself is only ever cancelled by shutdown, so a
+        # cancel that arrives as a handler ends can never leak into the worker's next await.
+        self._handlers: dict[str, asyncio.Task[object]] = {}
+        self._running: set[str] = set()
         self._idle: asyncio.Event | None = None
 
     def running_ids(self) -> list[str]:
         return list(self._running)
 
     def request_cancel(self, task_id: str) -> bool:
-        """Cancel a running task through its worker; False when it is not running here."""
-        worker = self._running.get(task_id)
-        if worker is None:
+        """Cancel a running handler; False when it is not running here (or cannot be
+        interrupted: an instant handler has already finished by the time anyone asks)."""
+        child = self._handlers.get(task_id)
+        if child is None or child.done():
             return False
-        self._cancel_requested.add(task_id)
-        worker.cancel()
-        return True
+        return child.cancel()
 
     async def wait_idle(self) -> None:
         while self.busy:
@@ -65,31 +72,29 @@ class WorkerPool:
         memory = engine.memory
         flusher = engine.flusher
         name = f"{engine.node_id}/w{index}"
-        me = asyncio.current_task()
-        assert me is not None
         done = 0
         while True:
             task = memory.pop_ready()
             if task is None:
                 await memory.wait_ready()
                 continue
-            if flusher.backlog >= flusher.max_buffer:
-                await flusher.wait_room()
             self.busy += 1
-            self._running[task.id] = me
+            self._running.add(task.id)
             try:
-                await self._attempt(task, name, me)
+                await self._attempt(task, name)
             finally:
-                self._running.pop(task.id, None)
+                self._running.discard(task.id)
                 self.busy -= 1
                 memory.finished()
                 if self.busy == 0 and self._idle is not None:
                     self._idle.set()
+            if flusher.backlog >= flusher.max_buffer:
+                await flusher.wait_room()
             done += 1
             if done % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
 
-    async def _attempt(self, task: Task, worker: str, me: asyncio.Task[None]) -> None:
+    async def _attempt(self, task: Task, worker: str) -> None:
         engine = self._engine
         handler = engine.registry.get(task.type)
         now = engine.clock()
@@ -108,42 +113,39 @@ class WorkerPool:
                 error=f"no handler registered for type {task.type!r}",
             )
             return
-        if not handler.instant:
-            engine.flusher.add(
-                Transition(
-                    task.id,
-                    task.attempt,
-                    TaskState.RUNNING,
-                    now,
-                    started_at=now,
-                    worker=worker,
-                    lease_owner=engine.node_id,
-                )
-            )
         loop = asyncio.get_running_loop()
         ctx = TaskContext(
             task.id, task.type, task.queue, task.attempt, task.payload, loop.time() + task.timeout_s
         )
         try:
             if handler.instant:
+                # Cannot await, overrun or be interrupted: no timer, no child task.
                 value = await handler.run(ctx)
             else:
-                async with asyncio.timeout(task.timeout_s):
-                    value = await handler.run(ctx)
-            result = None if value is None else orjson.dumps(value)
-        except asyncio.CancelledError:
-            if task.id in self._cancel_requested:
-                self._cancel_requested.discard(task.id)
-                if me.uncancel() == 0:
-                    self._finish(
-                        task,
-                        worker,
-                        engine.clock(),
-                        TaskState.CANCELLED,
-                        Outcome.CANCELLED,
-                        error="cancelled while running",
+                engine.flusher.add(
+                    Transition(
+                        task.id,
+                        task.attempt,
+                        TaskState.RUNNING,
+                        now,
+                        started_at=now,
+                        worker=worker,
+                        lease_owner=engine.node_id,
                     )
-                    return
+                )
+                value = await self._interruptible(handler.run, ctx, task)
+            result = None if value is None else orjson.dumps(value)
+        except _UserCancelled:
+            self._finish(
+                task,
+                worker,
+                engine.clock(),
+                TaskState.CANCELLED,
+                Outcome.CANCELLED,
+                error="cancelled while running",
+            )
+        except asyncio.CancelledError:
+            # Shutdown: the handler was cancelled with us; hand the task back, then go.
             self._hand_back(task, worker)
             raise
         except TimeoutError:
@@ -154,16 +156,32 @@ class WorkerPool:
                 f"timed out after {task.timeout_s:g}s",
                 permanent=False,
             )
-            return
         except PermanentError as exc:
             self._failed(task, worker, Outcome.FAILED, _describe(exc), permanent=True)
-            return
         except Exception as exc:
             self._failed(task, worker, Outcome.FAILED, _describe(exc), permanent=False)
-            return
-        self._finish(
-            task, worker, engine.clock(), TaskState.SUCCEEDED, Outcome.SUCCEEDED, result=result
-        )
+        else:
+            self._finish(
+                task, worker, engine.clock(), TaskState.SUCCEEDED, Outcome.SUCCEEDED, result=result
+            )
+
+    async def _interruptible(self, run: HandlerFn, ctx: TaskContext, task: Task) -> object:
+        async def timed() -> object:
+            async with asyncio.timeout(task.timeout_s):
+                return await run(ctx)
+
+        child = asyncio.get_running_loop().create_task(timed(), name=f"tierq-handler-{task.id}")
+        self._handlers[task.id] = child
+        try:
+            # Cancelling this worker (shutdown) cancels the awaited child too.
+            return await child
+        except asyncio.CancelledError:
+            me = asyncio.current_task()
+            if child.cancelled() and me is not None and me.cancelling() == 0:
+                raise _UserCancelled from None
+            raise
+        finally:
+            del self._handlers[task.id]
 
     def _failed(
         self, task: Task, worker: str, outcome: Outcome, error: str, permanent: bool

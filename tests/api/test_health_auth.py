@@ -1,0 +1,131 @@
+"""Health endpoints, Prometheus metrics, API keys, unknown routes and methods."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from tests.api.conftest import Client, MakeClient, expect_error, submit, wait_status
+
+TASKS = "/api/v1/tasks"
+
+
+async def test_health_endpoints(client: Client) -> None:
+    resp = await client.get("/health")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["status"] == "ok"
+    assert body["ready"] is True
+    assert body["draining"] is False
+    assert body["checks"] == {"record_store": "ok", "dispatch": "ok"}
+    assert body["node"] == "test-node"
+    assert body["mode"] == "embedded"
+    assert body["uptime_seconds"] >= 0
+
+    resp = await client.get("/health/live")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "alive"}
+
+    resp = await client.get("/health/ready")
+    assert resp.status == 200
+    assert await resp.json() == {"status": "ready"}
+
+
+async def test_health_workers_lists_this_node(make_client: MakeClient) -> None:
+    client = await make_client(workers=3)
+    task = await submit(client, type="dummy", payload={"sleep_ms": 5000})
+    await wait_status(client, task["id"], "running", timeout=3)
+    resp = await client.get("/health/workers")
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["node"] == "test-node"
+    assert body["workers"] == 3
+    assert body["busy"] == 1
+    assert body["running"] == [task["id"]]
+    assert [r["node"] for r in body["replicas"]] == ["test-node"]
+
+
+async def test_ready_is_503_after_engine_stops(make_client: MakeClient) -> None:
+    client = await make_client()
+    from tierq.api.routes import ENGINE
+
+    await client.app[ENGINE].stop()
+    resp = await client.get("/health/ready")
+    assert resp.status == 503
+    assert (await resp.json())["status"] == "draining"
+
+
+async def test_metrics_exposes_prometheus_text(client: Client) -> None:
+    task = await submit(client, type="dummy", payload={"sleep_ms": 1})
+    await wait_status(client, task["id"], "succeeded")
+    # Completions are counted when their batch is flushed, a moment after the state change.
+    deadline = time.monotonic() + 3
+    text = ""
+    while time.monotonic() < deadline:
+        resp = await client.get("/metrics")
+        assert resp.status == 200
+        assert resp.content_type == "text/plain"
+        text = await resp.text()
+        if 'tierq_task_execution_seconds_count{type="dummy"} 1.0' in text:
+            break
+        await asyncio.sleep(0.02)
+    assert 'tierq_tasks_submitted_total{type="dummy"} 1.0' in text
+    assert "tierq_task_execution_seconds_bucket" in text
+    assert 'tierq_task_execution_seconds_count{type="dummy"} 1.0' in text
+    assert "tierq_queue_depth{" in text
+    assert "Traceback" not in text
+
+
+async def test_api_keys(make_client: MakeClient) -> None:
+    client = await make_client(api_keys=("k1", "k2"))
+    resp = await client.get(TASKS)
+    error = await expect_error(resp, 401, "unauthorized")
+    assert "X-API-Key" in error["message"]
+    assert resp.headers["WWW-Authenticate"] == "Bearer"
+    resp = await client.post(TASKS, json={"type": "noop"})
+    await expect_error(resp, 401, "unauthorized")
+
+    await expect_error(await client.get(TASKS, headers={"X-API-Key": "nope"}), 403, "forbidden")
+    await expect_error(
+        await client.get(TASKS, headers={"Authorization": "Bearer k11"}), 403, "forbidden"
+    )
+
+    resp = await client.get(TASKS, headers={"X-API-Key": "k1"})
+    assert resp.status == 200
+    resp = await client.get(TASKS, headers={"Authorization": "Bearer k2"})
+    assert resp.status == 200
+    resp = await client.post(TASKS, json={"type": "noop"}, headers={"X-API-Key": "k2"})
+    assert resp.status == 201
+
+    resp = await client.get("/health/live")
+    assert resp.status == 200
+    resp = await client.get("/health/ready")
+    assert resp.status == 200
+
+
+async def test_no_auth_without_keys(client: Client) -> None:
+    resp = await client.get(TASKS, headers={"X-API-Key": "anything"})
+    assert resp.status == 200
+
+
+async def test_unknown_route_is_404_json(client: Client) -> None:
+    await expect_error(await client.get("/api/v2/tasks"), 404, "not_found")
+    await expect_error(await client.get("/nothing/here"), 404, "not_found")
+
+
+async def test_wrong_method_is_405_json(client: Client) -> None:
+    resp = await client.put(TASKS, json={"type": "noop"})
+    await expect_error(resp, 405, "method_not_allowed")
+    assert "POST" in resp.headers["Allow"]
+    resp = await client.get(f"{TASKS}/batch")
+    # GET /tasks/{id} matches "batch" as an id: a malformed id, not a crash.
+    await expect_error(resp, 400, "bad_id")
+    resp = await client.delete("/health")
+    await expect_error(resp, 405, "method_not_allowed")
+
+
+async def test_request_id_is_echoed(client: Client) -> None:
+    resp = await client.get("/health/live", headers={"X-Request-ID": "abc-123"})
+    assert resp.headers["X-Request-ID"] == "abc-123"
+    resp = await client.get("/health/live")
+    assert len(resp.headers["X-Request-ID"]) == 32

@@ -1,0 +1,436 @@
+"""The Redis dispatch tier: the shared queue several replicas pull from (distributed mode).
+
+Layout (see ``keys.py`` for names and the ready-order encoding): per queue a ready zset, a
+delayed zset, a lease hash ``id -> owner|token``, a body hash, a meta hash
+``id -> attempt|member`` and one owned set per owner; globally the set of queues, a zset of
+replicas scored by heartbeat expiry, their info, and a wake-up channel.
+
+What must stay true: a task known to the dispatch tier has a body and a meta entry and is in
+exactly one of ready, delayed or lease; every state change is one Lua script per queue per
+batch, so replicas racing on the same queue never see half a move. Time only ever comes from
+the caller's ``now`` (the replicas zset is scored with it), never from Redis TIME; the
+per-owner key with a real TTL exists for humans and is never read by rescue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from tierq.engine.model import Task, TaskState
+from tierq.storage.base import (
+    Ack,
+    Dispatch,
+    DispatchCapabilities,
+    ReplicaInfo,
+    RescuedLease,
+    StoreUnavailable,
+)
+from tierq.storage.redis.codec import decode_task, encode_task
+from tierq.storage.redis.eviction import check_eviction_policy
+from tierq.storage.redis.keys import Keys, member, run_at_from_member, run_at_hex
+from tierq.storage.redis.scripts import SCRIPTS
+
+try:
+    from redis import asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoScriptError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "the Redis dispatch tier needs redis: pip install 'tierq[distributed]'"
+    ) from exc
+
+log = logging.getLogger("tierq.storage.redis")
+
+Command = tuple[Any, ...]
+# Due delayed tasks moved per script call: bounds how long one call blocks Redis when a
+# large backlog becomes due at once; the rest move on the next claim or promote.
+PROMOTE_CAP = 10_000
+_ACK_KIND = {TaskState.SCHEDULED: "s", TaskState.QUEUED: "q"}
+
+
+class RedisDispatch(Dispatch):
+    capabilities = DispatchCapabilities(shared=True, leases_expire=True)
+
+    def __init__(self, url: str, *, prefix: str = "tierq", heartbeat_ttl: float = 6.0) -> None:
+        """``heartbeat_ttl`` is how long the leases of an owner that claims without ever
+        heartbeating stay alive; ``heartbeat()`` sets its own TTL per call."""
+        if heartbeat_ttl <= 0:
+            raise ValueError("heartbeat_ttl must be positive")
+        self._url = url
+        self.keys = Keys(prefix)
+        self._heartbeat_ttl = heartbeat_ttl
+        # Loop-bound state is created in open() only.
+        self._client: Any = None  # redis.asyncio.Redis; the installed stubs lag behind redis 8
+        self._pubsub: Any = None
+        self._listener: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        # Queue of each task this instance leased out, so an ack or release goes to one
+        # queue's script instead of all of them. Only a routing hint: the scripts check
+        # the lease, and unknown ids are tried on every queue.
+        self._queue_of: dict[str, str] = {}
+
+    # ---- lifecycle ---------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        client: Any = aioredis.from_url(self._url, decode_responses=False)
+        try:
+            await check_eviction_policy(client)
+            await self._load_scripts(client)
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            await pubsub.subscribe(self.keys.wake_channel)
+            # Wait for the confirmation so no wake-up published after open() is missed.
+            while await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0) is None:
+                pass
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            await client.aclose()
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        except BaseException:
+            await client.aclose()
+            raise
+        self._client = client
+        self._pubsub = pubsub
+        self._wake = asyncio.Event()
+        self._listener = asyncio.create_task(self._listen(pubsub, self._wake))
+
+    async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            try:
+                await listener
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            await pubsub.aclose()
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def check_eviction_policy(self) -> str | None:
+        """Raise EvictionPolicyError if Redis may evict queue keys (also run by open())."""
+        return await check_eviction_policy(self._require())
+
+    # ---- writes ------------------------------------------------------------------------
+
+    async def enqueue_many(
+        self, tasks: Sequence[Task], lease_owner: str | None, now: float
+    ) -> None:
+        if not tasks:
+            return
+        by_queue: dict[str, list[Any]] = defaultdict(list)
+        for t in tasks:
+            by_queue[t.queue] += (
+                t.id,
+                member(t.priority, t.run_at, t.id),
+                t.run_at,
+                t.attempt,
+                encode_task(t),
+            )
+        cmds: list[Command] = [("SADD", self.keys.queues, *by_queue)]
+        owner = lease_owner or ""
+        if lease_owner:
+            cmds.append(self._register(lease_owner, now))
+            self._queue_of.update((t.id, t.queue) for t in tasks)
+        for queue, args in by_queue.items():
+            qk = self.keys.queue(queue)
+            keys = [*qk.core, qk.owned(owner)]
+            cmds.append(self._eval("enqueue", keys, [now, owner, self.keys.wake_channel, *args]))
+        await self._run(cmds)
+
+    async def claim(self, owner: str, limit: int, now: float) -> list[Task]:
+        if limit <= 0:
+            return []
+        queues = await self._queues()
+        if not queues:
+            return []
+        plan = {queues[0]: limit} if len(queues) == 1 else await self._plan(queues, limit, now)
+        cmds: list[Command] = [self._register(owner, now)]
+        for queue, count in plan.items():
+            qk = self.keys.queue(queue)
+            keys = [*qk.core, qk.owned(owner)]
+            args = [now, count, owner, PROMOTE_CAP, self.keys.wake_channel]
+            cmds.append(self._eval("claim", keys, args))
+        results = await self._run(cmds)
+        claimed: list[tuple[bytes, Task]] = []
+        for queue, flat in zip(plan, results[1:], strict=True):
+            for i in range(0, len(flat), 2):
+                attempt, mem = flat[i + 1].split(b"|", 1)
+                task = decode_task(
+                    flat[i], int(attempt), run_at_from_member(mem), TaskState.QUEUED, owner
+                )
+                self._queue_of[task.id] = queue
+                claimed.append((mem, task))
+        if len(plan) > 1:
+            claimed.sort(key=lambda pair: pair[0])
+        return [task for _, task in claimed]
+
+    async def _plan(self, queues: list[str], limit: int, now: float) -> dict[str, int]:
+        """Split ``limit`` over several queues by merging their heads in run order (members
+        compare across queues). Racing claimers may take some heads first; then we get the
+        next ones of that queue, which is as good as run order gets without a global lock."""
+        cmds = [
+            self._eval(
+                "promote",
+                [self.keys.queue(q).ready, self.keys.queue(q).delayed],
+                [now, PROMOTE_CAP, self.keys.wake_channel, limit],
+            )
+            for q in queues
+        ]
+        heads = sorted(
+            (mem, q)
+            for q, res in zip(queues, await self._run(cmds), strict=True)
+            for mem in res[1:]
+        )
+        plan: dict[str, int] = defaultdict(int)
+        for _, q in heads[:limit]:
+            plan[q] += 1
+        return plan
+
+    async def ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
+        if not acks:
+            return []
+        by_queue: dict[str | None, list[Any]] = defaultdict(list)
+        for a in acks:
+            if a.state.terminal:
+                kind, run_at, hexed = "t", now, ""
+            elif a.state in _ACK_KIND:
+                kind = _ACK_KIND[a.state]
+                run_at = now if a.run_at is None else a.run_at
+                hexed = "" if a.run_at is None and kind == "q" else run_at_hex(run_at)
+            else:
+                raise ValueError(f"cannot ack task {a.task_id} as {a.state}")
+            by_queue[self._queue_of.pop(a.task_id, None)] += (
+                a.task_id,
+                a.attempt,
+                kind,
+                run_at,
+                hexed,
+            )
+        refused = await self._ack_routed(owner, by_queue)
+        return [a.task_id for a in acks if a.task_id in refused]
+
+    async def release(self, owner: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        by_queue: dict[str | None, list[Any]] = defaultdict(list)
+        for task_id in ids:
+            by_queue[self._queue_of.pop(task_id, None)].append(task_id)
+        cmds: list[Command] = []
+        for queue in await self._targets(by_queue):
+            qk = self.keys.queue(queue)
+            ids_here = by_queue.get(queue, []) + by_queue.get(None, [])
+            keys = [qk.ready, qk.lease, qk.meta, qk.owned(owner)]
+            cmds.append(self._eval("release", keys, [owner, self.keys.wake_channel, *ids_here]))
+        return sum(int(n) for n in await self._run(cmds))
+
+    async def cancel_many(self, ids: Sequence[str]) -> list[str]:
+        if not ids:
+            return []
+        queues = await self._queues()
+        cmds = [self._eval("cancel", self.keys.queue(q).core, list(ids)) for q in queues]
+        removed = {r.decode() for res in await self._run(cmds) for r in res}
+        return [i for i in ids if i in removed]
+
+    async def promote(self, now: float) -> int:
+        """Move due delayed tasks to ready in every queue; return how many moved."""
+        queues = await self._queues()
+        cmds = [
+            self._eval(
+                "promote",
+                [self.keys.queue(q).ready, self.keys.queue(q).delayed],
+                [now, PROMOTE_CAP, self.keys.wake_channel, 0],
+            )
+            for q in queues
+        ]
+        return sum(int(res[0]) for res in await self._run(cmds))
+
+    # ---- liveness ----------------------------------------------------------------------
+
+    async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> None:
+        doc = orjson.dumps({"last_heartbeat": now, "expires_at": now + ttl, "info": info})
+        await self._run(
+            [
+                ("SET", self.keys.replica(owner), doc, "PX", max(1, int(ttl * 1000))),
+                ("ZADD", self.keys.replicas, now + ttl, owner),
+                ("HSET", self.keys.replica_info, owner, doc),
+            ]
+        )
+
+    async def rescue(self, now: float) -> list[RescuedLease]:
+        raw = await self._run([("ZRANGEBYSCORE", self.keys.replicas, "-inf", now)])
+        dead = [o.decode() for o in raw[0]]
+        if not dead:
+            return []
+        cmds: list[Command] = []
+        for q in await self._queues():
+            qk = self.keys.queue(q)
+            keys = [qk.ready, qk.lease, qk.meta, *(qk.owned(o) for o in dead)]
+            cmds.append(self._eval("rescue", keys, [self.keys.wake_channel, *dead]))
+        # Forget the dead owners after their leases moved; one that heartbeated meanwhile
+        # keeps its entry (reap re-checks the expiry inside Redis).
+        cmds.append(self._eval("reap", [self.keys.replicas, self.keys.replica_info], [now, *dead]))
+        results = await self._run(cmds)
+        rescued = [
+            RescuedLease(flat[i].decode(), int(flat[i + 1]), flat[i + 2].decode())
+            for flat in results[:-1]
+            for i in range(0, len(flat), 3)
+        ]
+        if rescued:
+            log.warning("rescued %d leases of %d dead owners", len(rescued), len(dead))
+        return rescued
+
+    async def replicas(self, now: float) -> list[ReplicaInfo]:
+        raw = await self._run(
+            [("ZRANGEBYSCORE", self.keys.replicas, f"({now!r}", "+inf", "WITHSCORES")]
+        )
+        flat = raw[0]
+        owners = [flat[i].decode() for i in range(0, len(flat), 2)]
+        if not owners:
+            return []
+        queues = await self._queues()
+        cmds: list[Command] = [("HMGET", self.keys.replica_info, *owners)]
+        cmds += [("SCARD", self.keys.queue(q).owned(o)) for o in owners for q in queues]
+        results = await self._run(cmds)
+        out = []
+        for n, owner in enumerate(owners):
+            expires_at = float(flat[2 * n + 1])
+            doc = orjson.loads(results[0][n]) if results[0][n] else {}
+            counts = results[1 + n * len(queues) : 1 + (n + 1) * len(queues)]
+            out.append(
+                ReplicaInfo(
+                    owner=owner,
+                    last_heartbeat=float(
+                        doc.get("last_heartbeat", expires_at - self._heartbeat_ttl)
+                    ),
+                    expires_at=expires_at,
+                    leased=sum(int(c) for c in counts),
+                    info=dict(doc.get("info", {})),
+                )
+            )
+        return out
+
+    # ---- reads and waiting -------------------------------------------------------------
+
+    async def wait_for_work(self, max_wait: float) -> None:
+        wake = self._wake
+        if wake is None:
+            raise RuntimeError("RedisDispatch is not open")
+        if not wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), max_wait)
+        wake.clear()
+
+    async def depth(self) -> dict[str, int]:
+        queues = await self._queues()
+        cmds: list[Command] = []
+        for q in queues:
+            qk = self.keys.queue(q)
+            cmds += [("ZCARD", qk.ready), ("ZCARD", qk.delayed), ("HLEN", qk.lease)]
+        res = [int(r) for r in await self._run(cmds)] if cmds else []
+        return {"ready": sum(res[0::3]), "delayed": sum(res[1::3]), "leased": sum(res[2::3])}
+
+    # ---- plumbing ----------------------------------------------------------------------
+
+    def _require(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("RedisDispatch is not open")
+        return self._client
+
+    def _register(self, owner: str, now: float) -> Command:
+        # An owner that leases before its first heartbeat must still be rescuable.
+        return ("ZADD", self.keys.replicas, "NX", now + self._heartbeat_ttl, owner)
+
+    @staticmethod
+    def _eval(name: str, keys: list[str], args: Iterable[Any]) -> Command:
+        return ("EVALSHA", SCRIPTS[name].sha, len(keys), *keys, *args)
+
+    async def _queues(self) -> list[str]:
+        raw = await self._run([("SMEMBERS", self.keys.queues)])
+        return sorted(q.decode() for q in raw[0])
+
+    async def _targets(self, by_queue: dict[str | None, list[Any]]) -> list[str]:
+        """Queues a routed batch must visit: the ones its ids are known to be in, plus
+        every queue when some ids were not leased through this instance."""
+        known = [q for q in by_queue if q is not None]
+        if None not in by_queue:
+            return known
+        return sorted(set(known) | set(await self._queues()))
+
+    async def _ack_routed(self, owner: str, by_queue: dict[str | None, list[Any]]) -> set[str]:
+        """Run the ack script once per target queue; return the refused ids. A known id
+        goes to its own queue only; an unknown id goes to every queue and is refused only
+        when every queue refused it."""
+        unknown = by_queue.get(None, [])
+        unknown_ids = set(unknown[0::5])
+        targets = await self._targets(by_queue)
+        cmds: list[Command] = []
+        for queue in targets:
+            qk = self.keys.queue(queue)
+            args = [owner, self.keys.wake_channel, *by_queue.get(queue, []), *unknown]
+            cmds.append(self._eval("ack", [*qk.core, qk.owned(owner)], args))
+        refused: set[str] = set()
+        refused_everywhere = set(unknown_ids)
+        for res in await self._run(cmds) if cmds else []:
+            got = {r.decode() for r in res}
+            refused |= got - unknown_ids
+            refused_everywhere &= got
+        return refused | refused_everywhere
+
+    async def _load_scripts(self, client: Any) -> None:
+        for script in SCRIPTS.values():
+            sha = (await client.script_load(script.source)).lower()
+            if sha != script.sha:
+                raise RuntimeError(f"Redis returned sha {sha} for script {script.name}")
+
+    async def _run(self, cmds: list[Command]) -> list[Any]:
+        """One round trip for ``cmds``. Scripts missing from Redis (restart, SCRIPT FLUSH)
+        are loaded and only the commands that failed for that reason are sent again."""
+        client = self._require()
+        try:
+            results = await self._pipeline(client, cmds)
+            retry = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if retry:
+                await self._load_scripts(client)
+                again = await self._pipeline(client, [cmds[i] for i in retry])
+                for i, r in zip(retry, again, strict=True):
+                    results[i] = r
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+    @staticmethod
+    async def _pipeline(client: Any, cmds: list[Command]) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for cmd in cmds:
+            pipe.execute_command(*cmd)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def _listen(self, pubsub: Any, wake: asyncio.Event) -> None:
+        """Turn wake-up messages into ``wake.set()``. Survives Redis restarts: after a
+        disconnect it sets ``wake`` anyway, since messages may have been lost."""
+        while True:
+            try:
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        wake.set()
+                await pubsub.subscribe(self.keys.wake_channel)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                log.warning("wake-up subscription lost (%s); reconnecting", exc)
+                wake.set()
+                await asyncio.sleep(0.5)

@@ -1,0 +1,20 @@
+-- KEYS: ready, delayed, lease, body, meta
+-- ARGV: ids
+-- Removes tasks that are present and not leased; a leased task is being run by a replica
+-- and is cancelled through its worker instead. Returns the ids removed.
+local removed = {}
+for i = 1, #ARGV do
+  local id = ARGV[i]
+  if redis.call('HEXISTS', KEYS[3], id) == 0 then
+    local meta = redis.call('HGET', KEYS[5], id)
+    if meta then
+      local _, member = split_meta(meta)
+      redis.call('ZREM', KEYS[1], member)
+      redis.call('ZREM', KEYS[2], member)
+      redis.call('HDEL', KEYS[4], id)
+      redis.call('HDEL', KEYS[5], id)
+      removed[#removed + 1] = id
+    end
+  end
+end
+return removed

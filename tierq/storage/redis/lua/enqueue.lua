@@ -1,0 +1,41 @@
+-- KEYS: ready, delayed, lease, body, meta, owned(lease_owner or unused)
+-- ARGV: now, lease_owner ('' = none), wake channel,
+--       then per task: id, member, run_at, attempt, body
+-- A task whose body already exists is skipped: re-enqueueing from the record tier after a
+-- Redis restart must never duplicate or reset a task already here. Returns tasks added.
+local now = tonumber(ARGV[1])
+local owner = ARGV[2]
+local metas, ready, delayed, leases, owned = {}, {}, {}, {}, {}
+local added = 0
+for i = 4, #ARGV, 5 do
+  local id = ARGV[i]
+  if redis.call('HSETNX', KEYS[4], id, ARGV[i + 4]) == 1 then
+    added = added + 1
+    local member = ARGV[i + 1]
+    local attempt = ARGV[i + 3]
+    metas[#metas + 1] = id
+    metas[#metas + 1] = attempt .. '|' .. member
+    if owner ~= '' then
+      leases[#leases + 1] = id
+      leases[#leases + 1] = owner .. '|' .. tostring(tonumber(attempt) + 1)
+      owned[#owned + 1] = id
+    elseif tonumber(ARGV[i + 2]) <= now then
+      ready[#ready + 1] = 0
+      ready[#ready + 1] = member
+    else
+      delayed[#delayed + 1] = ARGV[i + 2]
+      delayed[#delayed + 1] = member
+    end
+  end
+end
+if #metas > 0 then chunked('HSET', KEYS[5], metas, 2) end
+if #ready > 0 then
+  chunked('ZADD', KEYS[1], ready, 2)
+  redis.call('PUBLISH', ARGV[3], 'enqueue')
+end
+if #delayed > 0 then chunked('ZADD', KEYS[2], delayed, 2) end
+if #leases > 0 then
+  chunked('HSET', KEYS[3], leases, 2)
+  chunked('SADD', KEYS[6], owned, 1)
+end
+return added

@@ -1,0 +1,137 @@
+"""Rows to model objects and back, and the list query built from fixed fragments.
+
+Rows are read positionally in the column order of ``tasks`` (migrations/001_init.sql);
+every SELECT in sql/ names the columns in that order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from tierq.engine.model import SORT_FIELDS, Execution, Outcome, Task, TaskFilter, TaskState
+from tierq.storage.sqlite.sqlfiles import load_sections
+
+_STATES: dict[str, TaskState] = {s.value: s for s in TaskState}
+_OUTCOMES: dict[str, Outcome] = {o.value: o for o in Outcome}
+_LIST = load_sections("task_list")
+
+TaskRow = tuple[Any, ...]
+
+
+def task_params(t: Task) -> TaskRow:
+    """Insert parameters of one task, in ``tasks`` column order."""
+    return (
+        t.id,
+        t.type,
+        t.queue,
+        int(t.priority),
+        t.state.value,
+        t.payload,
+        t.run_at,
+        t.created_at,
+        t.updated_at,
+        t.max_retries,
+        t.timeout_s,
+        t.attempt,
+        t.attempt_base,
+        t.name,
+        t.description,
+        t.idempotency_key,
+        orjson.dumps(t.depends_on).decode() if t.depends_on else None,
+        t.notify,
+        t.result,
+        t.last_error,
+        t.started_at,
+        t.finished_at,
+        t.lease_owner,
+    )
+
+
+def task_from_row(r: Sequence[Any]) -> Task:
+    deps = r[16]
+    return Task(
+        id=r[0],
+        type=r[1],
+        queue=r[2],
+        priority=r[3],
+        state=_STATES[r[4]],
+        payload=r[5],
+        # float(): UPDATE ... RETURNING yields a REAL column's value before affinity is
+        # applied, so a whole number written as an int comes back as int there.
+        run_at=float(r[6]),
+        created_at=float(r[7]),
+        updated_at=float(r[8]),
+        max_retries=r[9],
+        timeout_s=float(r[10]),
+        attempt=r[11],
+        attempt_base=r[12],
+        name=r[13],
+        description=r[14],
+        idempotency_key=r[15],
+        depends_on=tuple(orjson.loads(deps)) if deps else (),
+        notify=r[17],
+        result=r[18],
+        last_error=r[19],
+        started_at=None if r[20] is None else float(r[20]),
+        finished_at=None if r[21] is None else float(r[21]),
+        lease_owner=r[22],
+    )
+
+
+def execution_from_row(r: Sequence[Any]) -> Execution:
+    return Execution(
+        task_id=r[0],
+        attempt=r[1],
+        started_at=r[2],
+        finished_at=r[3],
+        outcome=_OUTCOMES[r[4]] if r[4] is not None else None,
+        error=r[5],
+        worker=r[6],
+    )
+
+
+def state_from_text(text: str) -> TaskState:
+    return _STATES[text]
+
+
+def json_list(values: Sequence[str]) -> str:
+    """Id lists travel as one JSON text parameter, unpacked in SQL with json_each()."""
+    return orjson.dumps(list(values)).decode()
+
+
+def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
+    """SQL and parameters of one page of ``flt``, asking for ``size + 1`` rows so the
+    caller can tell whether there is a next page."""
+    if flt.sort_field not in SORT_FIELDS:
+        raise ValueError(f"cannot sort by {flt.sort_field!r}; one of {SORT_FIELDS}")
+    if flt.after_id is not None and flt.sort_field != "created_at":
+        raise ValueError("after_id pages only the created_at sort")
+    terms: list[str] = []
+    params: list[Any] = []
+    if flt.states is not None:
+        if len(flt.states) == 1:
+            terms.append(_LIST["state_one"])
+            params.append(flt.states[0].value)
+        else:
+            terms.append(_LIST["state_many"])
+            params.append(json_list([s.value for s in flt.states]))
+    for column, value in (("type", flt.type), ("queue", flt.queue), ("priority", flt.priority)):
+        if value is not None:
+            terms.append(_LIST[column])
+            params.append(value)
+    direction = "desc" if flt.descending else "asc"
+    offset = flt.page * flt.size
+    if flt.after_id is not None:
+        terms.append(_LIST[f"after_{direction}"])
+        params.append(flt.after_id)
+        offset = 0
+    parts = [_LIST["select"]]
+    if terms:
+        parts.append("WHERE " + "\n  AND ".join(terms))
+    parts.append(_LIST[f"order_{flt.sort_field}_{direction}"])
+    parts.append(_LIST["limit"])
+    params.extend((flt.size + 1, offset))
+    return "\n".join(parts), params

@@ -1,0 +1,10 @@
+-- Insert the attempt's row when it starts, complete it when it ends; a start and an end
+-- reported in one transition arrive together. NULLs never overwrite what is stored.
+INSERT INTO task_executions (task_id, attempt, started_at, finished_at, outcome, error, worker)
+VALUES (?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (task_id, attempt) DO UPDATE SET
+    started_at = coalesce(excluded.started_at, started_at),
+    finished_at = coalesce(excluded.finished_at, finished_at),
+    outcome = coalesce(excluded.outcome, outcome),
+    error = coalesce(excluded.error, error),
+    worker = coalesce(excluded.worker, worker)

@@ -1,0 +1,1 @@
+SELECT state, n FROM task_state_counts

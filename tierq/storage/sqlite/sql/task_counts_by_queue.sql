@@ -1,0 +1,1 @@
+SELECT queue, state, count(*) FROM tasks GROUP BY queue, state

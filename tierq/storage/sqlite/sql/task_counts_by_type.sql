@@ -1,0 +1,1 @@
+SELECT type, state, count(*) FROM tasks GROUP BY type, state
