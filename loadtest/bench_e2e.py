@@ -187,11 +187,13 @@ def spawn_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str
     workdir = tempfile.mkdtemp(prefix="tierq-bench-")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERQ_")}
-    env.update({
-        "TIERQ_DATABASE_URL": f"sqlite:///{workdir}/bench.db",
-        "TIERQ_PORT": str(port),
-        "TIERQ_LOG_LEVEL": "WARNING",
-    })
+    env.update(
+        {
+            "TIERQ_DATABASE_URL": f"sqlite:///{workdir}/bench.db",
+            "TIERQ_PORT": str(port),
+            "TIERQ_LOG_LEVEL": "WARNING",
+        }
+    )
     for item in args.env:
         key, _, value = item.partition("=")
         env[key] = value
@@ -202,6 +204,55 @@ def spawn_server(args: argparse.Namespace) -> tuple[subprocess.Popen[bytes], str
         cmd = [spy, "record", "-o", args.profile, "-f", fmt, "-r", "200", "--threads", "--", *cmd]
     proc = subprocess.Popen(cmd, env=env, cwd=workdir)
     return proc, f"http://127.0.0.1:{port}", workdir
+
+
+def start_cluster(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+    """N replicas on PostgreSQL + Redis (a fresh schema and key prefix), one directly or
+    several behind nginx, via deploy/local-cluster.sh."""
+    tag = f"bench_{os.getpid()}_{int(time.time())}"
+    workdir = tempfile.mkdtemp(prefix="tierq-cluster-")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIERQ_")}
+    env.update(
+        {
+            "TIERQ_DATABASE_URL": args.postgres_url,
+            "TIERQ_REDIS_URL": args.redis_url,
+            "TIERQ_DATABASE_SCHEMA": tag,
+            "TIERQ_REDIS_PREFIX": tag,
+            "TIERQ_LOG_LEVEL": "WARNING",
+            "CLUSTER_PORT": str(port),
+            "CLUSTER_DIR": workdir,
+        }
+    )
+    for item in args.env:
+        key, _, value = item.partition("=")
+        env[key] = value
+    script = str(ROOT / "deploy" / "local-cluster.sh")
+    subprocess.run(
+        [script, "start", str(args.distributed)], env=env, check=True, stdout=subprocess.DEVNULL
+    )
+    # One replica is measured directly; several go through nginx on CLUSTER_PORT.
+    url = f"http://127.0.0.1:{port + 1 if args.distributed == 1 else port}"
+    return url, env
+
+
+def stop_cluster(env: dict[str, str]) -> None:
+    script = str(ROOT / "deploy" / "local-cluster.sh")
+    subprocess.run([script, "stop"], env=env, check=False, stdout=subprocess.DEVNULL)
+    tag = env["TIERQ_DATABASE_SCHEMA"]
+    subprocess.run(
+        ["psql", env["TIERQ_DATABASE_URL"], "-qc", f"DROP SCHEMA IF EXISTS {tag} CASCADE"],
+        check=False,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    import redis
+
+    client = redis.Redis.from_url(env["TIERQ_REDIS_URL"])
+    keys = list(client.scan_iter(match=f"{tag}*", count=10_000))
+    for i in range(0, len(keys), 1000):
+        client.delete(*keys[i : i + 1000])
+    shutil.rmtree(env["CLUSTER_DIR"], ignore_errors=True)
 
 
 def plot(result: dict[str, object], path: str) -> None:
@@ -242,14 +293,29 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=600)
     parser.add_argument("--profile", help="run the spawned server under py-spy, write SVG here")
     parser.add_argument("--out", help="write JSON here (and a PNG beside it)")
+    parser.add_argument(
+        "--distributed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N replicas on PostgreSQL + Redis (N > 1: behind nginx)",
+    )
+    parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     args = parser.parse_args()
     proc = workdir = None
+    cluster_env = None
     url = args.url
-    if not url:
+    if args.distributed:
+        url, cluster_env = start_cluster(args)
+    elif not url:
         proc, url, workdir = spawn_server(args)
     try:
         result = asyncio.run(run(args, url))
+        result["mode"] = f"distributed x{args.distributed}" if args.distributed else "embedded"
     finally:
+        if cluster_env is not None:
+            stop_cluster(cluster_env)
         if proc is not None:
             proc.send_signal(signal.SIGINT if args.profile else signal.SIGTERM)
             try:

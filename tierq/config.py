@@ -8,6 +8,7 @@ silently ignored is worse than none.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -38,6 +39,14 @@ class Settings:
     redis_url: str = field(
         default="",
         metadata=_doc("Dispatch tier. Empty = embedded (in-process). redis://host:port/db."),
+    )
+    redis_prefix: str = field(
+        default="tierq",
+        metadata=_doc("Prefix of every Redis key, so several deployments can share one Redis."),
+    )
+    database_schema: str = field(
+        default="public",
+        metadata=_doc("PostgreSQL schema holding tierq's tables (created if missing)."),
     )
     workers: int = field(default=64, metadata=_doc("Concurrent asyncio workers in this process."))
     memory_limit: int = field(
@@ -148,6 +157,16 @@ class Settings:
             self.redis_url == "" or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
             "redis_url",
             "must be empty or start with redis://",
+        )
+        _check(
+            bool(re.fullmatch(r"[A-Za-z0-9_:.-]{1,64}", self.redis_prefix)),
+            "redis_prefix",
+            "must be 1-64 letters, digits or _:.-",
+        )
+        _check(
+            bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", self.database_schema)),
+            "database_schema",
+            "must be a plain SQL identifier",
         )
         _check(
             self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),

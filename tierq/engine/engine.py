@@ -109,6 +109,8 @@ class Engine:
         # reads see them before their state reaches the record tier.
         self._live: dict[str, Task] = {}
         self._reserved = 0  # memory slots promised to submissions being committed
+        # Tasks being cancelled in the lower tiers -> a copy the pager claimed meanwhile.
+        self._cancelling: dict[str, Task | None] = {}
         self._pending_deps = True  # pending (dependency-waiting) tasks may exist
         self.started_at = clock()
         self.draining = False
@@ -238,6 +240,10 @@ class Engine:
     def room(self) -> int:
         return self.memory.room() - self._reserved
 
+    def reserve(self, slots: int) -> None:
+        """Promise (or, negative, give back) memory slots to tasks on their way in."""
+        self._reserved += slots
+
     async def submit_many(self, tasks: Sequence[Task]) -> list[Submitted]:
         """Make ``tasks`` durable and queue them. Tasks are fully formed (ids, states, times)
         by the caller; dependencies are checked here."""
@@ -259,19 +265,21 @@ class Engine:
         finally:
             self._reserved -= len(mine)
         results: list[Submitted] = []
-        duplicates: dict[str, int] = {}
+        # Several tasks of one batch may share a key: each duplicate gets the holder's task.
+        duplicates: dict[str, list[int]] = {}
         for index, (task, stored_id) in enumerate(zip(tasks, stored, strict=True)):
             if stored_id == task.id:
                 results.append(Submitted(task, True))
             else:
-                duplicates[stored_id] = index
+                duplicates.setdefault(stored_id, []).append(index)
                 results.append(Submitted(task, False))
         if duplicates:
             existing = {t.id: t for t in await self.store.task_get_many(list(duplicates))}
-            for stored_id, index in duplicates.items():
-                results[index] = Submitted(existing.get(stored_id, tasks[index]), False)
+            for stored_id, indexes in duplicates.items():
+                for index in indexes:
+                    results[index] = Submitted(existing.get(stored_id, tasks[index]), False)
             # A duplicate's own id was never stored: it must not be queued either.
-            dup_tasks = {id(tasks[i]) for i in duplicates.values()}
+            dup_tasks = {id(tasks[i]) for indexes in duplicates.values() for i in indexes}
             mine = [t for t in mine if id(t) not in dup_tasks]
         new = [r.task for r in results if r.created]
         if self.distributed:
@@ -333,6 +341,11 @@ class Engine:
         """Tasks leased to this process by the pager go into the memory tier."""
         live = self._live
         fresh = [t for t in tasks if t.id not in live]
+        if self._cancelling:
+            for task in fresh:
+                if task.id in self._cancelling:
+                    self._cancelling[task.id] = task
+            fresh = [t for t in fresh if t.id not in self._cancelling]
         for task in fresh:
             live[task.id] = task
         self.memory.push_many(fresh)
@@ -444,9 +457,13 @@ class Engine:
                 if task.state is not TaskState.RUNNING:
                     break
             return task
+        if task.state is TaskState.RUNNING and task_id in self._live:
+            # Running here but past interruption (its handler has returned): its outcome
+            # stands. The record may still say queued, so cancelling there would contradict it.
+            raise Conflict("task is finishing and cannot be cancelled", task.state)
         now = self.clock()
         if task_id in self._live and task.state in (TaskState.QUEUED, TaskState.SCHEDULED):
-            self.memory.remove(task_id)
+            self.memory.remove(task)
             task.state = TaskState.CANCELLED
             task.finished_at = task.updated_at = now
             task.last_error = "cancelled"
@@ -464,23 +481,22 @@ class Engine:
             )
             await self.flusher.run_once()
             return task
-        if self.distributed:
-            await self.dispatch.cancel_many([task_id])
-        done = await self.store.task_cancel_many([task_id], now)
+        # The pager may claim the task while the tiers cancel it: a copy claimed meanwhile is
+        # parked by accept_claimed (never queued, so it cannot run) and dropped if cancelled.
+        self._cancelling[task_id] = None
+        try:
+            if self.distributed:
+                await self.dispatch.cancel_many([task_id])
+            done = await self.store.task_cancel_many([task_id], now)
+        finally:
+            parked = self._cancelling.pop(task_id, None)
         if not done:
+            if parked is not None:
+                self.accept_claimed([parked])
             current = await self.get(task_id)
             raise Conflict(
                 f"task is {current.state.value} and cannot be cancelled here", current.state
             )
-        claimed = self._live.get(task_id)
-        if claimed is not None and not self.distributed:
-            # Claimed into memory while the store cancelled it: the copy must not run.
-            if claimed.state is TaskState.RUNNING:
-                self.workers.request_cancel(task_id)  # its report is refused (terminal)
-            elif claimed.state in (TaskState.QUEUED, TaskState.SCHEDULED):
-                self.memory.remove(task_id)
-                claimed.state = TaskState.CANCELLED
-                del self._live[task_id]
         if self._pending_deps:
             await self._release_dependents(done)
         return await self.get(task_id)

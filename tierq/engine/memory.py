@@ -20,7 +20,7 @@ import collections
 import heapq
 from collections.abc import Callable, Iterable
 
-from tierq.engine.model import Task
+from tierq.engine.model import Task, TaskState
 
 
 class MemoryTier:
@@ -29,7 +29,11 @@ class MemoryTier:
         self._clock = clock
         self._ready: list[tuple[int, float, str, Task]] = []
         self._delayed: list[tuple[float, str, Task]] = []
-        self._removed: set[str] = set()  # lazily deleted heap entries (cancelled tasks)
+        # id() of the Task objects whose heap entries are lazily deleted (cancelled). Keyed by
+        # object, not task id: a cancelled task may be retried and claimed again as a new
+        # object while its old entry is still in a heap. The entry keeps its object alive,
+        # so the id() cannot be reused while it is pending.
+        self._removed: set[int] = set()
         self.running = 0
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = float("inf")
@@ -68,6 +72,9 @@ class MemoryTier:
         """Add a leased task: ready if due, otherwise onto the timer heap."""
         if task.run_at <= self._clock():
             heapq.heappush(self._ready, (-task.priority, task.run_at, task.id, task))
+            if task.state is TaskState.SCHEDULED and self.on_promoted is not None:
+                # Due by the time it arrived: recorded as queued, as a timer promotion is.
+                self.on_promoted([task])
             self._signal_ready(1)
         else:
             heapq.heappush(self._delayed, (task.run_at, task.id, task))
@@ -78,13 +85,18 @@ class MemoryTier:
         ready, delayed = self._ready, self._delayed
         added_ready = 0
         added_delayed = False
+        late: list[Task] = []
         for task in tasks:
             if task.run_at <= now:
                 heapq.heappush(ready, (-task.priority, task.run_at, task.id, task))
                 added_ready += 1
+                if task.state is TaskState.SCHEDULED:
+                    late.append(task)
             else:
                 heapq.heappush(delayed, (task.run_at, task.id, task))
                 added_delayed = True
+        if late and self.on_promoted is not None:
+            self.on_promoted(late)
         if added_ready:
             self._signal_ready(added_ready)
         if added_delayed:
@@ -97,8 +109,8 @@ class MemoryTier:
         ready, removed = self._ready, self._removed
         while ready:
             task = heapq.heappop(ready)[3]
-            if removed and task.id in removed:
-                removed.discard(task.id)
+            if removed and id(task) in removed:
+                removed.discard(id(task))
                 continue
             self.running += 1
             if self.on_low is not None and len(self) == self.low_water:
@@ -112,10 +124,10 @@ class MemoryTier:
         if self.on_low is not None and not self._ready and self.running == 0:
             self.on_low()
 
-    def remove(self, task_id: str) -> None:
+    def remove(self, task: Task) -> None:
         """Forget a queued or delayed task (it was cancelled). O(1); the heap entry is
         skipped when it surfaces."""
-        self._removed.add(task_id)
+        self._removed.add(id(task))
 
     async def wait_ready(self) -> None:
         if self._ready:
@@ -133,8 +145,8 @@ class MemoryTier:
     def drain(self) -> list[Task]:
         """Remove and return everything queued or delayed (for hand-back at shutdown)."""
         removed = self._removed
-        tasks = [e[3] for e in self._ready if e[2] not in removed]
-        tasks += [e[2] for e in self._delayed if e[1] not in removed]
+        tasks = [e[3] for e in self._ready if id(e[3]) not in removed]
+        tasks += [e[2] for e in self._delayed if id(e[2]) not in removed]
         self._ready.clear()
         self._delayed.clear()
         self._removed.clear()
@@ -145,8 +157,10 @@ class MemoryTier:
         return tasks
 
     def snapshot_ids(self) -> set[str]:
-        ids = {e[2] for e in self._ready} | {e[1] for e in self._delayed}
-        return ids - self._removed
+        removed = self._removed
+        return {e[2] for e in self._ready if id(e[3]) not in removed} | {
+            e[1] for e in self._delayed if id(e[2]) not in removed
+        }
 
     # ---- timers ----------------------------------------------------------------------------
 
@@ -184,8 +198,8 @@ class MemoryTier:
         moved: list[Task] = []
         while delayed and delayed[0][0] <= now:
             task = heapq.heappop(delayed)[2]
-            if removed and task.id in removed:
-                removed.discard(task.id)
+            if removed and id(task) in removed:
+                removed.discard(id(task))
                 continue
             heapq.heappush(self._ready, (-task.priority, task.run_at, task.id, task))
             moved.append(task)

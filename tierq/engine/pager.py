@@ -42,7 +42,13 @@ class Pager(Service):
         if room <= 0 or len(engine.memory) > engine.memory.low_water:
             return
         limit = min(room, engine.claim_batch)
-        tasks = await engine.dispatch.claim(engine.node_id, limit, engine.clock())
+        # The room stays promised to this claim while it is in flight, or a submission
+        # arriving meanwhile would take it too and the memory bound would be overrun.
+        engine.reserve(limit)
+        try:
+            tasks = await engine.dispatch.claim(engine.node_id, limit, engine.clock())
+        finally:
+            engine.reserve(-limit)
         if len(tasks) < limit:
             self.more_hint = False
         if tasks:

@@ -30,7 +30,7 @@ def make_record_store(settings: Settings) -> RecordStore:
         from tierq.storage.postgres.store import PostgresRecordStore
     except ModuleNotFoundError as exc:
         raise ConfigError(f"TIERQ_DATABASE_URL: PostgreSQL needs asyncpg ({_HINT})") from exc
-    return PostgresRecordStore(url)
+    return PostgresRecordStore(url, schema=settings.database_schema)
 
 
 def make_dispatch(settings: Settings, store: RecordStore) -> Dispatch:
@@ -45,4 +45,6 @@ def make_dispatch(settings: Settings, store: RecordStore) -> Dispatch:
         from tierq.storage.redis.dispatch import RedisDispatch
     except ModuleNotFoundError as exc:
         raise ConfigError(f"TIERQ_REDIS_URL: Redis needs redis-py ({_HINT})") from exc
-    return RedisDispatch(settings.redis_url, heartbeat_ttl=settings.heartbeat_ttl_s)
+    return RedisDispatch(
+        settings.redis_url, prefix=settings.redis_prefix, heartbeat_ttl=settings.heartbeat_ttl_s
+    )

@@ -1,0 +1,110 @@
+"""A real engine on a real SQLite file in ``tmp_path``, and helpers to build and await tasks.
+
+``make_engine(**settings)`` starts an engine (stopped at teardown if the test did not stop it);
+``wait_for`` polls a condition within a bounded time, so no test asserts on a bare sleep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+import pytest
+
+from tierq.api.app import build_engine
+from tierq.api.schemas import TaskIn, to_task
+from tierq.config import Settings, from_mapping
+from tierq.engine.engine import Engine
+from tierq.engine.handlers import close_registry
+from tierq.engine.model import Task, TaskState
+from tierq.metrics import Metrics
+
+EngineFactory = Callable[..., Awaitable[Engine]]
+
+
+def engine_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "database_url": "sqlite:///" + str(tmp_path / "t.db"),
+        "workers": 4,
+        "sqlite_synchronous": "NORMAL",
+        "flush_interval_ms": 5.0,
+        "commit_window_ms": 1.0,
+        "retry_base_ms": 10,
+        "retry_max_ms": 50,
+        "shutdown_grace_s": 2.0,
+    }
+    values.update(overrides)
+    return from_mapping(values)
+
+
+@pytest.fixture
+async def make_engine(tmp_path: Path) -> AsyncIterator[EngineFactory]:
+    started: list[Engine] = []
+
+    async def factory(**overrides: Any) -> Engine:
+        engine = build_engine(engine_settings(tmp_path, **overrides), Metrics())
+        await engine.start()
+        started.append(engine)
+        return engine
+
+    try:
+        yield factory
+    finally:
+        for engine in started:
+            try:
+                await engine.stop()  # a no-op for an engine the test already stopped
+            finally:
+                await close_registry(engine.registry)
+
+
+def make_task(engine: Engine, type: str = "noop", payload: Any = None, **fields: Any) -> Task:
+    raw = msgspec.Raw(orjson.dumps({} if payload is None else payload))
+    spec = TaskIn(type=type, payload=raw, **fields)
+    return to_task(spec, "$", engine.settings, engine.registry, engine.clock())
+
+
+async def submit(engine: Engine, *tasks: Task) -> list[str]:
+    results = await engine.submit_many(list(tasks))
+    return [r.task.id for r in results]
+
+
+async def wait_for(
+    condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, every: float = 0.01
+) -> None:
+    """Poll ``condition`` until true; fail the test if it is still false after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if not isinstance(value, bool):
+            value = await value
+        if value:
+            return
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout}s")
+        await asyncio.sleep(every)
+
+
+async def wait_state(
+    engine: Engine, task_id: str, *states: TaskState, timeout: float = 10.0
+) -> Task:
+    async def reached() -> bool:
+        return (await engine.get(task_id)).state in states
+
+    await wait_for(reached, timeout)
+    return await engine.get(task_id)
+
+
+async def wait_all(engine: Engine, ids: list[str], state: TaskState, timeout: float = 20.0) -> None:
+    """Every task in ``ids`` reached ``state`` in the record store (not just in memory)."""
+
+    async def done() -> bool:
+        await engine.flusher.run_once()
+        found = await engine.store.task_get_many(ids)
+        return len(found) == len(ids) and all(t.state is state for t in found)
+
+    await wait_for(done, timeout, every=0.05)
