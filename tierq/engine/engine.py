@@ -30,7 +30,7 @@ from tierq.engine.model import (
     TaskState,
     Transition,
 )
-from tierq.engine.pager import Pager
+from tierq.engine.pager import Pager, WorkWatcher
 from tierq.engine.service import Service
 from tierq.engine.workers import WorkerPool
 from tierq.metrics import Metrics
@@ -103,6 +103,7 @@ class Engine:
         self.pager = Pager(self, tick_s=0.25 if self.distributed else 1.0)
         self.heartbeat = Heartbeat(self)
         self.rescuer = Rescuer(self)
+        self.watcher = WorkWatcher(self)
         self.workers = WorkerPool(self, settings.workers)
         self.claim_batch = max(1, min(1000, settings.memory_limit))
         # Tasks this process holds (memory tier, running, or terminal but not yet flushed):
@@ -112,6 +113,8 @@ class Engine:
         # Tasks being cancelled in the lower tiers -> a copy the pager claimed meanwhile.
         self._cancelling: dict[str, Task | None] = {}
         self._pending_deps = True  # pending (dependency-waiting) tasks may exist
+        self._generation = ""  # the dispatch tier's generation this replica last saw
+        self.needs_rebuild = False  # a write-through failed: offer the record tier again
         self.started_at = clock()
         self.draining = False
         self.ready = False
@@ -132,6 +135,8 @@ class Engine:
         self._services = [self.committer, self.flusher, self.pager, self.heartbeat]
         if self.dispatch.capabilities.leases_expire:
             self._services.append(self.rescuer)
+        if self.dispatch.capabilities.shared:
+            self._services.append(self.watcher)
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._supervisor = asyncio.create_task(self._supervise(started), name="tierq-engine")
         await started
@@ -160,40 +165,69 @@ class Engine:
     async def recover(self) -> None:
         """Start-up recovery. Embedded: this process owns the store, so every lease and every
         running task belongs to a dead predecessor. Distributed: dead replicas' leases are
-        rescued by the rescuer; here the dispatch tier is rebuilt from the record tier."""
+        rescued by the rescuer; the dispatch tier is rebuilt from the record tier when it has
+        lost its data (this replica is the first to see it empty)."""
         now = self.clock()
         if not self.distributed:
             await self.store.task_recover(now, None)
         else:
-            await self.rebuild_dispatch()
+            self._generation, created = await self.dispatch.generation()
+            if created:
+                await self.rebuild_dispatch()
         counts = await self.store.task_counts()
         self._pending_deps = counts[TaskState.PENDING] > 0
 
     async def rebuild_dispatch(self) -> int:
-        """Put every queued or scheduled task of the record tier back into the dispatch tier
-        (idempotent there). Used at start-up and after the dispatch tier lost its data."""
+        """Put every queued, scheduled or running task of the record tier (back) into the
+        dispatch tier, which skips the ones it still has. Running ones count: after a data
+        loss nobody holds a lease on them any more, and a late completion is refused."""
         total = 0
         after: str | None = None
         while True:
             page = await self.store.task_list(
                 TaskFilter(
-                    states=(TaskState.QUEUED, TaskState.SCHEDULED),
+                    states=(TaskState.QUEUED, TaskState.SCHEDULED, TaskState.RUNNING),
                     sort_field="created_at",
                     descending=False,
                     size=5000,
                     after_id=after,
                 )
             )
-            unleased = [t for t in page.items if t.lease_owner is None]
-            if unleased:
-                await self.dispatch.enqueue_many(unleased, None, self.clock())
-                total += len(unleased)
+            if page.items:
+                await self.dispatch.enqueue_many(page.items, None, self.clock())
+                total += len(page.items)
             if not page.has_more or not page.items:
                 break
             after = page.items[-1].id
-        if total:
-            log.info("re-enqueued %d tasks from the record tier into the dispatch tier", total)
+        self.needs_rebuild = False
+        log.warning("rebuilt the dispatch tier: offered %d live tasks from the record tier", total)
+        self.pager.poke()
         return total
+
+    async def check_dispatch(self, registered: bool) -> None:
+        """Called after each heartbeat (distributed): react to a dispatch tier that lost its
+        data, to this replica having been declared dead, or to submissions whose
+        write-through failed."""
+        generation, created = await self.dispatch.generation()
+        if generation != self._generation:
+            log.warning("the dispatch tier lost its data (new generation %s)", generation)
+            self._generation = generation
+            self._drop_held("the dispatch tier was reset")
+            if created:
+                await self.rebuild_dispatch()
+        elif not registered:
+            self._drop_held("this replica was declared dead and its leases rescued")
+        if self.needs_rebuild:
+            await self.rebuild_dispatch()
+
+    def _drop_held(self, why: str) -> None:
+        """Forget queued tasks held in memory: their leases belong to someone else now.
+        Running ones finish; their reports will be refused by the fencing token."""
+        dropped = self.memory.drain()
+        for task in dropped:
+            self._live.pop(task.id, None)
+        if dropped:
+            log.warning("dropped %d held tasks: %s", len(dropped), why)
 
     async def stop(self) -> None:
         """Graceful shutdown: stop taking work, let running tasks finish within the grace
@@ -212,7 +246,7 @@ class Engine:
         for worker in self._worker_tasks:
             worker.cancel()
         await asyncio.gather(*self._worker_tasks, return_exceptions=True)
-        for service in (self.heartbeat, self.rescuer, self.committer, self.flusher):
+        for service in (self.heartbeat, self.rescuer, self.watcher, self.committer, self.flusher):
             service.request_stop()
         assert self._shutdown_done is not None
         self._shutdown_done.set()
@@ -283,7 +317,14 @@ class Engine:
             mine = [t for t in mine if id(t) not in dup_tasks]
         new = [r.task for r in results if r.created]
         if self.distributed:
-            await self._write_through(new, mine)
+            try:
+                await self._write_through(new, mine)
+            except Exception as exc:
+                # The tasks are durable in the record tier, so the answer is still 201; they
+                # reach the dispatch tier by the rebuild that runs once it answers again.
+                log.warning("write-through to the dispatch tier failed (%s); rebuild pending", exc)
+                self.needs_rebuild = True
+                mine = []
         elif len(mine) < len(new):
             self.pager.poke()
         live = self._live

@@ -30,10 +30,12 @@ class Heartbeat(Service):
 
     async def run_once(self) -> None:
         engine = self._engine
-        await engine.dispatch.heartbeat(
+        registered = await engine.dispatch.heartbeat(
             engine.node_id, engine.settings.heartbeat_ttl_s, engine.clock(), engine.replica_info()
         )
         self.beats += 1
+        if engine.distributed:
+            await engine.check_dispatch(registered)
 
 
 class Rescuer(Service):

@@ -56,3 +56,20 @@ class Pager(Service):
             engine.accept_claimed(tasks)
             if len(tasks) == limit:
                 self.wake()  # there may be more: go again at once
+
+
+class WorkWatcher(Service):
+    """Turns the dispatch tier's wake-ups (another replica enqueued work) into pager runs."""
+
+    name = "work-watcher"
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self._engine = engine
+
+    def next_wait(self) -> float | None:
+        return 0.0
+
+    async def run_once(self) -> None:
+        await self._engine.dispatch.wait_for_work(1.0)
+        self._engine.pager.poke()

@@ -13,6 +13,8 @@ import abc
 import asyncio
 import logging
 
+from tierq.storage.base import StoreUnavailable
+
 log = logging.getLogger("tierq.engine")
 
 
@@ -50,6 +52,11 @@ class Service(abc.ABC):
         while not self._stopping:
             try:
                 await self.run_once()
+            except StoreUnavailable as exc:
+                # Expected while a tier is down: one line, no traceback, keep trying.
+                log.warning("%s: %s; retrying in %.1fs", self.name, exc, self.error_backoff_s)
+                await self._sleep(self.error_backoff_s)
+                continue
             except Exception:
                 log.exception("%s: step failed; retrying in %.1fs", self.name, self.error_backoff_s)
                 await self._sleep(self.error_backoff_s)

@@ -319,8 +319,17 @@ class Dispatch(abc.ABC):
         """Hand back leased tasks that never started, to the ready set, attempt unchanged."""
 
     @abc.abstractmethod
-    async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> None:
-        """Keep ``owner``'s leases alive for ``ttl`` seconds from ``now``."""
+    async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> bool:
+        """Keep ``owner``'s leases alive for ``ttl`` seconds from ``now``. Returns False when
+        ``owner`` had been declared dead (its leases were rescued): whatever it still holds
+        belongs to newer attempts now."""
+
+    @abc.abstractmethod
+    async def generation(self) -> tuple[str, bool]:
+        """An id that changes whenever the dispatch tier loses its data (Redis restarted
+        without persistence), and whether this call created it. The replica that creates a
+        new generation rebuilds the dispatch tier from the record tier; every replica that
+        sees the generation change drops the leases it held in the old one."""
 
     @abc.abstractmethod
     async def rescue(self, now: float) -> list[RescuedLease]:

@@ -57,8 +57,13 @@ class InProcessDispatch(Dispatch):
     async def release(self, owner: str, ids: Sequence[str]) -> int:
         return await self._store.task_release(owner, ids)
 
-    async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> None:
+    async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> bool:
         self._heartbeat = (owner, now, now + ttl, info)
+        return True
+
+    async def generation(self) -> tuple[str, bool]:
+        # Nothing here outlives the process: the record store is the queue.
+        return ("in-process", False)
 
     async def rescue(self, now: float) -> list[RescuedLease]:
         return []

@@ -11,7 +11,7 @@ Jobs are therefore pure functions of the connection (no effects outside the data
 may run more than once). That replaces a SAVEPOINT per job, which doubled the cost of every
 write: inside a savepoint SQLite copies each page a statement first touches to a
 sub-journal. A job may also raise ``Replay`` to be re-run, in a replay of the group, as a
-different function (the transition job does, to find refused rows exactly).
+different function (the insert job does on a duplicate id, to count inserted rows exactly).
 
 What must stay true: a future resolves only after its job's transaction committed (or failed
 for good), so a caller that awaited a write sees it in every later read.

@@ -27,8 +27,8 @@ from tierq.engine.model import (
     Transition,
 )
 from tierq.storage.base import RecordCapabilities, RecordStore, StoreUnavailable
-from tierq.storage.sqlite import rows
-from tierq.storage.sqlite.connection import ConnectionThread, Replay
+from tierq.storage.sqlite import rows, writes
+from tierq.storage.sqlite.connection import ConnectionThread
 from tierq.storage.sqlite.sqlfiles import load, migrations, statements
 
 T = TypeVar("T")
@@ -42,21 +42,8 @@ _SQL = {
         "schema_migrations",
         "migrations_applied",
         "migration_record",
-        "task_insert",
-        "dependency_insert",
-        "task_ids_by_key",
-        "task_transition",
-        "execution_upsert",
-        "task_cancel",
-        "task_retry",
-        "task_claim",
         "task_release",
         "task_release_all",
-        "recover_executions",
-        "recover_running",
-        "recover_leases",
-        "dependents_cancel",
-        "dependents_ready",
         "task_get_many",
         "task_counts",
         "task_counts_by_type",
@@ -157,107 +144,19 @@ class SQLiteRecordStore(RecordStore):
     # ---- write primitives --------------------------------------------------------------------
 
     async def _task_insert_many(self, tasks: Sequence[Task]) -> list[str]:
-        params = [rows.task_params(t) for t in tasks]
-        keys = [t.idempotency_key for t in tasks if t.idempotency_key is not None]
-
-        def job(conn: sqlite3.Connection) -> list[str]:
-            conn.executemany(_SQL["task_insert"], params)
-            stored = [t.id for t in tasks]
-            if keys:
-                # A duplicate key (earlier batch, or earlier in this one) was skipped by
-                # ON CONFLICT; the caller gets the id of the task holding the key.
-                owner = dict(conn.execute(_SQL["task_ids_by_key"], (rows.json_list(keys),)))
-                for i, t in enumerate(tasks):
-                    if t.idempotency_key is not None:
-                        stored[i] = owner[t.idempotency_key]
-            edges = [
-                (t.id, dep)
-                for t, sid in zip(tasks, stored, strict=True)
-                if t.depends_on and sid == t.id
-                for dep in t.depends_on
-            ]
-            if edges:
-                conn.executemany(_SQL["dependency_insert"], edges)
-            return stored
-
-        return await self._write(job)
+        return await self._write(writes.insert_job(tasks))
 
     async def _task_transition_many(self, transitions: Sequence[Transition]) -> list[str]:
-        params = [
-            (
-                tr.state.value,
-                tr.attempt,
-                tr.at,
-                tr.run_at,
-                tr.started_at,
-                tr.finished_at,
-                tr.result,
-                tr.error,
-                tr.lease_owner,
-                tr.task_id,
-            )
-            for tr in transitions
-        ]
-
-        def executions(conn: sqlite3.Connection, refused: set[int]) -> None:
-            rows_ = [
-                (
-                    tr.task_id,
-                    tr.attempt,
-                    tr.started_at,
-                    tr.finished_at,
-                    tr.outcome.value if tr.outcome is not None else None,
-                    tr.error if tr.outcome is not None else None,
-                    tr.worker,
-                )
-                for i, tr in enumerate(transitions)
-                if (tr.started_at is not None or tr.outcome is not None) and i not in refused
-            ]
-            if rows_:
-                conn.executemany(_SQL["execution_upsert"], rows_)
-
-        def exact(conn: sqlite3.Connection) -> list[str]:
-            # Row by row, to learn which rows were refused (one id may appear twice in a
-            # batch, so the stored rows alone cannot say which report lost).
-            refused = {
-                i
-                for i, p in enumerate(params)
-                if conn.execute(_SQL["task_transition"], p).rowcount == 0
-            }
-            executions(conn, refused)
-            return [transitions[i].task_id for i in sorted(refused)]
-
-        def job(conn: sqlite3.Connection) -> list[str]:
-            # rowcount of executemany sums sqlite3_changes() per row, which leaves out the
-            # trigger-made changes that total_changes would include.
-            if conn.executemany(_SQL["task_transition"], params).rowcount != len(params):
-                raise Replay(exact)  # rare: undo this batch and run it row by row
-            executions(conn, set())
-            return []
-
-        return await self._write(job)
+        return await self._write(writes.transition_job(transitions))
 
     async def _task_cancel_many(self, ids: Sequence[str], now: float) -> list[str]:
-        args = (now, rows.json_list(ids))
-        return await self._write(
-            lambda conn: [r[0] for r in conn.execute(_SQL["task_cancel"], args)]
-        )
+        return await self._write(writes.cancel_job(ids, now))
 
     async def _task_retry_many(self, ids: Sequence[str], now: float) -> list[str]:
-        args = (now, rows.json_list(ids))
-        return await self._write(
-            lambda conn: [r[0] for r in conn.execute(_SQL["task_retry"], args)]
-        )
+        return await self._write(writes.retry_job(ids, now))
 
     async def _task_claim(self, owner: str, limit: int, now: float, horizon: float) -> list[Task]:
-        args = {"owner": owner, "limit": limit, "now": now, "horizon": horizon}
-
-        def job(conn: sqlite3.Connection) -> list[Task]:
-            claimed = [rows.task_from_row(r) for r in conn.execute(_SQL["task_claim"], args)]
-            claimed.sort(key=lambda t: t.sort_key)  # RETURNING order is unspecified
-            return claimed
-
-        return await self._write(job)
+        return await self._write(writes.claim_job(owner, limit, now, horizon))
 
     async def _task_release(self, owner: str, ids: Sequence[str] | None) -> int:
         sql = _SQL["task_release_all" if ids is None else "task_release"]
@@ -265,29 +164,12 @@ class SQLiteRecordStore(RecordStore):
         return await self._write(lambda conn: conn.execute(sql, args).rowcount)
 
     async def _task_recover(self, now: float, owners: Sequence[str] | None) -> RecoveryReport:
-        who = None if owners is None else rows.json_list(owners)
-
-        def job(conn: sqlite3.Connection) -> RecoveryReport:
-            conn.execute(_SQL["recover_executions"], (now, who))
-            running = conn.execute(_SQL["recover_running"], (now, who)).rowcount
-            # Counts only the leases of tasks that were not running (those are counted above).
-            leases = conn.execute(_SQL["recover_leases"], (who,)).rowcount
-            return RecoveryReport(requeued_running=running, released_leases=leases)
-
-        return await self._write(job)
+        return await self._write(writes.recover_job(now, owners))
 
     async def _task_release_dependents(
         self, finished_ids: Sequence[str], now: float
     ) -> DependencyRelease:
-        args = (now, rows.json_list(finished_ids))
-
-        def job(conn: sqlite3.Connection) -> DependencyRelease:
-            cancelled = [r[0] for r in conn.execute(_SQL["dependents_cancel"], args)]
-            ready = [rows.task_from_row(r) for r in conn.execute(_SQL["dependents_ready"], args)]
-            ready.sort(key=lambda t: t.sort_key)
-            return DependencyRelease(ready=ready, cancelled=sorted(cancelled))
-
-        return await self._write(job)
+        return await self._write(writes.release_dependents_job(finished_ids, now))
 
     # ---- read primitives ---------------------------------------------------------------------
 

@@ -1,0 +1,287 @@
+"""The write jobs of the SQLite store, and the per-state counts they keep.
+
+Each ``*_job`` function returns a job: a plain function of the writer's connection, run
+inside the writer's group transaction (``connection.py``), so it may run more than once and
+has no effect outside the database.
+
+``task_state_counts`` is kept here, not by triggers: every job that changes a task's state
+knows the old and the new state of each row it changed (from its batch, a pre-read in the
+same transaction, or the fixed old state its WHERE clause allows) and adds the deltas with
+one statement. What must stay true: any new statement that inserts tasks or changes
+``tasks.state`` adds its deltas through ``_add_counts`` in the same job. Exact because one
+process owns the file and all writes run on one thread (``capabilities.shared`` is False).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from tierq.engine.model import (
+    TERMINAL_STATES,
+    DependencyRelease,
+    RecoveryReport,
+    Task,
+    Transition,
+)
+from tierq.storage.sqlite import rows
+from tierq.storage.sqlite.connection import Replay
+from tierq.storage.sqlite.sqlfiles import load
+
+_SQL = {
+    name: load(name)
+    for name in (
+        "task_insert",
+        "dependency_insert",
+        "task_ids_by_key",
+        "task_fence_read",
+        "task_transition",
+        "execution_upsert",
+        "task_counts_add",
+        "task_states_of",
+        "task_cancel",
+        "task_retry",
+        "task_claim_pick",
+        "task_claim",
+        "recover_executions",
+        "recover_running",
+        "recover_leases",
+        "dependents_cancel",
+        "dependents_ready",
+    )
+}
+_TERMINAL = frozenset(s.value for s in TERMINAL_STATES)
+_CANCELLABLE = rows.json_list(["pending", "scheduled", "queued"])
+_RETRYABLE = rows.json_list(["failed", "cancelled"])
+
+Job = Callable[[sqlite3.Connection], Any]
+
+
+class CountsDiverged(RuntimeError):
+    """A statement changed a different number of rows than the job had counted: the batch
+    is refused rather than leaving task_state_counts wrong."""
+
+
+def _add_counts(conn: sqlite3.Connection, deltas: Counter[str]) -> None:
+    nonzero = {state: n for state, n in deltas.items() if n}
+    if nonzero:
+        conn.execute(_SQL["task_counts_add"], (orjson.dumps(nonzero).decode(),))
+
+
+# ---- insert ----------------------------------------------------------------------------------
+
+
+def insert_job(tasks: Sequence[Task]) -> Job:
+    params = [rows.task_params(t) for t in tasks]
+    keys = [t.idempotency_key for t in tasks if t.idempotency_key is not None]
+
+    def job(conn: sqlite3.Connection) -> list[str]:
+        stored = [t.id for t in tasks]
+        send = params
+        fresh: Sequence[int] = range(len(tasks))
+        if keys:
+            # A key held by an earlier batch, or earlier in this one, keeps its first task:
+            # known before the insert, so the skipped rows are neither sent nor counted.
+            owner = dict(conn.execute(_SQL["task_ids_by_key"], (rows.json_list(keys),)))
+            keep: list[int] = []
+            for i, t in enumerate(tasks):
+                key = t.idempotency_key
+                if key is None:
+                    keep.append(i)
+                elif key in owner:
+                    stored[i] = owner[key]
+                else:
+                    owner[key] = t.id
+                    keep.append(i)
+            if len(keep) != len(tasks):
+                send = [params[i] for i in keep]
+                fresh = keep
+        if send and conn.executemany(_SQL["task_insert"], send).rowcount != len(send):
+            raise Replay(_insert_exact(tasks, params))  # a duplicate id: rare
+        _add_counts(conn, Counter(tasks[i].state.value for i in fresh))
+        _insert_edges(conn, tasks, stored)
+        return stored
+
+    return job
+
+
+def _insert_exact(tasks: Sequence[Task], params: Sequence[rows.TaskRow]) -> Job:
+    """Row by row, so each skipped row (duplicate id or key) is known and not counted."""
+
+    def job(conn: sqlite3.Connection) -> list[str]:
+        stored = [t.id for t in tasks]
+        added: Counter[str] = Counter()
+        for t, p in zip(tasks, params, strict=True):
+            if conn.execute(_SQL["task_insert"], p).rowcount:
+                added[t.state.value] += 1
+        keys = [t.idempotency_key for t in tasks if t.idempotency_key is not None]
+        if keys:
+            owner = dict(conn.execute(_SQL["task_ids_by_key"], (rows.json_list(keys),)))
+            for i, t in enumerate(tasks):
+                if t.idempotency_key is not None:
+                    stored[i] = owner[t.idempotency_key]
+        _add_counts(conn, added)
+        _insert_edges(conn, tasks, stored)
+        return stored
+
+    return job
+
+
+def _insert_edges(conn: sqlite3.Connection, tasks: Sequence[Task], stored: list[str]) -> None:
+    edges = [
+        (t.id, dep)
+        for t, sid in zip(tasks, stored, strict=True)
+        if t.depends_on and sid == t.id
+        for dep in t.depends_on
+    ]
+    if edges:
+        conn.executemany(_SQL["dependency_insert"], edges)
+
+
+# ---- transitions -----------------------------------------------------------------------------
+
+
+def transition_job(transitions: Sequence[Transition]) -> Job:
+    ids = rows.json_list([tr.task_id for tr in transitions])
+
+    def job(conn: sqlite3.Connection) -> list[str]:
+        (found,) = conn.execute(_SQL["task_fence_read"], (ids,)).fetchone()
+        stored: dict[str, tuple[str, int]] = {i: (s, a) for i, s, a in orjson.loads(found)}
+        # The fencing rule of task_transition.sql, applied in batch order: a repeated id sees
+        # the state and attempt its earlier transition in this batch wrote.
+        deltas: Counter[str] = Counter()
+        accepted: list[Transition] = []
+        refused: list[str] = []
+        for tr in transitions:
+            cur = stored.get(tr.task_id)
+            if cur is None or cur[0] in _TERMINAL or cur[1] > tr.attempt:
+                refused.append(tr.task_id)
+                continue
+            new = tr.state.value
+            if new != cur[0]:
+                deltas[cur[0]] -= 1
+                deltas[new] += 1
+            stored[tr.task_id] = (new, tr.attempt)
+            accepted.append(tr)
+        if accepted:
+            changed = conn.executemany(
+                _SQL["task_transition"],
+                [
+                    (
+                        tr.state.value,
+                        tr.attempt,
+                        tr.at,
+                        tr.run_at,
+                        tr.started_at,
+                        tr.finished_at,
+                        tr.result,
+                        tr.error,
+                        tr.lease_owner,
+                        tr.task_id,
+                    )
+                    for tr in accepted
+                ],
+            ).rowcount
+            if changed != len(accepted):  # the SQL guard disagrees with the rule above
+                raise CountsDiverged(f"{changed} of {len(accepted)} transitions applied")
+            execs = [
+                (
+                    tr.task_id,
+                    tr.attempt,
+                    tr.started_at,
+                    tr.finished_at,
+                    None if tr.outcome is None else tr.outcome.value,
+                    None if tr.outcome is None else tr.error,
+                    tr.worker,
+                )
+                for tr in accepted
+                if tr.started_at is not None or tr.outcome is not None
+            ]
+            if execs:
+                conn.executemany(_SQL["execution_upsert"], execs)
+            _add_counts(conn, deltas)
+        return refused
+
+    return job
+
+
+# ---- set-based state changes -----------------------------------------------------------------
+
+
+def _from_states(ids: Sequence[str], states: str, sql: str, now: float, to: str) -> Job:
+    """An UPDATE of ``ids`` whose WHERE allows old ``states`` and which sets state ``to``;
+    the old states are counted first with the same WHERE."""
+    id_list = rows.json_list(ids)
+
+    def job(conn: sqlite3.Connection) -> list[str]:
+        deltas: Counter[str] = Counter()
+        for state, n in conn.execute(_SQL["task_states_of"], (id_list, states)):
+            deltas[state] -= n
+            deltas[to] += n  # ``to`` is never one of ``states``
+        changed = [r[0] for r in conn.execute(sql, (now, id_list))]
+        if len(changed) != deltas[to]:
+            raise CountsDiverged(f"{len(changed)} rows changed, {deltas[to]} counted")
+        _add_counts(conn, deltas)
+        return changed
+
+    return job
+
+
+def cancel_job(ids: Sequence[str], now: float) -> Job:
+    return _from_states(ids, _CANCELLABLE, _SQL["task_cancel"], now, "cancelled")
+
+
+def retry_job(ids: Sequence[str], now: float) -> Job:
+    return _from_states(ids, _RETRYABLE, _SQL["task_retry"], now, "queued")
+
+
+def claim_job(owner: str, limit: int, now: float, horizon: float) -> Job:
+    pick = {"limit": limit, "now": now, "horizon": horizon}
+
+    def job(conn: sqlite3.Connection) -> list[Task]:
+        chosen = conn.execute(_SQL["task_claim_pick"], pick).fetchall()
+        if not chosen:
+            return []
+        promoted = sum(1 for _, state, run_at in chosen if state == "scheduled" and run_at <= now)
+        args = {"owner": owner, "now": now, "ids": rows.json_list([r[0] for r in chosen])}
+        claimed = [rows.task_from_row(r) for r in conn.execute(_SQL["task_claim"], args)]
+        _add_counts(conn, Counter({"scheduled": -promoted, "queued": promoted}))
+        claimed.sort(key=lambda t: t.sort_key)  # RETURNING order is unspecified
+        return claimed
+
+    return job
+
+
+def recover_job(now: float, owners: Sequence[str] | None) -> Job:
+    who = None if owners is None else rows.json_list(owners)
+
+    def job(conn: sqlite3.Connection) -> RecoveryReport:
+        conn.execute(_SQL["recover_executions"], (now, who))
+        running = conn.execute(_SQL["recover_running"], (now, who)).rowcount
+        # Counts only the leases of tasks that were not running (those are counted above).
+        leases = conn.execute(_SQL["recover_leases"], (who,)).rowcount
+        _add_counts(conn, Counter({"running": -running, "queued": running}))
+        return RecoveryReport(requeued_running=running, released_leases=leases)
+
+    return job
+
+
+def release_dependents_job(finished_ids: Sequence[str], now: float) -> Job:
+    args = (now, rows.json_list(finished_ids))
+
+    def job(conn: sqlite3.Connection) -> DependencyRelease:
+        # Both statements change only pending tasks.
+        cancelled = [r[0] for r in conn.execute(_SQL["dependents_cancel"], args)]
+        ready = [rows.task_from_row(r) for r in conn.execute(_SQL["dependents_ready"], args)]
+        deltas = Counter(t.state.value for t in ready)
+        deltas["cancelled"] += len(cancelled)
+        deltas["pending"] -= len(cancelled) + len(ready)
+        _add_counts(conn, deltas)
+        ready.sort(key=lambda t: t.sort_key)
+        return DependencyRelease(ready=ready, cancelled=sorted(cancelled))
+
+    return job
