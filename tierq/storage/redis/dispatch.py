@@ -3,7 +3,8 @@
 Layout (see ``keys.py`` for names and the ready-order encoding): per queue a ready zset, a
 delayed zset, a lease hash ``id -> owner|token``, a body hash, a meta hash
 ``id -> attempt|member`` and one owned set per owner; globally the set of queues, a zset of
-replicas scored by heartbeat expiry, their info, and a wake-up channel.
+replicas scored by heartbeat expiry, their info, owners declared dead, the data generation
+and a wake-up channel. Heartbeat, rescue, replicas and generation live in ``liveness.py``.
 
 What must stay true: a task known to the dispatch tier has a body and a meta entry and is in
 exactly one of ready, delayed or lease; every state change is one Lua script per queue per
@@ -16,59 +17,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-import orjson
-
 from tierq.engine.model import Task, TaskState
-from tierq.storage.base import (
-    Ack,
-    Dispatch,
-    DispatchCapabilities,
-    ReplicaInfo,
-    RescuedLease,
-    StoreUnavailable,
-)
+from tierq.storage.base import Ack, Dispatch, DispatchCapabilities, StoreUnavailable
 from tierq.storage.redis.codec import decode_task, encode_task
+from tierq.storage.redis.core import TRANSIENT, Command, aioredis, log
 from tierq.storage.redis.eviction import check_eviction_policy
-from tierq.storage.redis.keys import Keys, member, run_at_from_member, run_at_hex
-from tierq.storage.redis.scripts import SCRIPTS
+from tierq.storage.redis.keys import member, run_at_from_member, run_at_hex
+from tierq.storage.redis.liveness import Liveness
 
-try:
-    from redis import asyncio as aioredis
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import NoScriptError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-except ImportError as exc:  # pragma: no cover - depends on the install
-    raise ImportError(
-        "the Redis dispatch tier needs redis: pip install 'tierq[distributed]'"
-    ) from exc
-
-log = logging.getLogger("tierq.storage.redis")
-
-Command = tuple[Any, ...]
 # Due delayed tasks moved per script call: bounds how long one call blocks Redis when a
 # large backlog becomes due at once; the rest move on the next claim or promote.
 PROMOTE_CAP = 10_000
 _ACK_KIND = {TaskState.SCHEDULED: "s", TaskState.QUEUED: "q"}
 
 
-class RedisDispatch(Dispatch):
+class RedisDispatch(Liveness, Dispatch):
     capabilities = DispatchCapabilities(shared=True, leases_expire=True)
 
     def __init__(self, url: str, *, prefix: str = "tierq", heartbeat_ttl: float = 6.0) -> None:
         """``heartbeat_ttl`` is how long the leases of an owner that claims without ever
         heartbeating stay alive; ``heartbeat()`` sets its own TTL per call."""
-        if heartbeat_ttl <= 0:
-            raise ValueError("heartbeat_ttl must be positive")
-        self._url = url
-        self.keys = Keys(prefix)
-        self._heartbeat_ttl = heartbeat_ttl
+        super().__init__(url, prefix, heartbeat_ttl)
         # Loop-bound state is created in open() only.
-        self._client: Any = None  # redis.asyncio.Redis; the installed stubs lag behind redis 8
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
@@ -86,12 +60,12 @@ class RedisDispatch(Dispatch):
         try:
             await check_eviction_policy(client)
             await self._load_scripts(client)
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub()
             await pubsub.subscribe(self.keys.wake_channel)
             # Wait for the confirmation so no wake-up published after open() is missed.
-            while await pubsub.get_message(ignore_subscribe_messages=False, timeout=1.0) is None:
+            while await pubsub.get_message(timeout=1.0) is None:
                 pass
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except TRANSIENT as exc:
             await client.aclose()
             raise StoreUnavailable(f"redis: {exc}") from exc
         except BaseException:
@@ -257,71 +231,6 @@ class RedisDispatch(Dispatch):
         ]
         return sum(int(res[0]) for res in await self._run(cmds))
 
-    # ---- liveness ----------------------------------------------------------------------
-
-    async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> None:
-        doc = orjson.dumps({"last_heartbeat": now, "expires_at": now + ttl, "info": info})
-        await self._run(
-            [
-                ("SET", self.keys.replica(owner), doc, "PX", max(1, int(ttl * 1000))),
-                ("ZADD", self.keys.replicas, now + ttl, owner),
-                ("HSET", self.keys.replica_info, owner, doc),
-            ]
-        )
-
-    async def rescue(self, now: float) -> list[RescuedLease]:
-        raw = await self._run([("ZRANGEBYSCORE", self.keys.replicas, "-inf", now)])
-        dead = [o.decode() for o in raw[0]]
-        if not dead:
-            return []
-        cmds: list[Command] = []
-        for q in await self._queues():
-            qk = self.keys.queue(q)
-            keys = [qk.ready, qk.lease, qk.meta, *(qk.owned(o) for o in dead)]
-            cmds.append(self._eval("rescue", keys, [self.keys.wake_channel, *dead]))
-        # Forget the dead owners after their leases moved; one that heartbeated meanwhile
-        # keeps its entry (reap re-checks the expiry inside Redis).
-        cmds.append(self._eval("reap", [self.keys.replicas, self.keys.replica_info], [now, *dead]))
-        results = await self._run(cmds)
-        rescued = [
-            RescuedLease(flat[i].decode(), int(flat[i + 1]), flat[i + 2].decode())
-            for flat in results[:-1]
-            for i in range(0, len(flat), 3)
-        ]
-        if rescued:
-            log.warning("rescued %d leases of %d dead owners", len(rescued), len(dead))
-        return rescued
-
-    async def replicas(self, now: float) -> list[ReplicaInfo]:
-        raw = await self._run(
-            [("ZRANGEBYSCORE", self.keys.replicas, f"({now!r}", "+inf", "WITHSCORES")]
-        )
-        flat = raw[0]
-        owners = [flat[i].decode() for i in range(0, len(flat), 2)]
-        if not owners:
-            return []
-        queues = await self._queues()
-        cmds: list[Command] = [("HMGET", self.keys.replica_info, *owners)]
-        cmds += [("SCARD", self.keys.queue(q).owned(o)) for o in owners for q in queues]
-        results = await self._run(cmds)
-        out = []
-        for n, owner in enumerate(owners):
-            expires_at = float(flat[2 * n + 1])
-            doc = orjson.loads(results[0][n]) if results[0][n] else {}
-            counts = results[1 + n * len(queues) : 1 + (n + 1) * len(queues)]
-            out.append(
-                ReplicaInfo(
-                    owner=owner,
-                    last_heartbeat=float(
-                        doc.get("last_heartbeat", expires_at - self._heartbeat_ttl)
-                    ),
-                    expires_at=expires_at,
-                    leased=sum(int(c) for c in counts),
-                    info=dict(doc.get("info", {})),
-                )
-            )
-        return out
-
     # ---- reads and waiting -------------------------------------------------------------
 
     async def wait_for_work(self, max_wait: float) -> None:
@@ -339,27 +248,10 @@ class RedisDispatch(Dispatch):
         for q in queues:
             qk = self.keys.queue(q)
             cmds += [("ZCARD", qk.ready), ("ZCARD", qk.delayed), ("HLEN", qk.lease)]
-        res = [int(r) for r in await self._run(cmds)] if cmds else []
+        res = [int(r) for r in await self._run(cmds)]
         return {"ready": sum(res[0::3]), "delayed": sum(res[1::3]), "leased": sum(res[2::3])}
 
     # ---- plumbing ----------------------------------------------------------------------
-
-    def _require(self) -> Any:
-        if self._client is None:
-            raise RuntimeError("RedisDispatch is not open")
-        return self._client
-
-    def _register(self, owner: str, now: float) -> Command:
-        # An owner that leases before its first heartbeat must still be rescuable.
-        return ("ZADD", self.keys.replicas, "NX", now + self._heartbeat_ttl, owner)
-
-    @staticmethod
-    def _eval(name: str, keys: list[str], args: Iterable[Any]) -> Command:
-        return ("EVALSHA", SCRIPTS[name].sha, len(keys), *keys, *args)
-
-    async def _queues(self) -> list[str]:
-        raw = await self._run([("SMEMBERS", self.keys.queues)])
-        return sorted(q.decode() for q in raw[0])
 
     async def _targets(self, by_queue: dict[str | None, list[Any]]) -> list[str]:
         """Queues a routed batch must visit: the ones its ids are known to be in, plus
@@ -383,43 +275,11 @@ class RedisDispatch(Dispatch):
             cmds.append(self._eval("ack", [*qk.core, qk.owned(owner)], args))
         refused: set[str] = set()
         refused_everywhere = set(unknown_ids)
-        for res in await self._run(cmds) if cmds else []:
+        for res in await self._run(cmds):
             got = {r.decode() for r in res}
             refused |= got - unknown_ids
             refused_everywhere &= got
         return refused | refused_everywhere
-
-    async def _load_scripts(self, client: Any) -> None:
-        for script in SCRIPTS.values():
-            sha = (await client.script_load(script.source)).lower()
-            if sha != script.sha:
-                raise RuntimeError(f"Redis returned sha {sha} for script {script.name}")
-
-    async def _run(self, cmds: list[Command]) -> list[Any]:
-        """One round trip for ``cmds``. Scripts missing from Redis (restart, SCRIPT FLUSH)
-        are loaded and only the commands that failed for that reason are sent again."""
-        client = self._require()
-        try:
-            results = await self._pipeline(client, cmds)
-            retry = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
-            if retry:
-                await self._load_scripts(client)
-                again = await self._pipeline(client, [cmds[i] for i in retry])
-                for i, r in zip(retry, again, strict=True):
-                    results[i] = r
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            raise StoreUnavailable(f"redis: {exc}") from exc
-        for r in results:
-            if isinstance(r, Exception):
-                raise r
-        return results
-
-    @staticmethod
-    async def _pipeline(client: Any, cmds: list[Command]) -> list[Any]:
-        pipe = client.pipeline(transaction=False)
-        for cmd in cmds:
-            pipe.execute_command(*cmd)
-        return list(await pipe.execute(raise_on_error=False))
 
     async def _listen(self, pubsub: Any, wake: asyncio.Event) -> None:
         """Turn wake-up messages into ``wake.set()``. Survives Redis restarts: after a
@@ -430,7 +290,7 @@ class RedisDispatch(Dispatch):
                     if message["type"] == "message":
                         wake.set()
                 await pubsub.subscribe(self.keys.wake_channel)
-            except (RedisConnectionError, RedisTimeoutError) as exc:
+            except TRANSIENT as exc:
                 log.warning("wake-up subscription lost (%s); reconnecting", exc)
                 wake.set()
                 await asyncio.sleep(0.5)

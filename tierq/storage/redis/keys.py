@@ -84,6 +84,8 @@ class Keys:
         self.queues = f"{glob}:queues"  # set of queue names
         self.replicas = f"{glob}:replicas"  # zset owner -> heartbeat expiry (injected clock)
         self.replica_info = f"{glob}:replica_info"  # hash owner -> JSON
+        self.dead = f"{glob}:dead"  # zset owner -> when it was declared dead
+        self.generation = f"{glob}:generation"  # changes when Redis lost its data
         self.wake_channel = f"{prefix}:wake"
         self._queue_cache: dict[str, QueueKeys] = {}
 

@@ -1,15 +1,15 @@
--- KEYS: replicas (zset owner -> expires_at), replica info hash
--- ARGV: now, owners
--- Forgets owners whose heartbeat is still expired at `now`; one that heartbeated again
--- since the caller looked keeps its entry. Returns how many were forgotten.
-local now = tonumber(ARGV[1])
-local n = 0
-for i = 2, #ARGV do
-  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
-  if score and tonumber(score) <= now then
-    redis.call('ZREM', KEYS[1], ARGV[i])
-    redis.call('HDEL', KEYS[2], ARGV[i])
-    n = n + 1
-  end
+-- KEYS: replicas (zset owner -> expires_at), replica info hash, dead (zset owner -> declared at)
+-- ARGV: now, forget dead markers declared before this time
+-- Declares every owner whose heartbeat expired at `now` dead, atomically: an owner that
+-- heartbeats afterwards learns it (heartbeat.lua). Returns every owner currently marked
+-- dead, not only the new ones, so leases missed by an interrupted rescue, or taken by a
+-- dead owner before it heartbeated again, are swept on the next rescue.
+local now = ARGV[1]
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for i = 1, #expired do
+  redis.call('ZREM', KEYS[1], expired[i])
+  redis.call('HDEL', KEYS[2], expired[i])
+  redis.call('ZADD', KEYS[3], now, expired[i])
 end
-return n
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[2])
+return redis.call('ZRANGE', KEYS[3], 0, -1)

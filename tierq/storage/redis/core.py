@@ -1,0 +1,92 @@
+"""Plumbing shared by the dispatch-tier modules: the client, script calls, round trips."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from tierq.storage.base import StoreUnavailable
+from tierq.storage.redis.keys import Keys
+from tierq.storage.redis.scripts import SCRIPTS
+
+try:
+    from redis import asyncio as aioredis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import NoScriptError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ModuleNotFoundError(
+        "the Redis dispatch tier needs redis: pip install 'tierq[distributed]'", name=exc.name
+    ) from exc
+
+log = logging.getLogger("tierq.storage.redis")
+
+__all__ = ["TRANSIENT", "Command", "RedisCore", "aioredis", "log"]
+
+Command = tuple[Any, ...]
+TRANSIENT = (RedisConnectionError, RedisTimeoutError)
+
+
+class RedisCore:
+    def __init__(self, url: str, prefix: str, heartbeat_ttl: float) -> None:
+        if heartbeat_ttl <= 0:
+            raise ValueError("heartbeat_ttl must be positive")
+        self._url = url
+        self.keys = Keys(prefix)
+        self._heartbeat_ttl = heartbeat_ttl
+        # redis.asyncio.Redis, created in open(); typed Any because the installed stubs
+        # (types-redis 4.x) lag behind redis 8.
+        self._client: Any = None
+
+    def _require(self) -> Any:
+        if self._client is None:
+            raise RuntimeError("RedisDispatch is not open")
+        return self._client
+
+    def _register(self, owner: str, now: float) -> Command:
+        # An owner that leases before its first heartbeat must still be rescuable.
+        return ("ZADD", self.keys.replicas, "NX", now + self._heartbeat_ttl, owner)
+
+    @staticmethod
+    def _eval(name: str, keys: list[str], args: Iterable[Any]) -> Command:
+        return ("EVALSHA", SCRIPTS[name].sha, len(keys), *keys, *args)
+
+    async def _queues(self) -> list[str]:
+        raw = await self._run([("SMEMBERS", self.keys.queues)])
+        return sorted(q.decode() for q in raw[0])
+
+    async def _load_scripts(self, client: Any) -> None:
+        for script in SCRIPTS.values():
+            sha = (await client.script_load(script.source)).lower()
+            if sha != script.sha:
+                raise RuntimeError(f"Redis returned sha {sha} for script {script.name}")
+
+    async def _run(self, cmds: list[Command]) -> list[Any]:
+        """One round trip for ``cmds``. Scripts missing from Redis (restart, SCRIPT FLUSH)
+        are loaded and only the commands that failed for that reason are sent again, so
+        nothing runs twice."""
+        if not cmds:
+            return []
+        client = self._require()
+        try:
+            results = await self._pipeline(client, cmds)
+            retry = [i for i, r in enumerate(results) if isinstance(r, NoScriptError)]
+            if retry:
+                await self._load_scripts(client)
+                again = await self._pipeline(client, [cmds[i] for i in retry])
+                for i, r in zip(retry, again, strict=True):
+                    results[i] = r
+        except TRANSIENT as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        for r in results:
+            if isinstance(r, Exception):
+                raise r
+        return results
+
+    @staticmethod
+    async def _pipeline(client: Any, cmds: list[Command]) -> list[Any]:
+        pipe = client.pipeline(transaction=False)
+        for cmd in cmds:
+            pipe.execute_command(*cmd)
+        return list(await pipe.execute(raise_on_error=False))
