@@ -40,6 +40,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_port_block(count: int) -> int:
+    """A port p such that p .. p+count-1 are all free now."""
+    for _ in range(200):
+        base = free_port()
+        if base + count >= 65535:
+            continue
+        try:
+            for offset in range(count):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", base + offset))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError(f"no block of {count} free ports")
+
+
 def parse_ts(text: str) -> float:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
@@ -211,7 +227,7 @@ def start_cluster(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     several behind nginx, via deploy/local-cluster.sh."""
     tag = f"bench_{os.getpid()}_{int(time.time())}"
     workdir = tempfile.mkdtemp(prefix="tierq-cluster-")
-    port = free_port()
+    port = free_port_block(args.distributed + 1)
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERQ_")}
     env.update(
         {
