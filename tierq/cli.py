@@ -93,9 +93,9 @@ async def migrate(settings: Settings) -> list[int]:
     from tierq.storage.factory import make_record_store
 
     store = make_record_store(settings)
-    await store.open()
+    await store.open()  # applies pending migrations
     try:
-        return await store.migrate()
+        return [*store.migrations_applied, *await store.migrate()]
     finally:
         await store.close()
 

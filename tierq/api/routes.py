@@ -18,6 +18,7 @@ from tierq.api.schemas import (
     parse_priority,
     task_out,
     to_task,
+    to_tasks,
 )
 from tierq.config import Settings
 from tierq.engine.engine import Engine, InvalidDependency, Submitted
@@ -84,8 +85,7 @@ async def submit_batch(request: web.Request) -> web.Response:
     if len(specs) > settings.max_batch:
         raise FieldError("$", f"a batch holds at most {settings.max_batch} tasks")
     now = engine.clock()
-    registry = engine.registry
-    tasks = [to_task(spec, f"$[{i}]", settings, registry, now) for i, spec in enumerate(specs)]
+    tasks = to_tasks(specs, settings, engine.registry, now)
     results = await _submit(engine, tasks, specs, batch=True)
     existing = [i for i, r in enumerate(results) if not r.created]
     return json_response(

@@ -52,6 +52,8 @@ class RecordStore(abc.ABC):
     """System of record: every task, every attempt, and the counters behind statistics."""
 
     capabilities: RecordCapabilities
+    # Migrations the last ``open()`` applied (``tierq migrate`` reports them).
+    migrations_applied: tuple[int, ...] = ()
 
     # ---- lifecycle -------------------------------------------------------------------------
 

@@ -142,6 +142,7 @@ class PostgresRecordStore(RecordStore):
             self._pool = None
             pool.terminate()
             raise
+        self.migrations_applied = tuple(applied)
         if applied:
             log.info("applied migrations %s to schema %s", applied, self._schema)
 

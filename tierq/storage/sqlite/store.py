@@ -106,7 +106,7 @@ class SQLiteRecordStore(RecordStore):
             conn = _connect(self.path, self.synchronous)
             self._writer = ConnectionThread("tierq-sqlite-writer", conn, group_commit=True)
             self._writer.start()
-            await self.migrate()
+            self.migrations_applied = tuple(await self.migrate())
             # After migrating: the reader must see the schema (and WAL mode) already there.
             reader = _connect(self.path, self.synchronous)
             self._reader = ConnectionThread("tierq-sqlite-reader", reader, group_commit=False)
