@@ -175,7 +175,9 @@ class Engine:
             if created:
                 await self.rebuild_dispatch()
         counts = await self.store.task_counts()
-        self._pending_deps = counts[TaskState.PENDING] > 0
+        # Distributed: any replica may add dependents of the tasks this one finishes, so it
+        # must always look for them (the flag never goes false; see _release_dependents).
+        self._pending_deps = self.distributed or counts[TaskState.PENDING] > 0
 
     async def rebuild_dispatch(self) -> int:
         """Put every queued, scheduled or running task of the record tier (back) into the
@@ -212,7 +214,11 @@ class Engine:
         if generation != self._generation:
             log.warning("the dispatch tier lost its data (new generation %s)", generation)
             self._generation = generation
-            self._drop_held("the dispatch tier was reset")
+            dropped = self._drop_held("the dispatch tier was reset")
+            # Another replica may have rebuilt the new generation first and our pager claimed
+            # some of these from it: those leases are ours and alive (we heartbeat), so they
+            # must go back or the tasks wait forever. Old-generation ids are no-ops here.
+            await self.dispatch.release(self.node_id, dropped)
             if created:
                 await self.rebuild_dispatch()
         elif not registered:
@@ -220,7 +226,7 @@ class Engine:
         if self.needs_rebuild:
             await self.rebuild_dispatch()
 
-    def _drop_held(self, why: str) -> None:
+    def _drop_held(self, why: str) -> list[str]:
         """Forget queued tasks held in memory: their leases belong to someone else now.
         Running ones finish; their reports will be refused by the fencing token."""
         dropped = self.memory.drain()
@@ -228,6 +234,7 @@ class Engine:
             self._live.pop(task.id, None)
         if dropped:
             log.warning("dropped %d held tasks: %s", len(dropped), why)
+        return [t.id for t in dropped]
 
     async def stop(self) -> None:
         """Graceful shutdown: stop taking work, let running tasks finish within the grace
@@ -418,21 +425,32 @@ class Engine:
         finished: list[str] = []
         completed: dict[str, int] = {}
         cancelled: dict[str, int] = {}
+        # The histogram child of each type, looked up once per batch: labels() per task cost
+        # more than the observation itself.
+        observers: dict[str, Callable[[float], None]] = {}
+        terminal = TERMINAL_STATES
+        succeeded = TaskState.SUCCEEDED
         for t in transitions:
-            if t.state in TERMINAL_STATES:
-                finished.append(t.task_id)
-                task = live.get(t.task_id)
-                if task is not None and task.attempt <= t.attempt and task.state in TERMINAL_STATES:
-                    del live[t.task_id]
-                if task is not None:
-                    if t.state is TaskState.SUCCEEDED:
-                        completed[task.type] = completed.get(task.type, 0) + 1
-                        if t.started_at is not None and t.finished_at is not None:
-                            metrics.execution_seconds.labels(task.type).observe(
-                                t.finished_at - t.started_at
-                            )
-                    elif t.state is TaskState.CANCELLED:
-                        cancelled[task.type] = cancelled.get(task.type, 0) + 1
+            state = t.state
+            if state in terminal:
+                task_id = t.task_id
+                finished.append(task_id)
+                task = live.get(task_id)
+                if task is None:
+                    continue
+                if task.attempt <= t.attempt and task.state in terminal:
+                    del live[task_id]
+                type_name = task.type
+                if state is succeeded:
+                    completed[type_name] = completed.get(type_name, 0) + 1
+                    if t.started_at is not None and t.finished_at is not None:
+                        observe = observers.get(type_name)
+                        if observe is None:
+                            observe = metrics.execution_seconds.labels(type_name).observe
+                            observers[type_name] = observe
+                        observe(t.finished_at - t.started_at)
+                elif state is TaskState.CANCELLED:
+                    cancelled[type_name] = cancelled.get(type_name, 0) + 1
         for type_name, n in completed.items():
             metrics.tasks_completed.labels(type_name).inc(n)
         for type_name, n in cancelled.items():
@@ -457,7 +475,7 @@ class Engine:
         if release.cancelled:
             # Their own dependents must hear about it too.
             await self._release_dependents(release.cancelled)
-        if not release.ready and not release.cancelled:
+        if not release.ready and not release.cancelled and not self.distributed:
             counts = await self.store.task_counts()
             self._pending_deps = counts[TaskState.PENDING] > 0
 

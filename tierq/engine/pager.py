@@ -7,6 +7,7 @@ claim horizon). It never claims more than the memory tier has room for.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from tierq.engine.service import Service
@@ -71,5 +72,17 @@ class WorkWatcher(Service):
         return 0.0
 
     async def run_once(self) -> None:
-        await self._engine.dispatch.wait_for_work(1.0)
-        self._engine.pager.poke()
+        # Wait for work or for stop, whichever comes first, so stopping is immediate.
+        work = asyncio.ensure_future(self._engine.dispatch.wait_for_work(1.0))
+        stop = asyncio.ensure_future(self.wake_event.wait())
+        try:
+            await asyncio.wait((work, stop), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            unfinished = [t for t in (work, stop) if not t.done()]
+            for task in unfinished:
+                task.cancel()
+            if unfinished:
+                await asyncio.wait(unfinished)  # reaps them; our own cancellation still raises
+        if work.done() and not work.cancelled():
+            work.result()  # re-raises the dispatch tier's error, if it had one
+            self._engine.pager.poke()

@@ -1,0 +1,174 @@
+"""Failure cases of distributed mode, with real Redis and PostgreSQL: a replica frozen past
+its leases (rescued, then fenced off when it wakes), the dispatch tier losing its data, and a
+write-through that fails while the record tier is fine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import Any
+
+import pytest
+from redis import asyncio as aioredis
+
+from tests.distributed.conftest import Cluster, counter_value, make_task, submit, wait_for
+from tierq.engine.engine import Engine
+from tierq.engine.handlers.base import Handler, TaskContext
+from tierq.engine.model import TaskState
+
+pytestmark = pytest.mark.distributed
+
+
+async def succeeded(cluster: Cluster, ids: list[str]) -> bool:
+    rows = await cluster.sql(
+        "SELECT count(*) AS n FROM {s}.tasks WHERE state = 'succeeded' AND id = ANY($1::uuid[])",
+        ids,
+    )
+    return bool(rows[0]["n"] == len(ids))
+
+
+def freeze(engine: Engine) -> None:
+    """Stop everything a frozen process would stop doing, without any graceful step: no
+    heartbeat, no flush, no claims, no rescues. Its workers keep running their handlers
+    (they are what wakes up later)."""
+    for service in (engine.heartbeat, engine.flusher, engine.pager, engine.watcher):
+        service.request_stop()
+    engine.rescuer.request_stop()
+
+
+async def test_frozen_replica_is_rescued_and_fenced_off(cluster: Cluster) -> None:
+    a = await cluster.engine("a", workers=4, memory_limit=50)
+    long_tasks = [make_task(a, payload={"sleep_ms": 3000, "result": "x"}) for _ in range(10)]
+    ids = await submit(a, *long_tasks)
+    await wait_for(lambda: len(a.workers.running_ids()) == 4, timeout=5)
+    running = set(a.workers.running_ids())
+    held = [i for i in ids if i not in running]
+    assert a.memory.ready_count == 6
+
+    async def started_recorded() -> bool:
+        rows = await cluster.sql("SELECT count(*) AS n FROM {s}.tasks WHERE state = 'running'")
+        return bool(rows[0]["n"] == 4)
+
+    await wait_for(started_recorded, timeout=5)
+    freeze(a)
+    b = await cluster.engine("b", workers=10, memory_limit=50)
+
+    # A's leases expire (ttl 1 s); B's rescuer returns all ten, B claims and runs them.
+    await wait_for(lambda: b.rescuer.rescued == 10, timeout=5)
+    await wait_for(lambda: len(b.workers.running_ids()) == 10, timeout=5)
+
+    # A wakes: its next heartbeat learns it was declared dead, and it drops what it held.
+    assert a.memory.ready_count == 6
+    registered = await a.dispatch.heartbeat(
+        a.node_id, a.settings.heartbeat_ttl_s, a.clock(), a.replica_info()
+    )
+    assert registered is False
+    await a.check_dispatch(registered)
+    assert a.memory.ready_count == 0
+    assert set(a.workers.running_ids()) == running  # running handlers finish on their own
+
+    # A's handlers finish while B's attempts still run; A's flush is refused by the fence.
+    await wait_for(lambda: a.workers.busy == 0, timeout=5)
+    assert a.flusher.backlog == 4
+    await a.flusher.run_once()
+    assert a.flusher.backlog == 0
+    assert counter_value(a, "tierq_stale_reports_total") == 4
+    assert counter_value(a, "tierq_tasks_completed_total", type="dummy") == 0
+    mid = {t.id: t for t in await b.store.task_get_many(ids)}
+    assert all(t.state is TaskState.RUNNING and t.attempt == 2 for t in mid.values()), mid
+
+    await wait_for(lambda: succeeded(cluster, ids), timeout=10)
+    executions = await cluster.executions()
+    for task_id in ids:
+        rows = executions[task_id]
+        assert [(r["attempt"], r["outcome"]) for r in rows] == [
+            (1, "abandoned"),
+            (2, "succeeded"),
+        ], rows
+        assert rows[1]["worker"].startswith("b/")
+        if task_id in running:
+            assert rows[0]["worker"].startswith("a/")  # it had started on A
+        else:
+            assert rows[0]["worker"] is None  # leased to A, never started
+        task = await b.store.task_get(task_id)
+        assert task is not None and task.attempt == 2 and task.lease_owner is None
+    assert counter_value(b, "tierq_tasks_completed_total", type="dummy") == 10
+    assert len(held) == 6
+
+
+class RunLog:
+    """A handler that records every completed run, on whichever replica it ran."""
+
+    def __init__(self) -> None:
+        self.runs: Counter[str] = Counter()
+
+    async def run(self, ctx: TaskContext) -> Any:
+        await asyncio.sleep(0.03)
+        self.runs[ctx.task_id] += 1
+        return None
+
+    def install(self, engine: Engine) -> None:
+        engine.registry.add(Handler(name="counted", run=self.run))
+
+
+async def test_dispatch_tier_rebuilt_after_losing_its_data(cluster: Cluster) -> None:
+    log = RunLog()
+    a = await cluster.engine("a", workers=2, memory_limit=5)
+    b = await cluster.engine("b", workers=2, memory_limit=5)
+    log.install(a)
+    log.install(b)
+    generation = a._generation
+    assert b._generation == generation
+
+    delayed = [make_task(a, type="counted", delay_seconds=1.5) for _ in range(50)]
+    queued = [make_task(a, type="counted") for _ in range(40)]
+    ids = await submit(a, *delayed, *queued)
+    await wait_for(lambda: sum(log.runs.values()) >= 6, timeout=5)
+
+    # Tasks some replica holds (queued, running, or finished but not yet flushed) may run
+    # again after the wipe: their leases and acks vanish with it. Nothing else may.
+    at_risk = set(a._live) | set(b._live)
+    wiped = await cluster.wipe_redis()
+    at_risk |= set(a._live) | set(b._live)
+    assert wiped > 0
+    assert len(at_risk) <= 2 * 5 + 10
+
+    await wait_for(lambda: a._generation != generation and b._generation != generation, 3)
+    assert a._generation == b._generation
+
+    await wait_for(lambda: succeeded(cluster, ids), timeout=15)
+    assert set(log.runs) == set(ids)
+    twice = {i for i, n in log.runs.items() if n > 1}
+    assert twice <= at_risk, f"ran again without being held at the wipe: {twice - at_risk}"
+    assert all(n <= 2 for n in log.runs.values())
+    executions = await cluster.executions()
+    for task_id in ids:
+        outcomes = [r["outcome"] for r in executions[task_id]]
+        assert outcomes.count("succeeded") == 1, executions[task_id]
+    assert await a.dispatch.depth() == {"ready": 0, "delayed": 0, "leased": 0}
+
+
+async def test_write_through_failure_is_repaired_by_rebuild(cluster: Cluster) -> None:
+    a = await cluster.engine("a", workers=2)
+    healthy = a.dispatch._client  # type: ignore[attr-defined]
+    # A client for a port nobody listens on: every call fails to connect, as when Redis is
+    # down. Only the submission runs while it is in place.
+    broken = aioredis.from_url("redis://127.0.0.1:1/0", decode_responses=False)
+    a.dispatch._client = broken  # type: ignore[attr-defined]
+    try:
+        results = await a.submit_many([make_task(a, payload={"sleep_ms": 1})])
+    finally:
+        a.dispatch._client = healthy  # type: ignore[attr-defined]
+        await broken.aclose()
+    task = results[0].task
+    assert results[0].created
+    assert a.needs_rebuild is True
+    assert a.memory.held == 0  # not held: its lease was never written
+    rows = await cluster.sql("SELECT state FROM {s}.tasks WHERE id = $1", task.id)
+    assert [r["state"] for r in rows] == ["queued"]  # durable in the record tier
+
+    # Redis answers again: the next heartbeat offers the record tier, and the task runs.
+    await wait_for(lambda: succeeded(cluster, [task.id]), timeout=5)
+    assert a.needs_rebuild is False
+    executions = await cluster.executions()
+    assert [(r["attempt"], r["outcome"]) for r in executions[task.id]] == [(1, "succeeded")]
