@@ -57,10 +57,15 @@ class Flusher(Service):
         self.flushes = 0
 
     def add(self, transition: Transition, ack: Ack | None = None) -> None:
-        self._put(transition)
+        buffer = self._buffer
+        key = (transition.task_id, transition.attempt)
+        if key in buffer:
+            self._put(transition)
+        else:  # the common case, once per attempt: no earlier report to keep (see _put)
+            buffer[key] = transition
         if ack is not None:
             self._acks.append(ack)
-        n = len(self._buffer)
+        n = len(buffer)
         if n == 1 or n >= self._batch_size:
             self.wake()
 

@@ -113,7 +113,11 @@ class MemoryTier:
                 removed.discard(id(task))
                 continue
             self.running += 1
-            if self.on_low is not None and len(self) == self.low_water:
+            # len(self), inlined: this runs once per task.
+            if (
+                self.on_low is not None
+                and len(ready) + len(self._delayed) - len(removed) == self.low_water
+            ):
                 self.on_low()
             return task
         return None

@@ -128,9 +128,13 @@ class WorkerPool:
                         task.attempt,
                         TaskState.RUNNING,
                         now,
-                        started_at=now,
-                        worker=worker,
-                        lease_owner=engine.node_id,
+                        None,
+                        now,
+                        None,
+                        None,
+                        None,
+                        engine.node_id,
+                        worker,
                     )
                 )
                 value = await self._interruptible(handler.run, ctx, task)
@@ -162,7 +166,7 @@ class WorkerPool:
             self._failed(task, worker, Outcome.FAILED, _describe(exc), permanent=False)
         else:
             self._finish(
-                task, worker, engine.clock(), TaskState.SUCCEEDED, Outcome.SUCCEEDED, result=result
+                task, worker, engine.clock(), TaskState.SUCCEEDED, Outcome.SUCCEEDED, None, result
             )
 
     async def _interruptible(self, run: HandlerFn, ctx: TaskContext, task: Task) -> object:
@@ -242,21 +246,24 @@ class WorkerPool:
         task.result = result
         if error is not None:
             task.last_error = error
+        # Positional, in Transition's field order (run_at, started_at, finished_at, result,
+        # error, lease_owner, worker, outcome): once per task, keywords cost twice as much.
         engine.flusher.add(
             Transition(
                 task.id,
                 task.attempt,
                 state,
                 now,
-                started_at=task.started_at,
-                finished_at=now,
-                result=result,
-                error=error,
-                worker=worker,
-                outcome=outcome,
-                lease_owner=None,
+                None,
+                task.started_at,
+                now,
+                result,
+                error,
+                None,
+                worker,
+                outcome,
             ),
-            Ack(task.id, task.attempt, state) if engine.dispatch.capabilities.shared else None,
+            Ack(task.id, task.attempt, state) if engine.distributed else None,
         )
         if state is TaskState.FAILED:
             engine.on_attempt_failed(task, final=True)

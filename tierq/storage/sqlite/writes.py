@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -66,7 +66,7 @@ class CountsDiverged(RuntimeError):
     is refused rather than leaving task_state_counts wrong."""
 
 
-def _add_counts(conn: sqlite3.Connection, deltas: Counter[str]) -> None:
+def _add_counts(conn: sqlite3.Connection, deltas: Mapping[str, int]) -> None:
     nonzero = {state: n for state, n in deltas.items() if n}
     if nonzero:
         conn.execute(_SQL["task_counts_add"], (orjson.dumps(nonzero).decode(),))
@@ -102,7 +102,8 @@ def insert_job(tasks: Sequence[Task]) -> Job:
                 fresh = keep
         if send and conn.executemany(_SQL["task_insert"], send).rowcount != len(send):
             raise Replay(_insert_exact(tasks, params))  # a duplicate id: rare
-        _add_counts(conn, Counter(tasks[i].state.value for i in fresh))
+        state_text = rows.STATE_TEXT
+        _add_counts(conn, Counter(state_text[tasks[i].state] for i in fresh))
         _insert_edges(conn, tasks, stored)
         return stored
 
@@ -147,60 +148,71 @@ def _insert_edges(conn: sqlite3.Connection, tasks: Sequence[Task], stored: list[
 
 def transition_job(transitions: Sequence[Transition]) -> Job:
     ids = rows.json_list([tr.task_id for tr in transitions])
+    state_text = rows.STATE_TEXT
+    outcome_text = rows.OUTCOME_TEXT
 
     def job(conn: sqlite3.Connection) -> list[str]:
         (found,) = conn.execute(_SQL["task_fence_read"], (ids,)).fetchone()
-        stored: dict[str, tuple[str, int]] = {i: (s, a) for i, s, a in orjson.loads(found)}
+        # id -> [id, state, attempt], updated in place as the batch is applied.
+        stored: dict[str, list[Any]] = {row[0]: row for row in orjson.loads(found)}
         # The fencing rule of task_transition.sql, applied in batch order: a repeated id sees
         # the state and attempt its earlier transition in this batch wrote.
-        deltas: Counter[str] = Counter()
-        accepted: list[Transition] = []
+        deltas: dict[str, int] = {}
         refused: list[str] = []
+        updates: list[tuple[Any, ...]] = []
+        execs: list[tuple[Any, ...]] = []
+        terminal = _TERMINAL
+        lookup = stored.get
         for tr in transitions:
-            cur = stored.get(tr.task_id)
-            if cur is None or cur[0] in _TERMINAL or cur[1] > tr.attempt:
-                refused.append(tr.task_id)
+            task_id = tr.task_id
+            attempt = tr.attempt
+            cur = lookup(task_id)
+            if cur is None:
+                refused.append(task_id)
                 continue
-            new = tr.state.value
-            if new != cur[0]:
-                deltas[cur[0]] -= 1
-                deltas[new] += 1
-            stored[tr.task_id] = (new, tr.attempt)
-            accepted.append(tr)
-        if accepted:
-            changed = conn.executemany(
-                _SQL["task_transition"],
-                [
-                    (
-                        tr.state.value,
-                        tr.attempt,
-                        tr.at,
-                        tr.run_at,
-                        tr.started_at,
-                        tr.finished_at,
-                        tr.result,
-                        tr.error,
-                        tr.lease_owner,
-                        tr.task_id,
-                    )
-                    for tr in accepted
-                ],
-            ).rowcount
-            if changed != len(accepted):  # the SQL guard disagrees with the rule above
-                raise CountsDiverged(f"{changed} of {len(accepted)} transitions applied")
-            execs = [
+            old = cur[1]
+            if old in terminal or cur[2] > attempt:
+                refused.append(task_id)
+                continue
+            new = state_text[tr.state]
+            if new != old:
+                deltas[old] = deltas.get(old, 0) - 1
+                deltas[new] = deltas.get(new, 0) + 1
+                cur[1] = new
+            cur[2] = attempt
+            started_at = tr.started_at
+            error = tr.error
+            updates.append(
                 (
-                    tr.task_id,
-                    tr.attempt,
-                    tr.started_at,
+                    new,
+                    attempt,
+                    tr.at,
+                    tr.run_at,
+                    started_at,
                     tr.finished_at,
-                    None if tr.outcome is None else tr.outcome.value,
-                    None if tr.outcome is None else tr.error,
-                    tr.worker,
+                    tr.result,
+                    error,
+                    tr.lease_owner,
+                    task_id,
                 )
-                for tr in accepted
-                if tr.started_at is not None or tr.outcome is not None
-            ]
+            )
+            outcome = tr.outcome
+            if started_at is not None or outcome is not None:
+                execs.append(
+                    (
+                        task_id,
+                        attempt,
+                        started_at,
+                        tr.finished_at,
+                        outcome_text[outcome],
+                        None if outcome is None else error,
+                        tr.worker,
+                    )
+                )
+        if updates:
+            changed = conn.executemany(_SQL["task_transition"], updates).rowcount
+            if changed != len(updates):  # the SQL guard disagrees with the rule above
+                raise CountsDiverged(f"{changed} of {len(updates)} transitions applied")
             if execs:
                 conn.executemany(_SQL["execution_upsert"], execs)
             _add_counts(conn, deltas)
