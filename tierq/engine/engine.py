@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -114,6 +115,12 @@ class Engine:
         self._cancelling: dict[str, Task | None] = {}
         self._pending_deps = True  # pending (dependency-waiting) tasks may exist
         self._generation = ""  # the dispatch tier's generation this replica last saw
+        # Until when this replica's leases are known to be alive (distributed: the last
+        # heartbeat that found it registered, plus the TTL, less one heartbeat of margin).
+        # Workers start no task past it. Embedded leases never expire.
+        self.lease_deadline = 0.0 if self.distributed else math.inf
+        self._lease_event: asyncio.Event | None = None
+        self._wait_observers: dict[str, Callable[[float], None]] = {}
         self.needs_rebuild = False  # a write-through failed: offer the record tier again
         self.started_at = clock()
         self.draining = False
@@ -580,6 +587,27 @@ class Engine:
         return fresh
 
     # ---- introspection ---------------------------------------------------------------------
+
+    def renew_leases(self, checked_at: float) -> None:
+        """A heartbeat sent at ``checked_at`` found this replica registered."""
+        settings = self.settings
+        self.lease_deadline = checked_at + settings.heartbeat_ttl_s - settings.heartbeat_s
+        if self._lease_event is not None:
+            self._lease_event.set()
+
+    async def lease_renewed(self) -> None:
+        if self._lease_event is None:
+            self._lease_event = asyncio.Event()
+        self._lease_event.clear()
+        await self._lease_event.wait()
+
+    def observe_wait(self, type_name: str, seconds: float) -> None:
+        """Time from due (run_at) to start, per task type."""
+        observe = self._wait_observers.get(type_name)
+        if observe is None:
+            observe = self.metrics.wait_seconds.labels(type_name).observe
+            self._wait_observers[type_name] = observe
+        observe(seconds)
 
     def replica_info(self) -> dict[str, object]:
         return {

@@ -30,12 +30,15 @@ class Heartbeat(Service):
 
     async def run_once(self) -> None:
         engine = self._engine
+        checked_at = engine.clock()
         registered = await engine.dispatch.heartbeat(
-            engine.node_id, engine.settings.heartbeat_ttl_s, engine.clock(), engine.replica_info()
+            engine.node_id, engine.settings.heartbeat_ttl_s, checked_at, engine.replica_info()
         )
         self.beats += 1
         if engine.distributed:
+            # Drop what was rescued from us first, then let workers start tasks again.
             await engine.check_dispatch(registered)
+            engine.renew_leases(checked_at)
 
 
 class Rescuer(Service):

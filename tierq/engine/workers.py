@@ -74,6 +74,11 @@ class WorkerPool:
         name = f"{engine.node_id}/w{index}"
         done = 0
         while True:
+            if engine.clock() > engine.lease_deadline:
+                # This replica cannot prove its leases are alive (it was frozen, or Redis is
+                # unreachable): starting a task now could duplicate a rescued attempt.
+                await engine.lease_renewed()
+                continue
             task = memory.pop_ready()
             if task is None:
                 await memory.wait_ready()
@@ -102,6 +107,7 @@ class WorkerPool:
         task.state = TaskState.RUNNING
         task.started_at = now
         task.updated_at = now
+        engine.observe_wait(task.type, now - task.run_at)
         if handler is None:
             # Registered at submit time but gone now (restarted without the module).
             self._finish(
