@@ -2,9 +2,11 @@
 
 Replicas submit, claim, heartbeat, ack, crash (stop heartbeating), rescue and let the clock
 run. After every step the Redis contents must match the model exactly, which checks: every
-submitted task is in exactly one of ready / delayed / leased / done; at most one lease per
-task, and an ack is accepted only for that exact (owner, token), so stale tokens are always
-refused; stored attempts never decrease; claims come out in run order.
+submitted task is in exactly one of ready / delayed / leased / acked / done; at most one
+lease per task, and an ack is accepted only for that exact (owner, token), so stale tokens
+are always refused; stored attempts never decrease; claims come out in run order. A terminal
+ack leaves the task "acked" (kept, in the owner's acked hash) until that owner confirms it;
+an owner that dies first has it rescued like a lease, so no outcome is lost.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -40,10 +42,17 @@ ACK_STATES = st.sampled_from([TaskState.SUCCEEDED, TaskState.SCHEDULED, TaskStat
 @dataclass
 class Model:
     task: Task  # as submitted (re-submitting it must change nothing)
-    where: str  # ready | delayed | leased | done
+    where: str  # ready | delayed | leased | acked | done
     run_at: float
     attempt: int
     lease: tuple[str, int] | None = None
+    # Entries of owners' acked hashes (owner -> token). Only the one whose token is the
+    # stored attempt while the task is "acked" stands; others are stale (a retry or a re-run
+    # happened since) and are only dropped by confirm or rescue.
+    acked: dict[str, int] = field(default_factory=dict)
+
+    def ack_stands(self, owner: str) -> bool:
+        return self.where == "acked" and self.acked.get(owner) == self.attempt
 
     @property
     def sort_key(self) -> tuple[int, float, str]:
@@ -122,6 +131,11 @@ class DispatchMachine(RuleBasedStateMachine):
         if model.where == "done":
             return  # a finished task may legitimately come back (explicit retry)
         self.run(self.d.enqueue_many([model.task], None, self.now))
+        if model.where == "acked":
+            # Acked but unconfirmed: an explicit retry racing the confirm takes it back.
+            t = model.task
+            model.where = "ready" if t.run_at <= self.now else "delayed"
+            model.run_at, model.attempt = t.run_at, max(model.attempt, t.attempt)
 
     @rule(owner=st.sampled_from(OWNERS), limit=st.integers(1, 5))
     def claim(self, owner: str, limit: int) -> None:
@@ -166,6 +180,18 @@ class DispatchMachine(RuleBasedStateMachine):
             owner = data.draw(st.sampled_from([o for o in OWNERS if o != owner]))
         self._ack(owner, m.task.id, token, state, delay)
 
+    @precondition(lambda self: self._in("leased"))
+    @rule(data=st.data())
+    def finish_all(self, data: st.DataObject) -> None:
+        """An owner reports every lease it holds as succeeded (one flush): makes acked
+        tasks, and so confirm and rescue of them, common enough to explore."""
+        owner = data.draw(
+            st.sampled_from(sorted({m.lease[0] for m in self._in("leased") if m.lease}))
+        )
+        for m in sorted(self._in("leased"), key=lambda m: m.task.id):
+            if m.lease is not None and m.lease[0] == owner:
+                self._ack(owner, m.task.id, m.lease[1], TaskState.SUCCEEDED, 0.0)
+
     @precondition(lambda self: self._stale())
     @rule(data=st.data(), state=ACK_STATES)
     def zombie_ack(self, data: st.DataObject, state: TaskState) -> None:
@@ -183,11 +209,27 @@ class DispatchMachine(RuleBasedStateMachine):
             return
         m.lease, m.attempt = None, token
         if state is TaskState.SUCCEEDED:
-            m.where = "done"
+            m.where = "acked"
+            m.acked[owner] = token
         elif state is TaskState.SCHEDULED:
             m.where, m.run_at = "delayed", self.now + delay
         else:
             m.where = "ready"
+
+    @rule(owner=st.sampled_from(OWNERS), data=st.data())
+    def confirm(self, owner: str, data: st.DataObject) -> None:
+        """The owner's record write landed (only a live owner confirms)."""
+        if owner not in self.alive:
+            return
+        known = sorted(i for i, m in self.tasks.items() if m.acked)
+        ids = data.draw(st.lists(st.sampled_from(known), unique=True)) if known else []
+        ids += data.draw(st.lists(st.sampled_from(sorted(self.tasks) or ["x"]), max_size=2))
+        self.run(self.d.confirm_many(owner, ids))
+        for i in set(ids) & set(self.tasks):
+            m = self.tasks[i]
+            if m.ack_stands(owner):
+                m.where = "done"
+            m.acked.pop(owner, None)
 
     @precondition(lambda self: len(self.alive) > 1)
     @rule(owner=st.sampled_from(OWNERS))
@@ -226,12 +268,19 @@ class DispatchMachine(RuleBasedStateMachine):
         assert {(r.task_id, r.attempt, r.owner) for r in rescued} == expected
 
     def _requeue(self, owners: set[str]) -> set[tuple[str, int, str]]:
-        """Leases of ``owners`` go back to ready; the attempt they held counts as used."""
+        """Leases of ``owners`` go back to ready; the attempt they held counts as used. So do
+        their standing unconfirmed terminal acks; their stale acked entries are dropped."""
         taken = set()
         for m in self._in("leased"):
             if m.lease is not None and m.lease[0] in owners:
                 taken.add((m.task.id, m.lease[1], m.lease[0]))
                 m.where, m.attempt, m.lease = "ready", m.lease[1], None
+        for m in self.tasks.values():
+            for owner in sorted(owners & set(m.acked)):
+                if m.ack_stands(owner):
+                    taken.add((m.task.id, m.attempt, owner))
+                    m.where = "ready"
+                del m.acked[owner]
         return taken
 
     @precondition(lambda self: len(self.alive) < len(OWNERS))
@@ -257,6 +306,8 @@ class DispatchMachine(RuleBasedStateMachine):
                 pipe.hgetall(qk.lease)
                 pipe.hgetall(qk.meta)
                 pipe.hkeys(qk.body)
+                for o in OWNERS:
+                    pipe.hgetall(qk.acked(o))
             return list(await pipe.execute())
 
         raw = self.run(snapshot())
@@ -265,14 +316,21 @@ class DispatchMachine(RuleBasedStateMachine):
         leases: dict[str, str] = {}
         metas: dict[str, str] = {}
         bodies: list[str] = []
-        for i in range(0, len(raw), 5):
+        acked: dict[tuple[str, str], int] = {}
+        step = 5 + len(OWNERS)
+        for i in range(0, len(raw), step):
             ready += [m.decode()[32:] for m in raw[i]]
             delayed += [m.decode()[32:] for m in raw[i + 1]]
             leases.update({k.decode(): v.decode() for k, v in raw[i + 2].items()})
             metas.update({k.decode(): v.decode() for k, v in raw[i + 3].items()})
             bodies += [b.decode() for b in raw[i + 4]]
-        # Exactly one place per task: the three structures are disjoint and cover the bodies.
-        places = ready + delayed + list(leases)
+            for n, o in enumerate(OWNERS):
+                acked.update({(o, k.decode()): int(v) for k, v in raw[i + 5 + n].items()})
+        assert acked == {
+            (o, m.task.id): token for m in self.tasks.values() for o, token in m.acked.items()
+        }
+        # Exactly one place per task: the four are disjoint and cover the bodies.
+        places = ready + delayed + list(leases) + [m.task.id for m in self._in("acked")]
         assert len(places) == len(set(places)) and sorted(places) == sorted(bodies)
         assert set(ready) == {m.task.id for m in self._in("ready")}
         assert set(delayed) == {m.task.id for m in self._in("delayed")}

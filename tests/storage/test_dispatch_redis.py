@@ -205,7 +205,7 @@ async def test_lease_token_is_attempt_plus_one(dispatch: RedisDispatch) -> None:
     assert await dispatch.ack_many("a", [Ack(task.id, 3, TaskState.SUCCEEDED)], NOW) == []
 
 
-async def test_ack_terminal_removes_task(dispatch: RedisDispatch) -> None:
+async def test_ack_terminal_keeps_task_until_confirm(dispatch: RedisDispatch) -> None:
     tasks = [make_task() for _ in range(3)]
     await dispatch.enqueue_many(tasks, None, NOW)
     await dispatch.claim("a", 3, NOW)
@@ -214,11 +214,128 @@ async def test_ack_terminal_removes_task(dispatch: RedisDispatch) -> None:
     assert await dispatch.ack_many("a", acks, NOW) == []
     assert await dispatch.depth() == {"ready": 0, "delayed": 0, "leased": 0}
     qk = dispatch.keys.queue("default")
-    assert await dispatch._client.hlen(qk.body) == 0
-    assert await dispatch._client.hlen(qk.meta) == 0
+    client = dispatch._client
+    # Not claimable, but kept (with the acked token) until the outcome is recorded.
+    assert await dispatch.claim("b", 10, NOW) == []
+    assert await client.hlen(qk.body) == 3
+    assert await client.hgetall(qk.acked("a")) == {t.id.encode(): b"1" for t in tasks}
+    await dispatch.confirm_many("a", [t.id for t in tasks])
+    assert await client.hlen(qk.body) == 0
+    assert await client.hlen(qk.meta) == 0
+    assert await client.exists(qk.acked("a")) == 0
     # The task is gone, so it can be enqueued again (e.g. an explicit retry).
     await dispatch.enqueue_many([tasks[0]], None, NOW)
     assert (await dispatch.depth())["ready"] == 1
+
+
+async def test_unconfirmed_terminal_ack_is_rescued_when_owner_dies(
+    dispatch: RedisDispatch,
+) -> None:
+    """The replica acked (Redis ended the lease) and died before its record write: the
+    task must run again, not vanish."""
+    done, leased = make_task(attempt=1), make_task()
+    await dispatch.enqueue_many([done, leased], None, NOW)
+    await dispatch.heartbeat("a", 5.0, NOW, {})
+    await dispatch.claim("a", 2, NOW)
+    assert await dispatch.ack_many("a", [Ack(done.id, 2, TaskState.SUCCEEDED)], NOW) == []
+    (info,) = await dispatch.replicas(NOW)
+    assert info.leased == 2  # what rescue would hand back
+    assert await dispatch.rescue(NOW + 4.9) == []
+    rescued = await dispatch.rescue(NOW + 5)
+    assert {(r.task_id, r.attempt, r.owner) for r in rescued} == {
+        (done.id, 2, "a"),
+        (leased.id, 1, "a"),
+    }
+    assert await dispatch.rescue(NOW + 6) == []  # each exactly once
+    assert await dispatch.depth() == {"ready": 2, "delayed": 0, "leased": 0}
+    again = {t.id: t for t in await dispatch.claim("b", 2, NOW + 5)}
+    assert again[done.id].attempt == 2  # the next run is attempt 3: a's token is used up
+    # a's late confirm (its record write landed after all) leaves b's run alone.
+    await dispatch.confirm_many("a", [done.id])
+    qk = dispatch.keys.queue("default")
+    assert await dispatch._client.hexists(qk.body, done.id)
+    assert await dispatch.ack_many("b", [Ack(done.id, 3, TaskState.SUCCEEDED)], NOW + 6) == []
+    await dispatch.confirm_many("b", [done.id])
+    assert not await dispatch._client.hexists(qk.body, done.id)
+
+
+async def test_confirm_of_unknown_or_foreign_ids_is_harmless(
+    dispatch: RedisDispatch, other: RedisDispatch
+) -> None:
+    acked, ready, leased = make_task(queue="q1"), make_task(queue="q2"), make_task(queue="q1")
+    await dispatch.enqueue_many([acked, leased], "a", NOW)
+    await dispatch.enqueue_many([ready], None, NOW)
+    assert await dispatch.ack_many("a", [Ack(acked.id, 1, TaskState.FAILED)], NOW) == []
+    ids = [acked.id, ready.id, leased.id, new_id(NOW)]
+    await dispatch.confirm_many("b", ids)  # not b's acks
+    await dispatch.confirm_many("a", [ready.id, leased.id, new_id(NOW)])
+    await dispatch.confirm_many("a", [])
+    assert await dispatch.depth() == {"ready": 1, "delayed": 0, "leased": 1}
+    client = dispatch._client
+    assert await client.hexists(dispatch.keys.queue("q1").body, acked.id)
+    # Another replica (no routing cache) confirms a's ack by id alone; twice is harmless.
+    await other.confirm_many("a", [acked.id])
+    await dispatch.confirm_many("a", [acked.id])
+    assert not await client.hexists(dispatch.keys.queue("q1").body, acked.id)
+    assert await dispatch.depth() == {"ready": 1, "delayed": 0, "leased": 1}
+    assert {t.id for t in await dispatch.claim("c", 5, NOW)} == {ready.id}
+
+
+async def test_refused_acks_never_enter_the_acked_hash(dispatch: RedisDispatch) -> None:
+    task = make_task()
+    await dispatch.enqueue_many([task], None, NOW)
+    await dispatch.heartbeat("a", 5.0, NOW, {})
+    await dispatch.claim("a", 1, NOW)
+    stale = [Ack(task.id, 2, TaskState.SUCCEEDED)]
+    assert await dispatch.ack_many("a", stale, NOW) == [task.id]  # wrong token
+    foreign = [Ack(task.id, 1, TaskState.SUCCEEDED)]
+    assert await dispatch.ack_many("b", foreign, NOW) == [task.id]  # wrong owner
+    qk = dispatch.keys.queue("default")
+    for owner in ("a", "b"):
+        assert await dispatch._client.exists(qk.acked(owner)) == 0
+    # Rescue returns the lease once, not a second time as an acked task.
+    rescued = await dispatch.rescue(NOW + 5)
+    assert [(r.task_id, r.attempt) for r in rescued] == [(task.id, 1)]
+
+
+async def test_cancel_leaves_unconfirmed_tasks(dispatch: RedisDispatch) -> None:
+    task = make_task()
+    await dispatch.enqueue_many([task], "a", NOW)
+    assert await dispatch.ack_many("a", [Ack(task.id, 1, TaskState.SUCCEEDED)], NOW) == []
+    assert await dispatch.cancel_many([task.id]) == []
+    qk = dispatch.keys.queue("default")
+    assert await dispatch._client.hexists(qk.body, task.id)
+    assert await dispatch._client.hexists(qk.acked("a"), task.id)
+
+
+async def test_enqueue_takes_back_an_unconfirmed_task(dispatch: RedisDispatch) -> None:
+    """An explicit retry racing the confirm: the task is live again, and neither the late
+    confirm nor a rescue of the acking owner may remove or duplicate it."""
+    task, other_task = make_task(attempt=3), make_task(attempt=3)
+    await dispatch.enqueue_many([task, other_task], "a", NOW)
+    acks = [Ack(t.id, 4, TaskState.FAILED) for t in (task, other_task)]
+    assert await dispatch.ack_many("a", acks, NOW) == []
+    retried = [make_task(id=t.id, attempt=0, run_at=NOW + 9) for t in (task, other_task)]
+    await dispatch.enqueue_many(retried, None, NOW)
+    assert await dispatch.depth() == {"ready": 0, "delayed": 2, "leased": 0}
+    await dispatch.enqueue_many([task], None, NOW)  # live now: skipped
+    assert await dispatch.depth() == {"ready": 0, "delayed": 2, "leased": 0}
+    await dispatch.confirm_many("a", [task.id])  # late confirm: keeps the live task
+    assert await dispatch.rescue(NOW + 60) == []  # a never heartbeated: declared dead
+    assert await dispatch.depth() == {"ready": 0, "delayed": 2, "leased": 0}
+    claimed = await dispatch.claim("b", 5, NOW + 9)
+    assert len(claimed) == 2
+    for again in claimed:
+        assert again.attempt == 4  # a's token is used up; the stored attempt never goes back
+    # b re-runs one and acks it; a's orphaned entry for it is stale and must not let a's
+    # late confirm drop b's unrecorded outcome: b dying still gets it rescued.
+    assert await dispatch.ack_many("b", [Ack(other_task.id, 5, TaskState.SUCCEEDED)], NOW) == []
+    await dispatch.confirm_many("a", [other_task.id])
+    rescued = await dispatch.rescue(NOW + 120)
+    assert {(r.task_id, r.attempt, r.owner) for r in rescued} == {
+        (task.id, 5, "b"),  # still leased
+        (other_task.id, 5, "b"),  # acked, never confirmed
+    }
 
 
 async def test_ack_scheduled_goes_to_delayed_with_attempt_token(dispatch: RedisDispatch) -> None:
@@ -439,9 +556,9 @@ async def test_lifecycle_and_unreachable_redis(prefix: str) -> None:
 
 
 async def test_throughput(dispatch: RedisDispatch) -> None:
-    """Enqueue, claim and ack 1,000 tasks per round; prints microseconds per task."""
+    """Enqueue, claim, ack and confirm 1,000 tasks per round; prints microseconds per task."""
     rounds = int(os.environ.get("TIERQ_BENCH_ROUNDS", "5"))
-    spent = {"enqueue": 0.0, "claim": 0.0, "ack": 0.0}
+    spent = {"enqueue": 0.0, "claim": 0.0, "ack": 0.0, "confirm": 0.0}
     for _ in range(rounds):
         tasks = [make_task(priority=i % 3) for i in range(1000)]
         t0 = time.perf_counter()
@@ -453,10 +570,13 @@ async def test_throughput(dispatch: RedisDispatch) -> None:
             "a", [Ack(t.id, 1, TaskState.SUCCEEDED) for t in claimed], NOW
         )
         t3 = time.perf_counter()
+        await dispatch.confirm_many("a", [t.id for t in claimed])
+        t4 = time.perf_counter()
         assert len(claimed) == 1000 and refused == []
         spent["enqueue"] += t1 - t0
         spent["claim"] += t2 - t1
         spent["ack"] += t3 - t2
+        spent["confirm"] += t4 - t3
     per_task = {k: v / (rounds * 1000) * 1e6 for k, v in spent.items()}
     print("µs per task over", rounds, "rounds:", {k: round(v, 1) for k, v in per_task.items()})
     assert sum(per_task.values()) < 1000  # generous: catches a per-task round trip

@@ -8,7 +8,10 @@ outcome is never replaced by a later one without (see ``_put``).
 
 What must stay true: a batch is removed from the buffer only after the record store accepted
 it; when the store fails, the batch is retried (acks already settled are not sent again); a
-transition refused by the dispatch tier (stale lease) never reaches the record tier.
+transition refused by the dispatch tier (stale lease) never reaches the record tier. A terminal
+ack only ends the lease: the dispatch tier keeps the task (and rescue re-runs it if this
+process dies) until ``confirm_many`` follows the record write, so no outcome is lost between
+the two writes. A failed confirm never holds up record writes; it is retried on later flushes.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ AckMany = Callable[[Sequence[Ack]], Awaitable[list[str]]]
 TransitionMany = Callable[[Sequence[Transition]], Awaitable[list[str]]]
 # Called after a batch is durable: (applied transitions, ids refused as stale).
 OnFlushed = Callable[[list[Transition], list[str]], Awaitable[None]]
+ConfirmMany = Callable[[Sequence[str]], Awaitable[None]]
 
 
 class Flusher(Service):
@@ -40,6 +44,8 @@ class Flusher(Service):
         interval_s: float,
         batch_size: int = 10_000,
         max_buffer: int = 200_000,
+        confirm_many: ConfirmMany | None = None,
+        max_unconfirmed: int = 100_000,
     ) -> None:
         super().__init__()
         self._ack_many = ack_many
@@ -52,6 +58,13 @@ class Flusher(Service):
         self._acks: list[Ack] = []
         # A batch whose acks are settled but whose record write failed: retried first.
         self._retry: tuple[list[Transition], list[str]] | None = None
+        self._confirm_many = confirm_many
+        # Ids acked as terminal in the batch being written, then recorded but not confirmed.
+        # Ids dropped past the bound stay in the dispatch tier until this process is gone,
+        # when rescue runs them once more and the record tier refuses the repeat.
+        self._settled: list[str] = []
+        self._unconfirmed: list[str] = []
+        self.max_unconfirmed = max_unconfirmed
         self._room: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self.flushes = 0
@@ -161,13 +174,41 @@ class Flusher(Service):
                 refused = set(stale)
                 transitions = [t for t in transitions if t.task_id not in refused]
             self._retry = (transitions, stale)
+            if acks and self._confirm_many is not None:
+                skip = set(stale)
+                self._settled = [
+                    a.task_id for a in acks if a.state.terminal and a.task_id not in skip
+                ]
         transitions, stale = self._retry
         refused_by_store = await self._transition_many(transitions)
         self._retry = None
+        if self._settled:
+            self._unconfirmed += self._settled
+            self._settled = []
         self.flushes += 1
         if self._room is not None and self.backlog < self.max_buffer:
             self._room.set()
         await self._on_flushed(transitions, stale + refused_by_store)
+        if self._unconfirmed:
+            await self._confirm()
+
+    async def _confirm(self) -> None:
+        confirm = self._confirm_many
+        ids, self._unconfirmed = self._unconfirmed, []
+        if confirm is None:
+            return
+        try:
+            await confirm(ids)
+        except BaseException as exc:
+            self._unconfirmed = (ids + self._unconfirmed)[-self.max_unconfirmed :]
+            if not isinstance(exc, Exception):
+                raise
+            log.warning(
+                "could not confirm %d recorded tasks with the dispatch tier (%s); "
+                "retrying with the next flush",
+                len(ids),
+                exc,
+            )
 
     def _restore(self, transitions: list[Transition], acks: list[Ack]) -> None:
         newer = self._buffer

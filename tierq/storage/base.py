@@ -249,7 +249,8 @@ class Ack:
 
     ``attempt`` is the fencing token: the ack is refused unless the lease the dispatch tier
     holds for the task is ``owner``'s with this attempt.
-    - ``state`` terminal: the task leaves the dispatch tier.
+    - ``state`` terminal: the lease ends; the task leaves the dispatch tier when
+      ``confirm_many`` says its outcome is recorded (until then rescue would run it again).
     - ``state`` scheduled: back to the delayed set until ``run_at`` (retry with backoff).
     - ``state`` queued: back to the ready set now (hand-back at shutdown).
     """
@@ -265,7 +266,7 @@ class ReplicaInfo:
     owner: str
     last_heartbeat: float
     expires_at: float
-    leased: int
+    leased: int  # what rescue would take back: leases and unconfirmed terminal acks
     info: dict[str, object]
 
 
@@ -313,6 +314,16 @@ class Dispatch(abc.ABC):
         """Settle leased attempts; return the task ids refused (stale or foreign lease)."""
 
     @abc.abstractmethod
+    async def confirm_many(self, owner: str, ids: Sequence[str]) -> None:
+        """The record tier has these terminal outcomes: forget the tasks.
+
+        Call after the record write of tasks ``owner`` acked as terminal (never refused).
+        Until then the dispatch tier keeps them, and if ``owner`` dies first, ``rescue``
+        returns them like leases, so an outcome lost with the process is run again rather
+        than lost. Ids not acked by ``owner``, already confirmed, rescued or enqueued again
+        since are left alone, so a retried or repeated confirm is harmless."""
+
+    @abc.abstractmethod
     async def cancel_many(self, ids: Sequence[str]) -> list[str]:
         """Remove not-leased tasks; return the ids removed. Leased ones are left alone."""
 
@@ -335,7 +346,8 @@ class Dispatch(abc.ABC):
 
     @abc.abstractmethod
     async def rescue(self, now: float) -> list[RescuedLease]:
-        """Return the leases of owners whose heartbeat expired to the ready set."""
+        """Return the leases of owners whose heartbeat expired to the ready set, and the
+        tasks they acked as terminal without ``confirm_many`` (as leases of that attempt)."""
 
     @abc.abstractmethod
     async def replicas(self, now: float) -> list[ReplicaInfo]:

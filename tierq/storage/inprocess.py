@@ -51,6 +51,10 @@ class InProcessDispatch(Dispatch):
         # The record transition carries the outcome; one owner means no lease can be stale.
         return []
 
+    async def confirm_many(self, owner: str, ids: Sequence[str]) -> None:
+        # The record store is the queue: nothing is kept apart from it to forget.
+        return None
+
     async def cancel_many(self, ids: Sequence[str]) -> list[str]:
         return list(ids)
 

@@ -2,12 +2,16 @@
 
 Layout (see ``keys.py`` for names and the ready-order encoding): per queue a ready zset, a
 delayed zset, a lease hash ``id -> owner|token``, a body hash, a meta hash
-``id -> attempt|member`` and one owned set per owner; globally the set of queues, a zset of
-replicas scored by heartbeat expiry, their info, owners declared dead, the data generation
-and a wake-up channel. Heartbeat, rescue, replicas and generation live in ``liveness.py``.
+``id -> attempt|member``, one owned set per owner and one acked hash ``id -> token`` per owner
+(terminal acks whose record write may not have landed yet); globally the set of queues, a
+zset of replicas scored by heartbeat expiry, their info, owners declared dead, the data
+generation and a wake-up channel. Heartbeat, rescue, replicas and generation live in
+``liveness.py``.
 
 What must stay true: a task known to the dispatch tier has a body and a meta entry and is in
-exactly one of ready, delayed or lease; every state change is one Lua script per queue per
+exactly one of ready, delayed, lease or an owner's acked hash (a terminal ack leaves body
+and meta until ``confirm_many``, so an owner that dies before recording the outcome has the
+task rescued, not lost); every state change is one Lua script per queue per
 batch, so replicas racing on the same queue never see half a move. Time only ever comes from
 the caller's ``now`` (the replicas zset is scored with it), never from Redis TIME; the
 per-owner key with a real TTL exists for humans and is never read by rescue.
@@ -46,9 +50,10 @@ class RedisDispatch(Liveness, Dispatch):
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
-        # Queue of each task this instance leased out, so an ack or release goes to one
-        # queue's script instead of all of them. Only a routing hint: the scripts check
-        # the lease, and unknown ids are tried on every queue.
+        # Queue of each task this instance leased out or acked as terminal and not yet
+        # confirmed, so an ack, release or confirm goes to one queue's script instead of all
+        # of them. Only a routing hint: the scripts check the lease (or the acked hash), and
+        # unknown ids are tried on every queue.
         self._queue_of: dict[str, str] = {}
 
     # ---- lifecycle ---------------------------------------------------------------------
@@ -177,8 +182,12 @@ class RedisDispatch(Liveness, Dispatch):
         if not acks:
             return []
         by_queue: dict[str | None, list[Any]] = defaultdict(list)
+        terminal: dict[str, str] = {}
         for a in acks:
+            queue = self._queue_of.pop(a.task_id, None)
             if a.state.terminal:
+                if queue is not None:
+                    terminal[a.task_id] = queue
                 kind, run_at, hexed = "t", now, ""
             elif a.state in _ACK_KIND:
                 kind = _ACK_KIND[a.state]
@@ -186,7 +195,7 @@ class RedisDispatch(Liveness, Dispatch):
                 hexed = "" if a.run_at is None and kind == "q" else run_at_hex(run_at)
             else:
                 raise ValueError(f"cannot ack task {a.task_id} as {a.state}")
-            by_queue[self._queue_of.pop(a.task_id, None)] += (
+            by_queue[queue] += (
                 a.task_id,
                 a.attempt,
                 kind,
@@ -194,7 +203,21 @@ class RedisDispatch(Liveness, Dispatch):
                 hexed,
             )
         refused = await self._ack_routed(owner, by_queue)
+        self._queue_of.update((i, q) for i, q in terminal.items() if i not in refused)
         return [a.task_id for a in acks if a.task_id in refused]
+
+    async def confirm_many(self, owner: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        by_queue: dict[str | None, list[Any]] = defaultdict(list)
+        for task_id in ids:
+            by_queue[self._queue_of.pop(task_id, None)].append(task_id)
+        cmds: list[Command] = []
+        for queue in await self._targets(by_queue):
+            qk = self.keys.queue(queue)
+            ids_here = by_queue.get(queue, []) + by_queue.get(None, [])
+            cmds.append(self._eval("confirm", [*qk.core, qk.acked(owner)], ids_here))
+        await self._run(cmds)
 
     async def release(self, owner: str, ids: Sequence[str]) -> int:
         if not ids:
@@ -272,7 +295,7 @@ class RedisDispatch(Liveness, Dispatch):
         for queue in targets:
             qk = self.keys.queue(queue)
             args = [owner, self.keys.wake_channel, *by_queue.get(queue, []), *unknown]
-            cmds.append(self._eval("ack", [*qk.core, qk.owned(owner)], args))
+            cmds.append(self._eval("ack", [*qk.core, qk.owned(owner), qk.acked(owner)], args))
         refused: set[str] = set()
         refused_everywhere = set(unknown_ids)
         for res in await self._run(cmds):

@@ -70,6 +70,11 @@ class QueueKeys:
         """Set of ids ``owner`` leases in this queue (what rescue walks)."""
         return f"{self.tag}:owned:{owner}"
 
+    def acked(self, owner: str) -> str:
+        """Hash id -> token of tasks ``owner`` acked as terminal whose outcome may not be in
+        the record tier yet: body and meta stay until ``confirm``; rescue re-runs them."""
+        return f"{self.tag}:acked:{owner}"
+
     @property
     def core(self) -> list[str]:
         return [self.ready, self.delayed, self.lease, self.body, self.meta]

@@ -44,14 +44,15 @@ class Liveness(RedisCore):
             return []
         rescued = await self._rescue_owners(dead, sorted(q.decode() for q in raw_queues))
         if rescued:
-            log.warning("rescued %d leases of dead owners", len(rescued))
+            log.warning("rescued %d leases and unconfirmed acks of dead owners", len(rescued))
         return rescued
 
     async def _rescue_owners(self, owners: list[str], queues: list[str]) -> list[RescuedLease]:
         cmds: list[Command] = []
         for q in queues:
             qk = self.keys.queue(q)
-            keys = [qk.ready, qk.lease, qk.meta, *(qk.owned(o) for o in owners)]
+            keys = [qk.ready, qk.lease, qk.meta, qk.delayed]
+            keys += [*(qk.owned(o) for o in owners), *(qk.acked(o) for o in owners)]
             cmds.append(self._eval("rescue", keys, [self.keys.wake_channel, *owners]))
         return [
             RescuedLease(flat[i].decode(), int(flat[i + 1]), flat[i + 2].decode())
@@ -75,13 +76,18 @@ class Liveness(RedisCore):
             return []
         queues = await self._queues()
         cmds: list[Command] = [("HMGET", self.keys.replica_info, *owners)]
-        cmds += [("SCARD", self.keys.queue(q).owned(o)) for o in owners for q in queues]
+        # "leased" counts what rescue would hand back: leases and unconfirmed terminal acks.
+        for o in owners:
+            for q in queues:
+                qk = self.keys.queue(q)
+                cmds += [("SCARD", qk.owned(o)), ("HLEN", qk.acked(o))]
         results = await self._run(cmds)
+        per_owner = 2 * len(queues)
         out = []
         for n, owner in enumerate(owners):
             expires_at = float(pairs[n][1])
             doc = orjson.loads(results[0][n]) if results[0][n] else {}
-            counts = results[1 + n * len(queues) : 1 + (n + 1) * len(queues)]
+            counts = results[1 + n * per_owner : 1 + (n + 1) * per_owner]
             last = doc.get("last_heartbeat", expires_at - self._heartbeat_ttl)
             out.append(
                 ReplicaInfo(

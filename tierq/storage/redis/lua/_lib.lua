@@ -52,3 +52,24 @@ local function promote(ready, delayed, now, cap)
   chunked('ZREM', delayed, due, 1)
   return #due
 end
+
+-- Whether task `id` is leased, ready or delayed. A task whose body exists but that is in
+-- none of them was acked as terminal and waits for confirm (or rescue) in an acked hash.
+local function in_place(ready, delayed, lease, meta_key, id)
+  if redis.call('HEXISTS', lease, id) == 1 then return true end
+  local meta = redis.call('HGET', meta_key, id)
+  if not meta then return false end
+  local _, member = split_meta(meta)
+  return redis.call('ZSCORE', ready, member) ~= false
+    or redis.call('ZSCORE', delayed, member) ~= false
+end
+
+-- Whether `owner`'s terminal ack of `id` with `token` (an entry of its acked hash) still
+-- stands: the task is in no other place and its stored attempt is that token. Otherwise it
+-- was cancelled, enqueued again (an explicit retry), or re-run and acked by another owner
+-- since (tokens only grow), and the entry is only to be dropped.
+local function ack_stands(ready, delayed, lease, meta_key, id, token)
+  local meta = redis.call('HGET', meta_key, id)
+  if not meta or split_meta(meta) ~= token then return false end
+  return not in_place(ready, delayed, lease, meta_key, id)
+end

@@ -1,6 +1,8 @@
--- KEYS: ready, delayed, lease, body, meta, owned(owner)
+-- KEYS: ready, delayed, lease, body, meta, owned(owner), acked(owner)
 -- ARGV: owner, wake channel, then per ack: id, token, kind, run_at, run_at hex
---   kind 't' terminal: the task leaves the dispatch tier.
+--   kind 't' terminal: the lease ends but body and meta stay (stored attempt = token), and
+--     the id goes to the owner's acked hash (id -> token) until confirm.lua: if the owner
+--     dies before its record write lands, rescue.lua runs the task again, not losing it.
 --   kind 's' scheduled: delayed until run_at, stored attempt = token.
 --   kind 'q' queued: ready now, stored attempt = token (the attempt was started).
 --   run_at hex '' keeps the member's run_at (and so its place in the ready order).
@@ -11,7 +13,7 @@ local ids = {}
 for i = 3, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then return {} end
 local leases = hmget_all(KEYS[3], ids)
-local refused, settled, dropped, metas, ready, delayed = {}, {}, {}, {}, {}, {}
+local refused, settled, acked, metas, ready, delayed = {}, {}, {}, {}, {}, {}
 for k = 1, #ids do
   local i = 3 + (k - 1) * 5
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
@@ -19,23 +21,22 @@ for k = 1, #ids do
     refused[#refused + 1] = id
   else
     settled[#settled + 1] = id
+    local meta = redis.call('HGET', KEYS[5], id)
+    local _, member = split_meta(meta)
+    if ARGV[i + 4] ~= '' then
+      member = string.sub(member, 1, 16) .. ARGV[i + 4] .. id
+    end
+    metas[#metas + 1] = id
+    metas[#metas + 1] = token .. '|' .. member
     if kind == 't' then
-      dropped[#dropped + 1] = id
+      acked[#acked + 1] = id
+      acked[#acked + 1] = token
+    elseif kind == 's' then
+      delayed[#delayed + 1] = ARGV[i + 3]
+      delayed[#delayed + 1] = member
     else
-      local meta = redis.call('HGET', KEYS[5], id)
-      local _, member = split_meta(meta)
-      if ARGV[i + 4] ~= '' then
-        member = string.sub(member, 1, 16) .. ARGV[i + 4] .. id
-      end
-      metas[#metas + 1] = id
-      metas[#metas + 1] = token .. '|' .. member
-      if kind == 's' then
-        delayed[#delayed + 1] = ARGV[i + 3]
-        delayed[#delayed + 1] = member
-      else
-        ready[#ready + 1] = 0
-        ready[#ready + 1] = member
-      end
+      ready[#ready + 1] = 0
+      ready[#ready + 1] = member
     end
   end
 end
@@ -43,10 +44,7 @@ if #settled > 0 then
   chunked('HDEL', KEYS[3], settled, 1)
   chunked('SREM', KEYS[6], settled, 1)
 end
-if #dropped > 0 then
-  chunked('HDEL', KEYS[4], dropped, 1)
-  chunked('HDEL', KEYS[5], dropped, 1)
-end
+if #acked > 0 then chunked('HSET', KEYS[7], acked, 2) end
 if #metas > 0 then chunked('HSET', KEYS[5], metas, 2) end
 if #delayed > 0 then chunked('ZADD', KEYS[2], delayed, 2) end
 if #ready > 0 then

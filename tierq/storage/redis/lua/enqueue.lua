@@ -1,18 +1,34 @@
 -- KEYS: ready, delayed, lease, body, meta, owned(lease_owner or unused)
 -- ARGV: now, lease_owner ('' = none), wake channel,
 --       then per task: id, member, run_at, attempt, body
--- A task whose body already exists is skipped: re-enqueueing from the record tier after a
--- Redis restart must never duplicate or reset a task already here. Returns tasks added.
+-- A live task already here (leased, ready or delayed) is skipped: re-enqueueing from the
+-- record tier must never duplicate or reset it. A task acked as terminal but not yet
+-- confirmed is taken back (an explicit retry that raced the confirm): it becomes live again
+-- with its stored attempt never lowered, and confirm.lua then leaves it alone.
+-- Returns tasks added.
 local now = tonumber(ARGV[1])
 local owner = ARGV[2]
 local metas, ready, delayed, leases, owned = {}, {}, {}, {}, {}
 local added = 0
+-- Ids added by this call: their meta is written at the end, so in_place cannot see them yet.
+local seen = {}
 for i = 4, #ARGV, 5 do
   local id = ARGV[i]
-  if redis.call('HSETNX', KEYS[4], id, ARGV[i + 4]) == 1 then
+  local attempt = ARGV[i + 3]
+  local fresh = redis.call('HSETNX', KEYS[4], id, ARGV[i + 4]) == 1
+  if not fresh and not seen[id] and not in_place(KEYS[1], KEYS[2], KEYS[3], KEYS[5], id) then
+    local meta = redis.call('HGET', KEYS[5], id)
+    if meta then
+      local stored = split_meta(meta)
+      if tonumber(stored) > tonumber(attempt) then attempt = stored end
+    end
+    redis.call('HSET', KEYS[4], id, ARGV[i + 4])
+    fresh = true
+  end
+  if fresh then
+    seen[id] = true
     added = added + 1
     local member = ARGV[i + 1]
-    local attempt = ARGV[i + 3]
     metas[#metas + 1] = id
     metas[#metas + 1] = attempt .. '|' .. member
     if owner ~= '' then
