@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -70,6 +71,9 @@ async def serve(settings: Settings) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()  # starts the engine (recovery first)
+    # Everything alive now (modules, app, engine) lives as long as the process: keep it out
+    # of the garbage collector's full passes, which otherwise walk it all and stall the loop.
+    gc.freeze()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
     await site.start()
     bound = (settings.host, settings.port)

@@ -150,15 +150,16 @@ async def test_dispatch_tier_rebuilt_after_losing_its_data(cluster: Cluster) -> 
 
 async def test_write_through_failure_is_repaired_by_rebuild(cluster: Cluster) -> None:
     a = await cluster.engine("a", workers=2)
-    healthy = a.dispatch._client  # type: ignore[attr-defined]
+    backend = a.dispatch.inner  # type: ignore[attr-defined]  # Redis, behind the metrics wrapper
+    healthy = backend._client
     # A client for a port nobody listens on: every call fails to connect, as when Redis is
     # down. Only the submission runs while it is in place.
     broken = aioredis.from_url("redis://127.0.0.1:1/0", decode_responses=False)
-    a.dispatch._client = broken  # type: ignore[attr-defined]
+    backend._client = broken
     try:
         results = await a.submit_many([make_task(a, payload={"sleep_ms": 1})])
     finally:
-        a.dispatch._client = healthy  # type: ignore[attr-defined]
+        backend._client = healthy
         await broken.aclose()
     task = results[0].task
     assert results[0].created

@@ -4,6 +4,7 @@ engine's lifecycle tied to the app's start-up and clean-up."""
 from __future__ import annotations
 
 import hmac
+import itertools
 import logging
 import os
 import socket
@@ -20,6 +21,7 @@ from tierq.engine.engine import Engine
 from tierq.engine.handlers import build_registry, close_registry
 from tierq.metrics import Metrics
 from tierq.storage.factory import make_dispatch, make_record_store
+from tierq.storage.instrumented import instrument_dispatch, instrument_record_store
 
 log = logging.getLogger("tierq.api")
 METRICS = web.AppKey("metrics", Metrics)
@@ -31,8 +33,9 @@ def default_node_id() -> str:
 
 
 def build_engine(settings: Settings, metrics: Metrics) -> Engine:
-    store = make_record_store(settings)
-    dispatch = make_dispatch(settings, store)
+    # Every call into a tier is timed and counted here, once, whatever the backend.
+    store = instrument_record_store(make_record_store(settings), metrics)
+    dispatch = instrument_dispatch(make_dispatch(settings, store), metrics)
     registry = build_registry(settings)
     return Engine(
         settings, store, dispatch, registry, metrics, node_id=settings.node_id or default_node_id()
@@ -44,9 +47,17 @@ def _route_name(request: web.Request) -> str:
     return resource.canonical if resource is not None else "unmatched"
 
 
+# Request ids only need to be unique across replicas: a random per-process prefix and a
+# counter, instead of a uuid4() (a getrandom() call) per request.
+_REQUEST_PREFIX = uuid.uuid4().hex[:12]
+_request_numbers = itertools.count(1)
+
+
 @web.middleware
 async def request_id_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    request_id = request.headers.get("X-Request-ID") or uuid.uuid4().hex
+    request_id = request.headers.get("X-Request-ID") or (
+        f"{_REQUEST_PREFIX}-{next(_request_numbers):x}"
+    )
     request[REQUEST_ID] = request_id[:64]
     response = await handler(request)
     response.headers["X-Request-ID"] = request[REQUEST_ID]

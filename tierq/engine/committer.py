@@ -23,11 +23,21 @@ InsertMany = Callable[[Sequence[Task]], Awaitable[list[str]]]
 class GroupCommitter(Service):
     name = "committer"
 
-    def __init__(self, insert_many: InsertMany, window_s: float = 0.0, max_tasks: int = 50_000):
+    def __init__(
+        self,
+        insert_many: InsertMany,
+        window_s: float = 0.0,
+        max_tasks: int = 50_000,
+        max_inflight: int = 2,
+    ):
         super().__init__()
         self._insert_many = insert_many
         self._window_s = window_s
         self._max_tasks = max_tasks
+        # Transactions allowed in flight at once: while one waits for its fsync the next
+        # group can already be sent (the record store merges or orders them itself).
+        self._max_inflight = max_inflight
+        self._inflight = 0
         self._pending: list[tuple[Sequence[Task], asyncio.Future[list[str]]]] = []
         self._pending_tasks = 0
         self.commits = 0  # transactions written (for tests and metrics)
@@ -44,18 +54,24 @@ class GroupCommitter(Service):
         return None
 
     async def run_once(self) -> None:
+        """Commit everything pending now, in one transaction."""
         if not self._pending:
             return
         if self._window_s > 0 and self._pending_tasks < self._max_tasks:
             await asyncio.sleep(self._window_s)
         batch, self._pending = self._pending, []
         self._pending_tasks = 0
+        await self._commit(batch)
+
+    async def _commit(self, batch: list[tuple[Sequence[Task], asyncio.Future[list[str]]]]) -> None:
         tasks: list[Task] = []
         for part, _ in batch:
             tasks.extend(part)
+        self._inflight += 1
         try:
             stored = await self._insert_many(tasks)
         except Exception as exc:
+            # Nothing of this group is acknowledged; its callers get the error (503 etc.).
             for _, future in batch:
                 if not future.done():
                     future.set_exception(exc)
@@ -65,6 +81,9 @@ class GroupCommitter(Service):
                 if not future.done():
                     future.cancel()
             raise
+        finally:
+            self._inflight -= 1
+            self.wake()
         self.commits += 1
         offset = 0
         for part, future in batch:
@@ -78,7 +97,18 @@ class GroupCommitter(Service):
 
     async def run(self) -> None:
         try:
-            await super().run()
+            async with asyncio.TaskGroup() as group:
+                while not self._stopping:
+                    if not self._pending or self._inflight >= self._max_inflight:
+                        await self._sleep(None)
+                        continue
+                    if self._window_s > 0 and self._pending_tasks < self._max_tasks:
+                        await asyncio.sleep(self._window_s)
+                    batch, self._pending = self._pending, []
+                    self._pending_tasks = 0
+                    group.create_task(self._commit(batch))
+            # In-flight commits finished with the group; commit what arrived since.
+            await self.drain()
         finally:
             # Submissions still waiting if the committer is cancelled are refused, never left
             # hanging (their callers get an error, so nothing unacknowledged is reported stored).

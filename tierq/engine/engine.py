@@ -94,9 +94,10 @@ class Engine:
         self.clock = clock
         self.distributed = dispatch.capabilities.shared
         self.memory = MemoryTier(settings.memory_limit, clock)
-        self.committer = GroupCommitter(store.task_insert_many, settings.commit_window_ms / 1000.0)
+        self.committer = GroupCommitter(self._commit_group, settings.commit_window_ms / 1000.0)
         self.flusher = Flusher(
             ack_many=lambda acks: dispatch.ack_many(node_id, acks, clock()),
+            confirm_many=lambda ids: dispatch.confirm_many(node_id, ids),
             transition_many=store.task_transition_many,
             on_flushed=self._on_flushed,
             interval_s=settings.flush_interval_ms / 1000.0,
@@ -129,7 +130,7 @@ class Engine:
         self._services: list[Service] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
         self._shutdown_done: asyncio.Event | None = None
-        self.memory.on_low = self.pager.poke
+        self.memory.on_low = self.pager.low
         self.memory.on_promoted = self._on_promoted
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -331,14 +332,8 @@ class Engine:
             mine = [t for t in mine if id(t) not in dup_tasks]
         new = [r.task for r in results if r.created]
         if self.distributed:
-            try:
-                await self._write_through(new, mine)
-            except Exception as exc:
-                # The tasks are durable in the record tier, so the answer is still 201; they
-                # reach the dispatch tier by the rebuild that runs once it answers again.
-                log.warning("write-through to the dispatch tier failed (%s); rebuild pending", exc)
-                self.needs_rebuild = True
-                mine = []
+            # The group's write-through cleared the lease of tasks it could not hand to Redis.
+            mine = [t for t in mine if t.lease_owner == self.node_id]
         elif len(mine) < len(new):
             self.pager.poke()
         live = self._live
@@ -354,14 +349,33 @@ class Engine:
             await self._release_dependents(sorted({d for t in waiting for d in t.depends_on}))
         return results
 
-    async def _write_through(self, new: list[Task], mine: list[Task]) -> None:
-        mine_ids = {t.id for t in mine}
-        shared = [t for t in new if t.id not in mine_ids and t.state is not TaskState.PENDING]
+    async def _commit_group(self, tasks: Sequence[Task]) -> list[str]:
+        """One group commit: every submission waiting meanwhile, in one record transaction,
+        then (distributed) one write-through to the dispatch tier for the whole group."""
+        stored = await self.store.task_insert_many(tasks)
+        if self.distributed:
+            new = [t for t, sid in zip(tasks, stored, strict=True) if sid == t.id]
+            await self._write_through(new)
+        return stored
+
+    async def _write_through(self, new: list[Task]) -> None:
+        node = self.node_id
+        mine = [t for t in new if t.lease_owner == node]
+        shared = [t for t in new if t.lease_owner != node and t.state is not TaskState.PENDING]
         now = self.clock()
-        if mine:
-            await self.dispatch.enqueue_many(mine, self.node_id, now)
-        if shared:
-            await self.dispatch.enqueue_many(shared, None, now)
+        try:
+            if mine:
+                await self.dispatch.enqueue_many(mine, node, now)
+            if shared:
+                await self.dispatch.enqueue_many(shared, None, now)
+        except Exception as exc:
+            # The tasks are durable in the record tier, so the answer is still 201; they reach
+            # the dispatch tier by the rebuild that runs once it answers again. Held copies
+            # are given up: without a lease in Redis their reports would all be refused.
+            log.warning("write-through to the dispatch tier failed (%s); rebuild pending", exc)
+            self.needs_rebuild = True
+            for task in mine:
+                task.lease_owner = None
 
     async def _check_dependencies(self, tasks: Sequence[Task]) -> None:
         wanted = {d for t in tasks for d in t.depends_on}

@@ -32,8 +32,15 @@ class Pager(Service):
         return self._tick_s
 
     def poke(self) -> None:
+        """The lower tiers may have work for us now (overflow, a wake-up, a hand-back)."""
         self.more_hint = True
         self.wake()
+
+    def low(self) -> None:
+        """The memory tier ran low: refill now only if the lower tiers may hold work; a
+        drained heap with nothing below must not cost a claim round trip per task."""
+        if self.more_hint:
+            self.wake()
 
     async def run_once(self) -> None:
         engine = self._engine
