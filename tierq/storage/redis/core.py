@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tierq.storage.base import StoreUnavailable
@@ -22,7 +22,37 @@ except ImportError as exc:  # pragma: no cover - depends on the install
 
 log = logging.getLogger("tierq.storage.redis")
 
-__all__ = ["TRANSIENT", "Command", "RedisCore", "aioredis", "log"]
+_pack: Callable[[tuple[Any, ...]], bytes] | None
+try:
+    import hiredis
+
+    _pack = hiredis.pack_command
+except (ImportError, AttributeError):  # hiredis is optional: redis-py packs in Python then
+    _pack = None
+
+
+class PackingConnection(aioredis.Connection):
+    """redis-py's asyncio connection packs every argument in Python, even with hiredis
+    installed: for a 1,000-task batch script call (~5,000 arguments) that was ~2.4 ms of the
+    event loop per call, a fifth of its time in distributed mode. hiredis packs the same bytes
+    in C (~0.35 ms). Multi-word command names ("CONFIG GET") are split as redis-py does."""
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        if _pack is None:
+            return super().pack_command(*args)
+        if isinstance(args[0], str) and " " in args[0]:
+            args = (*args[0].split(), *args[1:])
+        return [_pack(args)]
+
+
+def connect(url: str) -> Any:
+    """A redis.asyncio client for ``url`` whose TCP connections pack commands in C."""
+    if url.startswith("redis://"):
+        return aioredis.from_url(url, decode_responses=False, connection_class=PackingConnection)
+    return aioredis.from_url(url, decode_responses=False)
+
+
+__all__ = ["TRANSIENT", "Command", "PackingConnection", "RedisCore", "aioredis", "connect", "log"]
 
 Command = tuple[Any, ...]
 TRANSIENT = (RedisConnectionError, RedisTimeoutError)

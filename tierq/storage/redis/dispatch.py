@@ -28,7 +28,7 @@ from typing import Any
 from tierq.engine.model import Task, TaskState
 from tierq.storage.base import Ack, Dispatch, DispatchCapabilities, StoreUnavailable
 from tierq.storage.redis.codec import decode_task, encode_task
-from tierq.storage.redis.core import TRANSIENT, Command, aioredis, log
+from tierq.storage.redis.core import TRANSIENT, Command, connect, log
 from tierq.storage.redis.eviction import check_eviction_policy
 from tierq.storage.redis.keys import member, run_at_from_member, run_at_hex
 from tierq.storage.redis.liveness import Liveness
@@ -61,7 +61,7 @@ class RedisDispatch(Liveness, Dispatch):
     async def open(self) -> None:
         if self._client is not None:
             return
-        client: Any = aioredis.from_url(self._url, decode_responses=False)
+        client: Any = connect(self._url)
         try:
             await check_eviction_policy(client)
             await self._load_scripts(client)
