@@ -62,6 +62,7 @@ def _setup_logging(level: str) -> None:
 
 async def serve(settings: Settings) -> None:
     from tierq.api.app import create_app
+    from tierq.api.routes import ENGINE
 
     # The SQLite writer thread releases the GIL around every row it writes and must take it
     # back for the next one; with the default 5 ms switch interval a busy event loop makes it
@@ -87,6 +88,11 @@ async def serve(settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    # Stop taking work at once: readiness turns 503 and submissions get 503 + Retry-After
+    # while the listener closes and running tasks finish.
+    engine = app[ENGINE]
+    engine.draining = True
+    engine.ready = False
     log.info("shutting down: no new work, running tasks get %.0fs", settings.shutdown_grace_s)
     # Closes the listener, waits for in-flight requests, then stops the engine (on_cleanup):
     # running tasks finish or are handed back, every batch is flushed.

@@ -14,6 +14,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from tierq.config import Settings
@@ -107,6 +108,11 @@ class Engine:
         self.rescuer = Rescuer(self)
         self.watcher = WorkWatcher(self)
         self.workers = WorkerPool(self, settings.workers)
+        # Plain (sync) handlers run here: one thread per worker at most, so a worker never
+        # waits for a thread behind DNS lookups in asyncio's small default pool.
+        self.sync_executor = ThreadPoolExecutor(
+            max_workers=settings.workers, thread_name_prefix="tierq-sync"
+        )
         self.claim_batch = max(1, min(1000, settings.memory_limit))
         # Tasks this process holds (memory tier, running, or terminal but not yet flushed):
         # reads see them before their state reaches the record tier.
@@ -123,6 +129,9 @@ class Engine:
         self._lease_event: asyncio.Event | None = None
         self._wait_observers: dict[str, Callable[[float], None]] = {}
         self.needs_rebuild = False  # a write-through failed: offer the record tier again
+        self._unreleased: list[str] = []  # leases Redis may hold for us after a failed call
+        # Finished tasks whose dependents could not be resolved yet (a tier failed).
+        self._unreleased_dependents: list[str] = []
         self.started_at = clock()
         self.draining = False
         self.ready = False
@@ -131,6 +140,7 @@ class Engine:
         self._worker_tasks: list[asyncio.Task[None]] = []
         self._shutdown_done: asyncio.Event | None = None
         self.memory.on_low = self.pager.low
+        dispatch.listen_cancel(self._on_cancel_announced)
         self.memory.on_promoted = self._on_promoted
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -186,6 +196,31 @@ class Engine:
         # Distributed: any replica may add dependents of the tasks this one finishes, so it
         # must always look for them (the flag never goes false; see _release_dependents).
         self._pending_deps = self.distributed or counts[TaskState.PENDING] > 0
+        if counts[TaskState.PENDING]:
+            await self._sweep_pending()
+
+    async def _sweep_pending(self) -> None:
+        """A crash between a task's final record write and the release of its dependents
+        leaves them pending for good: resolve every pending task's dependencies once."""
+        deps: set[str] = set()
+        after: str | None = None
+        while True:
+            page = await self.store.task_list(
+                TaskFilter(
+                    states=(TaskState.PENDING,),
+                    sort_field="created_at",
+                    descending=False,
+                    size=5000,
+                    after_id=after,
+                )
+            )
+            for task in page.items:
+                deps.update(task.depends_on)
+            if not page.has_more or not page.items:
+                break
+            after = page.items[-1].id
+        if deps:
+            await self._release_dependents(sorted(deps))
 
     async def rebuild_dispatch(self) -> int:
         """Put every queued, scheduled or running task of the record tier (back) into the
@@ -231,8 +266,21 @@ class Engine:
                 await self.rebuild_dispatch()
         elif not registered:
             self._drop_held("this replica was declared dead and its leases rescued")
+        if self._unreleased:
+            ids, self._unreleased = self._unreleased, []
+            try:
+                await self.dispatch.release(self.node_id, ids)
+            except BaseException:
+                self._unreleased = ids + self._unreleased
+                raise
         if self.needs_rebuild:
             await self.rebuild_dispatch()
+
+    async def retry_deferred(self) -> None:
+        """Called after each heartbeat: finish work a tier failure deferred."""
+        if self._unreleased_dependents:
+            finished, self._unreleased_dependents = self._unreleased_dependents, []
+            await self._release_dependents_safely(finished)
 
     def _drop_held(self, why: str) -> list[str]:
         """Forget queued tasks held in memory: their leases belong to someone else now.
@@ -266,10 +314,18 @@ class Engine:
         assert self._shutdown_done is not None
         self._shutdown_done.set()
         supervisor, self._supervisor = self._supervisor, None
-        await supervisor
-        self.memory.close()
-        await self.dispatch.close()
-        await self.store.close()
+        try:
+            await supervisor  # the flusher and committer drain here
+        finally:
+            # Even if the last flush failed: release connections, threads and the file lock.
+            # What was not written is not lost: the record tier still holds those tasks as
+            # live, and recovery runs them again.
+            self.memory.close()
+            self.sync_executor.shutdown(wait=False, cancel_futures=True)
+            try:
+                await self.dispatch.close()
+            finally:
+                await self.store.close()
         log.info("engine %s stopped", self.node_id)
 
     async def _hand_back_queued(self) -> None:
@@ -363,19 +419,33 @@ class Engine:
         mine = [t for t in new if t.lease_owner == node]
         shared = [t for t in new if t.lease_owner != node and t.state is not TaskState.PENDING]
         now = self.clock()
-        try:
-            if mine:
+        # On failure the tasks are still durable in the record tier, so the answer is still
+        # 201; they reach the dispatch tier by the rebuild that runs once it answers again.
+        if mine:
+            try:
                 await self.dispatch.enqueue_many(mine, node, now)
-            if shared:
-                await self.dispatch.enqueue_many(shared, None, now)
-        except Exception as exc:
-            # The tasks are durable in the record tier, so the answer is still 201; they reach
-            # the dispatch tier by the rebuild that runs once it answers again. Held copies
-            # are given up: without a lease in Redis their reports would all be refused.
-            log.warning("write-through to the dispatch tier failed (%s); rebuild pending", exc)
+            except Exception as exc:
+                log.warning("write-through failed (%s); rebuild pending", exc)
+                self.needs_rebuild = True
+                # Held copies are given up (without a lease their reports would be refused).
+                # Redis may have applied the call before failing: release whatever lease it
+                # holds for us once it answers, or those tasks would wait for our death.
+                for task in mine:
+                    task.lease_owner = None
+                self._unreleased.extend(t.id for t in mine)
+        if shared:
+            try:
+                await self.enqueue_shared(shared)
+            except Exception as exc:
+                log.warning("write-through failed (%s); rebuild pending", exc)
+
+    async def enqueue_shared(self, tasks: Sequence[Task]) -> None:
+        """Offer durable tasks to every replica; on failure the next rebuild offers them."""
+        try:
+            await self.dispatch.enqueue_many(tasks, None, self.clock())
+        except Exception:
             self.needs_rebuild = True
-            for task in mine:
-                task.lease_owner = None
+            raise
 
     async def _check_dependencies(self, tasks: Sequence[Task]) -> None:
         wanted = {d for t in tasks for d in t.depends_on}
@@ -484,14 +554,23 @@ class Engine:
                 if task is not None and task.state in TERMINAL_STATES:
                     del live[task_id]
         if finished and self._pending_deps:
+            await self._release_dependents_safely(finished)
+
+    async def _release_dependents_safely(self, finished: list[str]) -> None:
+        """Resolve dependents; on a tier failure keep the ids and try again on a later
+        heartbeat (the batch itself is durable: only the release is retried)."""
+        try:
             await self._release_dependents(finished)
+        except Exception as exc:
+            log.warning("resolving dependents failed (%s); retrying after a heartbeat", exc)
+            self._unreleased_dependents.extend(finished)
 
     async def _release_dependents(self, finished: list[str]) -> None:
         now = self.clock()
         release = await self.store.task_release_dependents(finished, now)
         if release.ready:
             if self.distributed:
-                await self.dispatch.enqueue_many(release.ready, None, now)
+                await self.enqueue_shared(release.ready)
             self.pager.poke()
         if release.cancelled:
             # Their own dependents must hear about it too.
@@ -531,55 +610,78 @@ class Engine:
             raise Conflict(
                 f"task is {task.state.value}; only live tasks can be cancelled", task.state
             )
-        if task.state is TaskState.RUNNING and self.workers.request_cancel(task_id):
-            for _ in range(100):
-                await asyncio.sleep(0.01)
-                if task.state is not TaskState.RUNNING:
-                    break
-            return task
-        if task.state is TaskState.RUNNING and task_id in self._live:
-            # Running here but past interruption (its handler has returned): its outcome
-            # stands. The record may still say queued, so cancelling there would contradict it.
-            raise Conflict("task is finishing and cannot be cancelled", task.state)
+        if task_id in self._live:
+            if task.state is TaskState.RUNNING:
+                handler = self.workers.request_cancel(task_id)
+                if handler is None:
+                    # Past interruption (its handler has returned): its outcome stands. The
+                    # record may still say queued, so cancelling there would contradict it.
+                    raise Conflict("task is finishing and cannot be cancelled", task.state)
+                await asyncio.wait((handler,), timeout=1.0)
+                return task
+            if task.state in (TaskState.QUEUED, TaskState.SCHEDULED):
+                self._cancel_held(task)
+                await self.flusher.run_once()
+                return task
         now = self.clock()
-        if task_id in self._live and task.state in (TaskState.QUEUED, TaskState.SCHEDULED):
-            self.memory.remove(task)
-            task.state = TaskState.CANCELLED
-            task.finished_at = task.updated_at = now
-            task.last_error = "cancelled"
-            self.flusher.add(
-                Transition(
-                    task_id,
-                    task.attempt,
-                    TaskState.CANCELLED,
-                    now,
-                    finished_at=now,
-                    error="cancelled",
-                    lease_owner=None,
-                ),
-                Ack(task_id, task.attempt + 1, TaskState.CANCELLED) if self.distributed else None,
-            )
-            await self.flusher.run_once()
-            return task
         # The pager may claim the task while the tiers cancel it: a copy claimed meanwhile is
         # parked by accept_claimed (never queued, so it cannot run) and dropped if cancelled.
         self._cancelling[task_id] = None
+        held_elsewhere = False
         try:
             if self.distributed:
-                await self.dispatch.cancel_many([task_id])
+                held_elsewhere = not await self.dispatch.cancel_many([task_id])
             done = await self.store.task_cancel_many([task_id], now)
         finally:
             parked = self._cancelling.pop(task_id, None)
+        if held_elsewhere:
+            # Leased by another replica (held in its memory, or running there): it drops or
+            # interrupts its copy, and its report of the attempt (if any) ends it as cancelled.
+            await self.dispatch.announce_cancel([task_id])
         if not done:
             if parked is not None:
                 self.accept_claimed([parked])
             current = await self.get(task_id)
+            if held_elsewhere and current.state is TaskState.RUNNING:
+                return current
             raise Conflict(
                 f"task is {current.state.value} and cannot be cancelled here", current.state
             )
         if self._pending_deps:
             await self._release_dependents(done)
         return await self.get(task_id)
+
+    def _cancel_held(self, task: Task) -> None:
+        """Cancel a task this process holds queued or delayed in its memory tier."""
+        now = self.clock()
+        self.memory.remove(task)
+        task.state = TaskState.CANCELLED
+        task.finished_at = task.updated_at = now
+        task.last_error = "cancelled"
+        self.flusher.add(
+            Transition(
+                task.id,
+                task.attempt,
+                TaskState.CANCELLED,
+                now,
+                finished_at=now,
+                error="cancelled",
+                lease_owner=None,
+            ),
+            # The lease was granted for the attempt it would have run.
+            Ack(task.id, task.attempt + 1, TaskState.CANCELLED) if self.distributed else None,
+        )
+
+    def _on_cancel_announced(self, ids: list[str]) -> None:
+        """Another replica cancelled tasks; drop or interrupt the ones held here."""
+        for task_id in ids:
+            task = self._live.get(task_id)
+            if task is None:
+                continue
+            if task.state is TaskState.RUNNING:
+                self.workers.request_cancel(task_id)
+            elif task.state in (TaskState.QUEUED, TaskState.SCHEDULED):
+                self._cancel_held(task)
 
     async def retry(self, task_id: str) -> Task:
         await self.get(task_id)
@@ -596,7 +698,7 @@ class Engine:
             raise Conflict(f"task is {current.state.value}", current.state)
         fresh = await self.get(task_id)
         if self.distributed:
-            await self.dispatch.enqueue_many([fresh], None, self.clock())
+            await self.enqueue_shared([fresh])
         self.pager.poke()
         return fresh
 

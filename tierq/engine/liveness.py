@@ -39,6 +39,7 @@ class Heartbeat(Service):
             # Drop what was rescued from us first, then let workers start tasks again.
             await engine.check_dispatch(registered)
             engine.renew_leases(checked_at)
+        await engine.retry_deferred()
 
 
 class Rescuer(Service):

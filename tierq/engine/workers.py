@@ -52,13 +52,13 @@ class WorkerPool:
     def running_ids(self) -> list[str]:
         return list(self._running)
 
-    def request_cancel(self, task_id: str) -> bool:
-        """Cancel a running handler; False when it is not running here (or cannot be
-        interrupted: an instant handler has already finished by the time anyone asks)."""
+    def request_cancel(self, task_id: str) -> asyncio.Task[object] | None:
+        """Cancel a running handler and return its task (to wait on); None when it is not
+        running here or can no longer be interrupted (it has already returned)."""
         child = self._handlers.get(task_id)
-        if child is None or child.done():
-            return False
-        return child.cancel()
+        if child is None or child.done() or not child.cancel():
+            return None
+        return child
 
     async def wait_idle(self) -> None:
         while self.busy:
@@ -121,7 +121,13 @@ class WorkerPool:
             return
         loop = asyncio.get_running_loop()
         ctx = TaskContext(
-            task.id, task.type, task.queue, task.attempt, task.payload, loop.time() + task.timeout_s
+            task.id,
+            task.type,
+            task.queue,
+            task.attempt,
+            task.payload,
+            loop.time() + task.timeout_s,
+            engine.sync_executor,
         )
         try:
             if handler.instant:

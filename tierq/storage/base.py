@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tierq.engine.model import (
@@ -326,6 +326,15 @@ class Dispatch(abc.ABC):
     @abc.abstractmethod
     async def cancel_many(self, ids: Sequence[str]) -> list[str]:
         """Remove not-leased tasks; return the ids removed. Leased ones are left alone."""
+
+    @abc.abstractmethod
+    async def announce_cancel(self, ids: Sequence[str]) -> None:
+        """Tell every replica (the owners of leased ones among ``ids``) that these tasks were
+        cancelled: a replica holding one drops it, or interrupts it if it is running."""
+
+    @abc.abstractmethod
+    def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:
+        """Call ``callback`` with the ids of every cancel announced by any replica."""
 
     @abc.abstractmethod
     async def release(self, owner: str, ids: Sequence[str]) -> int:

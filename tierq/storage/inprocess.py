@@ -9,7 +9,7 @@ start-up recovery clears every lease of the previous run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from tierq.engine.model import Task
 from tierq.storage.base import (
@@ -57,6 +57,13 @@ class InProcessDispatch(Dispatch):
 
     async def cancel_many(self, ids: Sequence[str]) -> list[str]:
         return list(ids)
+
+    async def announce_cancel(self, ids: Sequence[str]) -> None:
+        # One process: the engine that cancelled holds every lease itself.
+        return None
+
+    def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:
+        return None
 
     async def release(self, owner: str, ids: Sequence[str]) -> int:
         return await self._store.task_release(owner, ids)

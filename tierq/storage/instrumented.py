@@ -157,6 +157,12 @@ class InstrumentedDispatch(Dispatch):
     async def cancel_many(self, ids: Sequence[str]) -> list[str]:
         return await self._timed("cancel", self.inner.cancel_many(ids), len(ids))
 
+    async def announce_cancel(self, ids: Sequence[str]) -> None:
+        await self._timed("announce_cancel", self.inner.announce_cancel(ids), len(ids))
+
+    def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:
+        self.inner.listen_cancel(callback)
+
     async def release(self, owner: str, ids: Sequence[str]) -> int:
         return await self._timed("release", self.inner.release(owner, ids), len(ids))
 

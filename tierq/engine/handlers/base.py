@@ -12,6 +12,7 @@ import asyncio
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,9 @@ class TaskContext:
     attempt: int
     payload_json: bytes
     deadline: float  # loop.time() by which the handler must be done
+    # Threads for plain (sync) handlers, sized to the engine's workers; None = asyncio's
+    # default pool (a handful of threads, shared with DNS lookups).
+    executor: Executor | None = field(default=None, repr=False)
     _payload: Any = field(default=None, repr=False)
     _decoded: bool = field(default=False, repr=False)
 
@@ -78,7 +82,7 @@ def as_async(fn: Callable[..., Any]) -> HandlerFn:
 
     @functools.wraps(fn)
     async def run_in_thread(ctx: TaskContext) -> Any:
-        return await asyncio.to_thread(fn, ctx)
+        return await asyncio.get_running_loop().run_in_executor(ctx.executor, fn, ctx)
 
     return run_in_thread
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tierq.engine.model import Task, TaskState
@@ -50,6 +50,7 @@ class RedisDispatch(Liveness, Dispatch):
         self._pubsub: Any = None
         self._listener: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
+        self._cancel_listener: Callable[[list[str]], None] | None = None
         # Queue of each task this instance leased out or acked as terminal and not yet
         # confirmed, so an ack, release or confirm goes to one queue's script instead of all
         # of them. Only a routing hint: the scripts check the lease (or the acked hash), and
@@ -66,10 +67,13 @@ class RedisDispatch(Liveness, Dispatch):
             await check_eviction_policy(client)
             await self._load_scripts(client)
             pubsub = client.pubsub()
-            await pubsub.subscribe(self.keys.wake_channel)
-            # Wait for the confirmation so no wake-up published after open() is missed.
-            while await pubsub.get_message(timeout=1.0) is None:
-                pass
+            await pubsub.subscribe(self.keys.wake_channel, self.keys.cancel_channel)
+            # Wait for both confirmations so no message published after open() is missed.
+            confirmed = 0
+            while confirmed < 2:
+                message = await pubsub.get_message(timeout=1.0)
+                if message is not None and message["type"] == "subscribe":
+                    confirmed += 1
         except TRANSIENT as exc:
             await client.aclose()
             raise StoreUnavailable(f"redis: {exc}") from exc
@@ -304,15 +308,30 @@ class RedisDispatch(Liveness, Dispatch):
             refused_everywhere &= got
         return refused | refused_everywhere
 
+    async def announce_cancel(self, ids: Sequence[str]) -> None:
+        if ids:
+            await self._run([("PUBLISH", self.keys.cancel_channel, ",".join(ids))])
+
+    def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:
+        self._cancel_listener = callback
+
     async def _listen(self, pubsub: Any, wake: asyncio.Event) -> None:
-        """Turn wake-up messages into ``wake.set()``. Survives Redis restarts: after a
-        disconnect it sets ``wake`` anyway, since messages may have been lost."""
+        """Turn wake-up messages into ``wake.set()`` and cancel announcements into calls of
+        the cancel listener. Survives Redis restarts: after a disconnect it sets ``wake``
+        anyway, since messages may have been lost."""
+        cancel_channel = self.keys.cancel_channel.encode()
         while True:
             try:
                 async for message in pubsub.listen():
-                    if message["type"] == "message":
+                    if message["type"] != "message":
+                        continue
+                    if message["channel"] == cancel_channel:
+                        if self._cancel_listener is not None:
+                            ids = message["data"].decode().split(",")
+                            self._cancel_listener([i for i in ids if i])
+                    else:
                         wake.set()
-                await pubsub.subscribe(self.keys.wake_channel)
+                await pubsub.subscribe(self.keys.wake_channel, self.keys.cancel_channel)
             except TRANSIENT as exc:
                 log.warning("wake-up subscription lost (%s); reconnecting", exc)
                 wake.set()

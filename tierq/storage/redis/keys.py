@@ -92,6 +92,7 @@ class Keys:
         self.dead = f"{glob}:dead"  # zset owner -> when it was declared dead
         self.generation = f"{glob}:generation"  # changes when Redis lost its data
         self.wake_channel = f"{prefix}:wake"
+        self.cancel_channel = f"{prefix}:cancel"
         self._queue_cache: dict[str, QueueKeys] = {}
 
     def replica(self, owner: str) -> str:
