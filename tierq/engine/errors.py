@@ -1,0 +1,41 @@
+"""Errors the engine raises for the API to map to 4xx answers, and what a submission returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tierq.engine.model import Task, TaskState
+
+
+class EngineError(Exception):
+    """Base of the errors the API maps to 4xx answers."""
+
+
+class NotFound(EngineError):
+    pass
+
+
+class Conflict(EngineError):
+    """The task's state does not allow the operation."""
+
+    def __init__(self, message: str, state: TaskState) -> None:
+        super().__init__(message)
+        self.state = state
+
+
+class ShuttingDown(EngineError):
+    pass
+
+
+class InvalidDependency(EngineError):
+    def __init__(self, index: int, position: int, dep_id: str) -> None:
+        super().__init__(f"depends_on[{position}]: no task {dep_id}")
+        self.index = index
+        self.position = position
+        self.dep_id = dep_id
+
+
+@dataclass(frozen=True, slots=True)
+class Submitted:
+    task: Task
+    created: bool  # False: an earlier task with the same idempotency key was returned

@@ -1,0 +1,128 @@
+"""Recovery: after a crash (start-up), after the dispatch tier lost its data, after this
+replica was declared dead, and after a tier failure deferred some work."""
+
+from __future__ import annotations
+
+import logging
+
+from tierq.engine.core import EngineCore
+from tierq.engine.model import (
+    TaskFilter,
+    TaskState,
+)
+
+log = logging.getLogger("tierq.engine")
+
+
+class Recovery(EngineCore):
+    async def recover(self) -> None:
+        """Start-up recovery. Embedded: this process owns the store, so every lease and every
+        running task belongs to a dead predecessor. Distributed: dead replicas' leases are
+        rescued by the rescuer; the dispatch tier is rebuilt from the record tier when it has
+        lost its data (this replica is the first to see it empty)."""
+        now = self.clock()
+        if not self.distributed:
+            await self.store.task_recover(now, None)
+        else:
+            self._generation, created = await self.dispatch.generation()
+            if created:
+                await self.rebuild_dispatch()
+        counts = await self.store.task_counts()
+        # Distributed: any replica may add dependents of the tasks this one finishes, so it
+        # must always look for them (the flag never goes false; see _release_dependents).
+        self._pending_deps = self.distributed or counts[TaskState.PENDING] > 0
+        if counts[TaskState.PENDING]:
+            await self._sweep_pending()
+
+    async def _sweep_pending(self) -> None:
+        """A crash between a task's final record write and the release of its dependents
+        leaves them pending for good: resolve every pending task's dependencies once."""
+        deps: set[str] = set()
+        after: str | None = None
+        while True:
+            page = await self.store.task_list(
+                TaskFilter(
+                    states=(TaskState.PENDING,),
+                    sort_field="created_at",
+                    descending=False,
+                    size=5000,
+                    after_id=after,
+                )
+            )
+            for task in page.items:
+                deps.update(task.depends_on)
+            if not page.has_more or not page.items:
+                break
+            after = page.items[-1].id
+        if deps:
+            await self._release_dependents(sorted(deps))
+
+    async def rebuild_dispatch(self) -> int:
+        """Put every queued, scheduled or running task of the record tier (back) into the
+        dispatch tier, which skips the ones it still has. Running ones count: after a data
+        loss nobody holds a lease on them any more, and a late completion is refused."""
+        total = 0
+        after: str | None = None
+        while True:
+            page = await self.store.task_list(
+                TaskFilter(
+                    states=(TaskState.QUEUED, TaskState.SCHEDULED, TaskState.RUNNING),
+                    sort_field="created_at",
+                    descending=False,
+                    size=5000,
+                    after_id=after,
+                )
+            )
+            if page.items:
+                await self.dispatch.enqueue_many(page.items, None, self.clock())
+                total += len(page.items)
+            if not page.has_more or not page.items:
+                break
+            after = page.items[-1].id
+        self.needs_rebuild = False
+        log.warning("rebuilt the dispatch tier: offered %d live tasks from the record tier", total)
+        self.pager.poke()
+        return total
+
+    async def check_dispatch(self, registered: bool) -> None:
+        """Called after each heartbeat (distributed): react to a dispatch tier that lost its
+        data, to this replica having been declared dead, or to submissions whose
+        write-through failed."""
+        generation, created = await self.dispatch.generation()
+        if generation != self._generation:
+            log.warning("the dispatch tier lost its data (new generation %s)", generation)
+            self._generation = generation
+            dropped = self._drop_held("the dispatch tier was reset")
+            # Another replica may have rebuilt the new generation first and our pager claimed
+            # some of these from it: those leases are ours and alive (we heartbeat), so they
+            # must go back or the tasks wait forever. Old-generation ids are no-ops here.
+            await self.dispatch.release(self.node_id, dropped)
+            if created:
+                await self.rebuild_dispatch()
+        elif not registered:
+            self._drop_held("this replica was declared dead and its leases rescued")
+        if self._unreleased:
+            ids, self._unreleased = self._unreleased, []
+            try:
+                await self.dispatch.release(self.node_id, ids)
+            except BaseException:
+                self._unreleased = ids + self._unreleased
+                raise
+        if self.needs_rebuild:
+            await self.rebuild_dispatch()
+
+    async def retry_deferred(self) -> None:
+        """Called after each heartbeat: finish work a tier failure deferred."""
+        if self._unreleased_dependents:
+            finished, self._unreleased_dependents = self._unreleased_dependents, []
+            await self._release_dependents_safely(finished)
+
+    def _drop_held(self, why: str) -> list[str]:
+        """Forget queued tasks held in memory: their leases belong to someone else now.
+        Running ones finish; their reports will be refused by the fencing token."""
+        dropped = self.memory.drain()
+        for task in dropped:
+            self._live.pop(task.id, None)
+        if dropped:
+            log.warning("dropped %d held tasks: %s", len(dropped), why)
+        return [t.id for t in dropped]
