@@ -52,6 +52,12 @@ class Metrics:
             "Completions refused by the fencing token (a newer attempt owns the task)",
             registry=r,
         )
+        self.record_rejected = Counter(
+            "tierq_record_rejected_total",
+            "State changes dropped because the record store refused them for good "
+            "(not an outage: a value it will never accept)",
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "tierq_queue_depth", "Tasks per tier and kind", ["tier", "kind"], registry=r
         )

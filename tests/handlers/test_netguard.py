@@ -5,6 +5,7 @@ import socket
 
 import pytest
 
+from tierq.config import ConfigError
 from tierq.engine.handlers.netguard import (
     GuardedResolver,
     NetGuard,
@@ -158,3 +159,48 @@ async def test_resolver_returns_numeric_checked_addresses_when_allowed():
     assert all(r["port"] == 8080 and r["hostname"] == "localhost" for r in results)
     assert all(r["flags"] & socket.AI_NUMERICHOST for r in results)
     await resolver.close()
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b:1::a00:1",  # local-use NAT64, /96 layout of 10.0.0.1
+        "64:ff9b:1::7f00:1",  # ... of 127.0.0.1
+        "64:ff9b:1:a00:1::",  # /48 layout of 10.0.0.1
+        "64:ff9b:1:a00:1:0:808:808",  # /48 layout of 10.0.0.1, a public-looking /96 tail
+        "64:ff9b:1:a9:fe:a9fe::",  # /56 layout of 169.254.169.254
+        "64:ff9b:1::",
+    ],
+)
+def test_nat64_local_use_prefix_is_unwrapped(address):
+    assert refusal_reason(ipaddress.ip_address(address)) is not None
+    with pytest.raises(TargetRefused):
+        NetGuard().check_host(address)
+
+
+def test_nat64_local_use_prefix_of_a_public_address_passes():
+    assert refusal_reason(ipaddress.ip_address("64:ff9b:1::808:808")) is None
+    assert "private" in refusal_reason(ipaddress.ip_address("64:ff9b:1::a00:1"))
+
+
+@pytest.mark.parametrize(
+    "entry",
+    ["10.0.0.0/33", "10.0.0.300", "10.0.0", "fe80::zz", "::1/129", "*.internal", "bad name"],
+)
+def test_malformed_allow_entries_stop_start_up(entry):
+    with pytest.raises(ConfigError) as info:
+        NetGuard(["127.0.0.1", entry])
+    assert str(info.value).startswith("TIERQ_HTTP_ALLOW_PRIVATE: ")
+    assert repr(entry) in str(info.value)
+
+
+def test_host_names_and_addresses_are_still_accepted():
+    guard = NetGuard(["db.internal.", "localhost", "my_host-1.example", "10.1.2.3", "fd00::/8"])
+    guard.check_host("localhost")
+    guard.check_host("10.1.2.3")
+    guard.check_host("fd00::1")
+
+
+def test_nat64_local_use_reason_names_the_embedded_address():
+    reason = refusal_reason(ipaddress.ip_address("64:ff9b:1:a9:fe:a9fe::"))
+    assert reason is not None and reason.startswith("the cloud metadata address")

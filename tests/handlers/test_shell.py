@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tierq.config import Settings
+from tierq.config import ConfigError, Settings
 from tierq.engine.handlers import build_registry, close_registry
 from tierq.engine.handlers.base import PayloadError, PermanentError, TaskError
 
@@ -163,3 +163,75 @@ async def test_cancellation_kills_and_reraises(make_registry, make_ctx):
     with pytest.raises(asyncio.CancelledError):
         await task
     assert _running(marker) == []
+
+
+def test_invalid_allow_entry_stops_start_up():
+    with pytest.raises(ConfigError, match=r"TIERQ_SHELL_ALLOW: 'no-such-program-0417'"):
+        build_registry(Settings(shell_allow=("echo", "no-such-program-0417")))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "LD_PRELOAD",
+        "ld_preload",  # lower case: refused by the name pattern
+        "DYLD_INSERT_LIBRARIES",
+        "GCONV_PATH",
+        "GLIBC_TUNABLES",
+        "BASH_ENV",
+        "ENV",
+        "PYTHONSTARTUP",
+        "PYTHONPATH",
+        "PERL5OPT",
+        "PERL5LIB",
+        "RUBYOPT",
+        "NODE_OPTIONS",
+        "GIT_SSH_COMMAND",
+        "PATH",
+        "IFS",
+        "SHELLOPTS",
+        "PS4",
+        "LOCALDOMAIN",
+        "HOSTALIASES",
+        "RES_OPTIONS",
+        "TMPDIR",
+        "_JAVA_OPTIONS",
+        "1X",
+        "A-B",
+    ],
+)
+async def test_dangerous_env_names_are_refused(make_registry, name):
+    with pytest.raises(PayloadError) as info:
+        make_registry("echo").get("shell").validate({"argv": ["echo"], "env": {name: "x"}})
+    assert info.value.path == f"payload.env.{name}"
+
+
+async def test_ordinary_env_names_are_accepted(make_registry):
+    make_registry("echo").get("shell").validate(
+        {
+            "argv": ["echo"],
+            "env": {"GREETING": "hi", "LANG": "C.UTF-8", "HTTP_PROXY": "", "X1_": ""},
+        }
+    )
+
+
+async def test_executes_the_checked_real_path_not_a_swapped_link(
+    make_registry, make_ctx, tmp_path, monkeypatch
+):
+    """A symlink swapped between the check and the exec must not change what runs."""
+    shell = make_registry("echo").get("shell")
+    link = tmp_path / "my-echo"
+    link.symlink_to(ECHO)
+    evil = tmp_path / "evil"
+    evil.write_text("#!/bin/sh\necho swapped\n")
+    evil.chmod(0o755)
+    real_exec = asyncio.create_subprocess_exec
+
+    async def swap_then_exec(*args, **kwargs):
+        link.unlink()
+        link.symlink_to(evil)
+        return await real_exec(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", swap_then_exec)
+    result = await shell.run(make_ctx("shell", {"argv": [str(link), "original"]}))
+    assert result["stdout"] == "original\n"

@@ -786,3 +786,45 @@ async def test_sqlite_database_from_migration_1_upgrades(tmp_path: Any) -> None:
     conn.close()
     assert not names & {"tasks_count_insert", "tasks_count_update", "tasks_lease_owner"}
     assert "tasks_delete" in names
+
+
+# ---- values PostgreSQL cannot store as given ---------------------------------------------
+
+
+async def test_nul_in_error_and_result_is_stored(record_store: RecordStore) -> None:
+    # Handler output may hold NUL (decoded bytes, shell output): PostgreSQL refuses it in text
+    # and jsonb, so the store must write something in its place rather than fail the batch.
+    a, b = await insert(record_store, make_task(), make_task())
+    failed = Transition(
+        a.id, 1, S.FAILED, NOW + 2, started_at=NOW + 1, finished_at=NOW + 2,
+        error="boom\x00tail", outcome=Outcome.FAILED,
+    )  # fmt: skip
+    done = Transition(
+        b.id, 1, S.SUCCEEDED, NOW + 2, started_at=NOW + 1, finished_at=NOW + 2,
+        result=orjson.dumps({"out": "x\x00y", "raw": "\\u0000"}), outcome=Outcome.SUCCEEDED,
+    )  # fmt: skip
+    assert await record_store.task_transition_many([failed, done]) == []
+    got_a = await get(record_store, a.id)
+    assert got_a.state == S.FAILED
+    assert got_a.last_error is not None and got_a.last_error.startswith("boom")
+    assert got_a.last_error.endswith("tail")
+    (ex,) = await record_store.execution_list(a.id)
+    assert ex.error is not None and ex.error.startswith("boom") and ex.error.endswith("tail")
+    got_b = await get(record_store, b.id)
+    assert got_b.state == S.SUCCEEDED
+    assert got_b.result is not None
+    result = orjson.loads(got_b.result)
+    assert result["out"] in ("x\x00y", "x\ufffdy")
+    # An escaped backslash followed by "u0000" is text, not a NUL: it must stay as it was.
+    assert result["raw"] == "\\u0000"
+
+
+async def test_nul_in_submitted_text_fields_is_stored(record_store: RecordStore) -> None:
+    t = make_task(name="n\x00", description="d\x00")
+    t = dataclasses.replace(t, payload=b'{"p": "\\u0000"}')
+    (stored,) = await record_store.task_insert_many([t])
+    assert stored == t.id
+    got = await get(record_store, t.id)
+    assert got.name in ("n\x00", "n\ufffd")
+    assert got.description in ("d\x00", "d\ufffd")
+    assert orjson.loads(got.payload) == {"p": "\x00"}

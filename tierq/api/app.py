@@ -25,7 +25,9 @@ from tierq.storage.instrumented import instrument_dispatch, instrument_record_st
 
 log = logging.getLogger("tierq.api")
 METRICS = web.AppKey("metrics", Metrics)
-OPEN_PATHS = ("/health", "/metrics")
+# Exact paths, not prefixes: a prefix would also open "/healthz" or "/metrics-admin" (and any
+# route added later under them) to callers without a key.
+OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/health/workers", "/metrics"})
 
 
 def default_node_id() -> str:
@@ -82,7 +84,7 @@ def auth_middleware(keys: tuple[str, ...]) -> web.middleware:  # type: ignore[va
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path.startswith(OPEN_PATHS):
+        if request.path in OPEN_PATHS:
             return await handler(request)
         given = request.headers.get("X-API-Key", "")
         auth = request.headers.get("Authorization", "")

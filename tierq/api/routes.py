@@ -3,6 +3,7 @@ No queue logic here."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -28,6 +29,11 @@ from tierq.ids import is_valid_id
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
 MAX_PAGE_SIZE = 1000
+# OFFSET paging reads and discards every skipped row: deeper than this, keyset paging only.
+MAX_OFFSET = 100_000
+# ASCII digits only (str.isdigit() accepts "²", which int() refuses), and short enough that
+# int() never meets its digit limit; anything else is parsed as a priority name.
+_PRIORITY_INT = re.compile(r"[+-]?[0-9]{1,12}")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -142,9 +148,10 @@ def parse_filter(request: web.Request) -> TaskFilter:
             ) from None
     priority = None
     if query.get("priority"):
-        raw = query["priority"]
+        raw = query["priority"].strip()
         try:
-            priority = parse_priority(int(raw) if raw.lstrip("-").isdigit() else raw, "priority")
+            value: int | str = int(raw) if _PRIORITY_INT.fullmatch(raw) else raw
+            priority = parse_priority(value, "priority")
         except FieldError as exc:
             raise ApiError(
                 400, "bad_parameter", f"priority {exc.message}", {"parameter": "priority"}
@@ -171,6 +178,17 @@ def parse_filter(request: web.Request) -> TaskFilter:
                 "after (keyset paging) needs sort=created_at",
                 {"parameter": "after"},
             )
+    # Clamped just past the limit, so a page beyond it is refused below, not served.
+    page = _int_param(request, "page", 0, 0, MAX_OFFSET + 1)
+    size = _int_param(request, "size", 50, 1, MAX_PAGE_SIZE)
+    if page * size > MAX_OFFSET:
+        raise ApiError(
+            400,
+            "bad_parameter",
+            f"page * size may skip at most {MAX_OFFSET} rows; page deeper with keyset paging: "
+            "sort=created_at and after=<next_after of the previous page>",
+            {"parameter": "page"},
+        )
     return TaskFilter(
         states=states,
         type=query.get("type") or None,
@@ -178,8 +196,8 @@ def parse_filter(request: web.Request) -> TaskFilter:
         priority=priority,
         sort_field=sort_field,
         descending=descending,
-        page=_int_param(request, "page", 0, 0, 1_000_000),
-        size=_int_param(request, "size", 50, 1, MAX_PAGE_SIZE),
+        page=page,
+        size=size,
         after_id=after.lower() if after else None,
     )
 

@@ -21,6 +21,8 @@ from tierq.engine.model import Execution, Priority, Task, TaskState
 from tierq.ids import is_valid_id, new_id
 
 MAX_PRIORITY = 1000
+# The furthest ahead a task may be scheduled, by run_at or delay_seconds alike.
+MAX_AHEAD_S = 366 * 86400
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 QueueName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 TypeName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
@@ -32,7 +34,7 @@ class TaskIn(msgspec.Struct, forbid_unknown_fields=True):
     queue: QueueName = "default"
     priority: int | str = "MEDIUM"
     run_at: datetime | None = None
-    delay_seconds: Annotated[float, msgspec.Meta(ge=0, le=366 * 86400)] | None = None
+    delay_seconds: Annotated[float, msgspec.Meta(ge=0, le=MAX_AHEAD_S)] | None = None
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
     timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=7 * 86400)] | None = None
     name: Name | None = None
@@ -80,6 +82,27 @@ def parse_priority(value: int | str, path: str) -> int:
         raise FieldError(path, "must be HIGH, MEDIUM, LOW or an integer") from None
 
 
+def _text_has_nul(spec: TaskIn) -> str | None:
+    """The first free-text field holding a NUL (PostgreSQL text cannot store one), or None."""
+    if spec.name is not None and "\x00" in spec.name:
+        return "name"
+    if spec.description is not None and "\x00" in spec.description:
+        return "description"
+    if spec.idempotency_key is not None and "\x00" in spec.idempotency_key:
+        return "idempotency_key"
+    return None
+
+
+def _decode_payload(payload: bytes, prefix: str) -> Any:
+    """The payload as a handler will see it. msgspec's Raw accepts JSON that orjson (the
+    decoder of ``TaskContext.payload``) refuses, e.g. numbers beyond a double (``1e400``, a
+    400-digit integer): such a task could never run, so it is refused here."""
+    try:
+        return orjson.loads(payload)
+    except orjson.JSONDecodeError as exc:
+        raise FieldError(f"{prefix}.payload", f"payload cannot be decoded: {exc}") from None
+
+
 def to_task(
     spec: TaskIn, prefix: str, settings: Settings, registry: HandlerRegistry, now: float
 ) -> Task:
@@ -88,13 +111,22 @@ def to_task(
     if handler is None:
         known = ", ".join(registry.names())
         raise FieldError(f"{prefix}.type", f"unknown task type {spec.type!r} (known: {known})")
+    field = _text_has_nul(spec)
+    if field is not None:
+        raise FieldError(f"{prefix}.{field}", "must not contain NUL characters")
     payload = bytes(spec.payload)
+    decoded = _decode_payload(payload, prefix)
     if handler.validate is not None:
         try:
-            handler.validate(orjson.loads(payload))
+            handler.validate(decoded)
         except PayloadError as exc:
             path = exc.path[len("payload") :] if exc.path.startswith("payload") else exc.path
             raise FieldError(f"{prefix}.payload{path}", exc.message) from None
+        except Exception as exc:
+            # A user validator's own bug or a plain ValueError: still the client's payload
+            # that was refused, so a 422 with the message, never a 500.
+            message = str(exc) or type(exc).__name__
+            raise FieldError(f"{prefix}.payload", message) from None
     if spec.run_at is not None and spec.delay_seconds is not None:
         raise FieldError(f"{prefix}.run_at", "give run_at or delay_seconds, not both")
     run_at = now
@@ -102,7 +134,10 @@ def to_task(
         when = spec.run_at
         if when.tzinfo is None:
             when = when.replace(tzinfo=UTC)
+        # Bounded like delay_seconds: beyond year 9999 a time cannot even be shown.
         run_at = max(now, when.timestamp())
+        if run_at > now + MAX_AHEAD_S:
+            raise FieldError(f"{prefix}.run_at", "must be at most 366 days ahead")
     elif spec.delay_seconds is not None:
         run_at = now + spec.delay_seconds
     for position, dep in enumerate(spec.depends_on):
@@ -163,8 +198,15 @@ def to_tasks(
             or spec.run_at is not None
             or spec.delay_seconds is not None
             or spec.depends_on
+            or _text_has_nul(spec) is not None
         ):
             append(to_task(spec, f"$[{i}]", settings, registry, now))
+            continue
+        payload = bytes(spec.payload)
+        try:
+            orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            append(to_task(spec, f"$[{i}]", settings, registry, now))  # raises, with the path
             continue
         append(
             Task(
@@ -172,7 +214,7 @@ def to_tasks(
                 spec.type,
                 spec.queue,
                 priority,
-                bytes(spec.payload),
+                payload,
                 queued,
                 now,
                 now,
@@ -189,9 +231,17 @@ def to_tasks(
     return tasks
 
 
+_MIN_TS = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+_MAX_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
+
 def iso(ts: float | None) -> str | None:
-    if ts is None:
+    """ISO 8601 in UTC. Never raises: a stored time outside what datetime can show (written
+    before run_at was bounded, or by hand) is clamped, NaN is shown as null, so one odd row
+    cannot make every read of its task fail."""
+    if ts is None or ts != ts:
         return None
+    ts = min(max(ts, _MIN_TS), _MAX_TS)
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 

@@ -6,16 +6,23 @@ grow by themselves and durability costs latency, not throughput; an idle system 
 submission at once. ``window_s`` adds an optional wait for company before committing.
 
 What must stay true: a caller's future resolves only after its tasks are committed (or fails
-with the store's error, in which case nothing of its batch is acknowledged).
+with the store's error, in which case nothing of its batch is acknowledged). One submission the
+store refuses for good (any error but ``StoreUnavailable``) must not fail the others it shared
+a transaction with: the group is then committed again one submission at a time, in order, and
+only the refused ones get the error. An unavailable store fails the whole group (503).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from tierq.engine.model import Task
 from tierq.engine.service import Service
+from tierq.storage.base import StoreUnavailable
+
+log = logging.getLogger("tierq.engine")
 
 InsertMany = Callable[[Sequence[Task]], Awaitable[list[str]]]
 
@@ -71,6 +78,15 @@ class GroupCommitter(Service):
         try:
             stored = await self._insert_many(tasks)
         except Exception as exc:
+            if len(batch) > 1 and not isinstance(exc, StoreUnavailable):
+                log.warning(
+                    "group commit of %d submissions refused (%s: %s); committing each alone",
+                    len(batch),
+                    type(exc).__name__,
+                    exc,
+                )
+                await self._commit_each(batch)
+                return
             # Nothing of this group is acknowledged; its callers get the error (503 etc.).
             for _, future in batch:
                 if not future.done():
@@ -90,6 +106,30 @@ class GroupCommitter(Service):
             if not future.done():
                 future.set_result(stored[offset : offset + len(part)])
             offset += len(part)
+
+    async def _commit_each(
+        self, batch: list[tuple[Sequence[Task], asyncio.Future[list[str]]]]
+    ) -> None:
+        # In submission order, so an idempotency key shared by two submissions goes to the
+        # earlier one, as it would have in the shared transaction.
+        try:
+            for part, future in batch:
+                if future.done():
+                    continue
+                try:
+                    stored = await self._insert_many(part)
+                except Exception as exc:
+                    if not future.done():
+                        future.set_exception(exc)
+                    continue
+                self.commits += 1
+                if not future.done():
+                    future.set_result(stored)
+        except asyncio.CancelledError:
+            for _, future in batch:
+                if not future.done():
+                    future.cancel()
+            raise
 
     async def drain(self) -> None:
         while self._pending:

@@ -82,6 +82,8 @@ class Engine(Control, Recovery):
             transition_many=store.task_transition_many,
             on_flushed=self._on_flushed,
             interval_s=settings.flush_interval_ms / 1000.0,
+            metrics=metrics,
+            on_rejected=self._on_rejected,
         )
         self.pager = Pager(self, tick_s=0.25 if self.distributed else 1.0)
         self.heartbeat = Heartbeat(self)
@@ -320,6 +322,13 @@ class Engine(Control, Recovery):
                 )
 
     # ---- after a batch is durable ------------------------------------------------------------
+
+    def _on_rejected(self, task_id: str) -> None:
+        """The record tier refused a transition for good: stop serving a finished copy of
+        the task that it will never hold (reads fall back to the record)."""
+        task = self._live.get(task_id)
+        if task is not None and task.state in TERMINAL_STATES:
+            del self._live[task_id]
 
     async def _on_flushed(self, transitions: list[Transition], refused: list[str]) -> None:
         live = self._live

@@ -12,6 +12,13 @@ transition refused by the dispatch tier (stale lease) never reaches the record t
 ack only ends the lease: the dispatch tier keeps the task (and rescue re-runs it if this
 process dies) until ``confirm_many`` follows the record write, so no outcome is lost between
 the two writes. A failed confirm never holds up record writes; it is retried on later flushes.
+
+Poison: a transition the record store refuses for good (any error but ``StoreUnavailable``,
+e.g. a value the database will not store) would otherwise be retried forever with everything
+queued behind it. The batch is bisected until only the refused transitions are left; those are
+logged (ERROR), counted (``tierq_record_rejected_total``) and dropped, the rest is written. A
+dropped transition's task is not confirmed with the dispatch tier, so its outcome is not
+forgotten there: it runs again if this process dies (at-least-once).
 """
 
 from __future__ import annotations
@@ -22,7 +29,8 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from tierq.engine.model import Transition
 from tierq.engine.service import Service
-from tierq.storage.base import Ack
+from tierq.metrics import Metrics
+from tierq.storage.base import Ack, StoreUnavailable
 
 log = logging.getLogger("tierq.engine")
 
@@ -46,8 +54,13 @@ class Flusher(Service):
         max_buffer: int = 200_000,
         confirm_many: ConfirmMany | None = None,
         max_unconfirmed: int = 100_000,
+        metrics: Metrics | None = None,
+        on_rejected: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
+        # Told the id of each task whose transition was dropped for good (so the engine stops
+        # holding a copy the record tier will never confirm).
+        self._on_rejected = on_rejected
         self._ack_many = ack_many
         self._transition_many = transition_many
         self._on_flushed = on_flushed
@@ -68,6 +81,8 @@ class Flusher(Service):
         self._room: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self.flushes = 0
+        self._metrics = metrics
+        self.rejected = 0  # transitions dropped because the record store refused them for good
 
     def add(self, transition: Transition, ack: Ack | None = None) -> None:
         buffer = self._buffer
@@ -180,7 +195,12 @@ class Flusher(Service):
                     a.task_id for a in acks if a.state.terminal and a.task_id not in skip
                 ]
         transitions, stale = self._retry
-        refused_by_store = await self._transition_many(transitions)
+        try:
+            refused_by_store = await self._transition_many(transitions)
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            transitions, refused_by_store = await self._isolate(transitions, stale, exc)
         self._retry = None
         if self._settled:
             self._unconfirmed += self._settled
@@ -191,6 +211,81 @@ class Flusher(Service):
         await self._on_flushed(transitions, stale + refused_by_store)
         if self._unconfirmed:
             await self._confirm()
+
+    async def _isolate(
+        self, transitions: list[Transition], stale: list[str], error: Exception
+    ) -> tuple[list[Transition], list[str]]:
+        """Write ``transitions`` (refused as a whole with ``error``) in halves, recursively,
+        dropping the single transitions still refused; return (written, refused as stale).
+
+        Halves are written in order, so the transitions of one task keep their order. If the
+        store becomes unavailable midway, what was written is reported and only the rest is
+        kept for the retry, so nothing is written twice.
+        """
+        pending: list[tuple[list[Transition], Exception | None]] = [(transitions, error)]
+        written: list[Transition] = []
+        refused: list[str] = []
+        rejected: set[str] = set()
+        while pending:
+            part, failure = pending.pop()
+            if failure is None:
+                try:
+                    refused += await self._transition_many(part)
+                except StoreUnavailable:
+                    rest = [t for p, _ in reversed(pending) for t in p]
+                    await self._partial(part + rest, stale, written, refused, rejected)
+                    raise
+                except Exception as exc:
+                    failure = exc
+                else:
+                    written += part
+                    continue
+            if len(part) == 1:
+                self._reject(part[0], failure)
+                rejected.add(part[0].task_id)
+                continue
+            middle = len(part) // 2
+            # A stack: the first half is pushed last so it is written first.
+            pending.append((part[middle:], None))
+            pending.append((part[:middle], None))
+        self._drop_settled(rejected)
+        return written, refused
+
+    async def _partial(
+        self,
+        rest: list[Transition],
+        stale: list[str],
+        written: list[Transition],
+        refused: list[str],
+        rejected: set[str],
+    ) -> None:
+        """Isolation was cut short by an unavailable store: report what is durable, keep the
+        rest (and the confirms still owed) for the retry."""
+        self._drop_settled(rejected)
+        self._retry = (rest, [])
+        if written or refused or stale:
+            await self._on_flushed(written, stale + refused)
+
+    def _reject(self, transition: Transition, error: Exception) -> None:
+        self.rejected += 1
+        if self._metrics is not None:
+            self._metrics.record_rejected.inc()
+        if self._on_rejected is not None:
+            self._on_rejected(transition.task_id)
+        log.error(
+            "record store refused the %s transition of task %s (attempt %d) for good; "
+            "dropped: %s: %s",
+            transition.state.value,
+            transition.task_id,
+            transition.attempt,
+            type(error).__name__,
+            error,
+        )
+
+    def _drop_settled(self, rejected: set[str]) -> None:
+        # The record does not hold these outcomes: the dispatch tier must not forget them.
+        if rejected and self._settled:
+            self._settled = [i for i in self._settled if i not in rejected]
 
     async def _confirm(self) -> None:
         confirm = self._confirm_many

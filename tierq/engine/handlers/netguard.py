@@ -4,7 +4,11 @@ A task's URL comes from whoever may submit tasks, so by default the http type re
 public addresses: loopback, private (RFC 1918, ULA), link-local (the 169.254.169.254 cloud
 metadata service), multicast, unspecified, reserved and CGNAT addresses are refused, in every
 spelling (IPv4-mapped and other IPv6 forms embedding an IPv4 address are unwrapped and checked
-as that address). ``Settings.http_allow_private`` opens CIDRs or host names ('*' = everything).
+as that address; in the NAT64 local-use prefix 64:ff9b:1::/48, whose layout depends on the
+operator's translator, every RFC 6052 layout is unwrapped and every reading outside 0.0.0.0/8
+must pass).
+``Settings.http_allow_private`` opens CIDRs or host names ('*' = everything); an entry that is
+neither stops start-up (``ConfigError``).
 
 What must stay true: the connection goes to an address that was checked. Host names are
 resolved once, by ``GuardedResolver`` inside aiohttp's connector, and the connector connects to
@@ -17,17 +21,32 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from tierq.config import ConfigError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _CGNAT = ipaddress.IPv4Network("100.64.0.0/10")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")
+# RFC 6052 section 2.2: where the IPv4 bytes sit for the prefix lengths that fit inside a /48
+# (bits 64-71, byte 8, are always skipped). The local-use prefix may hold any of them.
+_RFC6052_SLICES = (((6, 8), (9, 11)), ((7, 8), (9, 12)), ((9, 13),), ((12, 16),))
+# A reading in 0.0.0.0/8 is the zero padding of another layout, not a destination: 0/8 is
+# never forwarded (RFC 1122), so a translator cannot reach anything there.
+_THIS_NETWORK = ipaddress.IPv4Network("0.0.0.0/8")
+# Host names as DNS spells them (labels of letters, digits, "-" and "_"), optional final dot.
+_HOST_NAME = re.compile(
+    r"(?=.{1,253}\.?$)([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)"
+    r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
 _METADATA = {ipaddress.IPv4Address("169.254.169.254"), ipaddress.IPv6Address("fd00:ec2::254")}
 
 
@@ -36,20 +55,28 @@ class TargetRefused(Exception):
     resolver ``OSError``s into DNS errors (which would be retried), but lets this through."""
 
 
-def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv6 address stands for, if it is one of the embedding forms."""
+def _embedded_ipv4s(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...]:
+    """The IPv4 addresses an IPv6 address may stand for, if it is one of the embedding forms
+    (several only for the NAT64 local-use prefix); empty when it is none."""
     if ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
+        return (ip.ipv4_mapped,)
     if ip.sixtofour is not None:
-        return ip.sixtofour
+        return (ip.sixtofour,)
     if ip.teredo is not None:
-        return ip.teredo[1]
+        return (ip.teredo[1],)
     if ip in _NAT64:
-        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        return (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF),)
     packed = ip.packed
+    if ip in _NAT64_LOCAL:
+        readings = [
+            ipaddress.IPv4Address(b"".join(packed[a:b] for a, b in slices))
+            for slices in _RFC6052_SLICES
+        ]
+        real = tuple(r for r in readings if r not in _THIS_NETWORK)
+        return real or tuple(readings)
     if packed[:12] == bytes(12) and int(ip) > 1:  # deprecated IPv4-compatible ::a.b.c.d
-        return ipaddress.IPv4Address(packed[12:])
-    return None
+        return (ipaddress.IPv4Address(packed[12:]),)
+    return ()
 
 
 def refusal_reason(ip: IPAddress) -> str | None:
@@ -57,10 +84,13 @@ def refusal_reason(ip: IPAddress) -> str | None:
     if isinstance(ip, ipaddress.IPv6Address):
         if ip.scope_id:
             ip = ipaddress.IPv6Address(ip.packed)
-        inner = _embedded_ipv4(ip)
-        if inner is not None:
-            reason = refusal_reason(inner)
-            return f"{reason} (embedded in {ip})" if reason else None
+        inners = _embedded_ipv4s(ip)
+        if inners:
+            for inner in inners:
+                reason = refusal_reason(inner)
+                if reason is not None:
+                    return f"{reason} (embedded in {ip})"
+            return None
     if ip.is_unspecified:
         return "an unspecified address"
     if ip.is_loopback:
@@ -98,6 +128,15 @@ def parse_ip_host(host: str) -> IPAddress | None:
         return None
 
 
+def _looks_like_address(entry: str) -> bool:
+    """An entry meant as an address or CIDR (a host name has no "/" or ":" and never ends in
+    a numeric label), so a typo in one is an error instead of a never-matching name."""
+    if "/" in entry or ":" in entry:
+        return True
+    last = entry.rstrip(".").rsplit(".", 1)[-1]
+    return last.isascii() and last.isdigit()
+
+
 def _normalise_name(host: str) -> str:
     return host.strip("[]").rstrip(".").lower()
 
@@ -118,18 +157,30 @@ class NetGuard:
                 continue
             try:
                 self._networks.append(ipaddress.ip_network(entry, strict=False))
-            except ValueError:
-                self._names.add(_normalise_name(entry))
+                continue
+            except ValueError as exc:
+                if _looks_like_address(entry):
+                    raise ConfigError(
+                        f"TIERQ_HTTP_ALLOW_PRIVATE: {entry!r} is not a valid address or CIDR"
+                        f" ({exc})"
+                    ) from None
+            if not _HOST_NAME.fullmatch(entry):
+                raise ConfigError(
+                    f"TIERQ_HTTP_ALLOW_PRIVATE: {entry!r} is neither a CIDR nor a host name"
+                )
+            self._names.add(_normalise_name(entry))
+
+    def _in_networks(self, ip: IPAddress) -> bool:
+        return any(ip in net for net in self._networks if ip.version == net.version)
 
     def _allowed_ip(self, ip: IPAddress) -> bool:
-        candidates: list[IPAddress] = [ip]
+        if self._in_networks(ip):
+            return True
         if isinstance(ip, ipaddress.IPv6Address):
-            inner = _embedded_ipv4(ipaddress.IPv6Address(ip.packed))
-            if inner is not None:
-                candidates.append(inner)
-        return any(
-            c in net for c in candidates for net in self._networks if c.version == net.version
-        )
+            inners = _embedded_ipv4s(ipaddress.IPv6Address(ip.packed))
+            # Every reading must be allowed: the translator picks one, we cannot know which.
+            return bool(inners) and all(self._in_networks(inner) for inner in inners)
+        return False
 
     def name_allowed(self, host: str) -> bool:
         return self.allow_all or _normalise_name(host) in self._names

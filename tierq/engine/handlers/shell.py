@@ -1,14 +1,18 @@
 """The ``shell`` task type: run an allowed executable with an argv list (never a shell string).
 
 Payload: ``argv`` (non-empty list of strings; ``argv[0]`` a name on PATH or an absolute path),
-``env`` (object of strings, added to a minimal environment holding only PATH), ``cwd``,
+``env`` (object of strings, added to a minimal environment holding only PATH; names must match
+``[A-Z][A-Z0-9_]*`` and not be in ``DANGEROUS_ENV``), ``cwd``,
 ``timeout_seconds`` (number > 0). Result on exit 0: ``{"exit_code", "stdout", "stderr"}``
 (each stream kept up to 64 KiB); a non-zero exit fails the attempt.
 
-Off unless ``Settings.shell_allow`` lists executables. ``argv[0]`` and every allow entry are
-resolved to real paths and compared, so a symlink or a different spelling of an allowed program
-is the same program, and nothing else runs. Note the flip side: every path whose real path is
-an allowed binary (a multi-call binary such as busybox, say) is allowed too.
+Off unless ``Settings.shell_allow`` lists executables; an entry that is not one stops start-up
+(``ConfigError``). ``argv[0]`` and every allow entry are resolved to real paths and compared,
+so a symlink or a different spelling of an allowed program is the same program, and nothing
+else runs. The checked real path is what gets executed (argv[0] as seen by the child stays the
+path named), so swapping a symlink after the check changes nothing. Note the flip side: every
+path whose real path is an allowed binary (a multi-call binary such as busybox, say) is allowed
+too.
 
 What must stay true: a task never leaves processes behind. The child leads its own process
 group; on timeout or cancellation the whole group gets SIGTERM, then SIGKILL after a short grace,
@@ -19,25 +23,64 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
+import re
 import shutil
 import signal
 from dataclasses import dataclass
 from typing import Any
 
-from tierq.config import Settings
+from tierq.config import ConfigError, Settings
 from tierq.engine.handlers import payload as p
 from tierq.engine.handlers.base import PayloadError, PermanentError, TaskContext, TaskError
-
-log = logging.getLogger(__name__)
 
 FIELDS = ("argv", "env", "cwd", "timeout_seconds")
 MAX_OUTPUT = 64 * 1024
 KILL_GRACE_S = 1.0
-# Variables that make the dynamic loader run code of the submitter's choosing inside an
-# allowed program, which would turn "run /bin/echo" into "run anything".
-FORBIDDEN_ENV_PREFIXES = ("LD_", "DYLD_")
+# Environment names a submitter may set: conventional upper-case names only (no lower-case
+# twins of the names below, no leading "_" such as _JAVA_OPTIONS)...
+ENV_NAME = re.compile(r"[A-Z][A-Z0-9_]*")
+# ...minus the ones that make the loader, libc, a shell or an interpreter run code or read files
+# of the submitter's choosing inside an allowed program ("run /bin/echo" -> "run anything"), or
+# change which program or resolver configuration is used.
+DANGEROUS_ENV_PREFIXES = ("LD_", "DYLD_", "PYTHON", "GIT_")
+DANGEROUS_ENV = frozenset(
+    {
+        "GCONV_PATH",
+        "GLIBC_TUNABLES",
+        "LOCPATH",
+        "NLSPATH",
+        "BASH_ENV",
+        "BASHOPTS",
+        "ENV",
+        "SHELLOPTS",
+        "PS4",
+        "IFS",
+        "PATH",
+        "PERL5OPT",
+        "PERL5LIB",
+        "PERLLIB",
+        "PERL5DB",
+        "RUBYOPT",
+        "RUBYLIB",
+        "NODE_OPTIONS",
+        "NODE_PATH",
+        "JAVA_TOOL_OPTIONS",
+        "LOCALDOMAIN",
+        "HOSTALIASES",
+        "RES_OPTIONS",
+        "TMPDIR",
+    }
+)
+
+
+def env_refusal(name: str) -> str | None:
+    """Why a submitted environment variable name is refused, or None when it may be set."""
+    if not ENV_NAME.fullmatch(name):
+        return "must match [A-Z][A-Z0-9_]*"
+    if name in DANGEROUS_ENV or name.startswith(DANGEROUS_ENV_PREFIXES):
+        return "is not allowed (it can change what the program runs or loads)"
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +103,9 @@ def parse_request(payload: Any) -> ShellRequest:
         raise PayloadError("payload.argv[0]", "must name an executable")
     env = p.str_map(body, "env", key_forbid="=")
     for key in env:
-        if key.upper().startswith(FORBIDDEN_ENV_PREFIXES):
-            raise PayloadError(f"payload.env.{key}", "is not allowed")
+        reason = env_refusal(key)
+        if reason is not None:
+            raise PayloadError(f"payload.env.{key}", reason)
     cwd = p.string(body, "cwd")
     if cwd is not None and not os.path.isabs(cwd):
         raise PayloadError("payload.cwd", "must be an absolute path")
@@ -87,22 +131,24 @@ class ShellHandler:
         for entry in settings.shell_allow:
             path = _executable(entry, self._search_path)
             if path is None:
-                log.warning("TIERQ_SHELL_ALLOW: %r is not an executable; ignored", entry)
-                continue
+                # Dropping it would leave the operator believing it is allowed.
+                raise ConfigError(f"TIERQ_SHELL_ALLOW: {entry!r} is not an executable")
             self._allowed.add(os.path.realpath(path))
 
     @property
     def enabled(self) -> bool:
         return bool(self._allowed)
 
-    def resolve(self, name: str) -> str:
-        """The path to execute for ``argv[0]``; raises ``PayloadError`` when not allowed."""
+    def resolve(self, name: str) -> tuple[str, str]:
+        """(path named, real path checked) for ``argv[0]``; raises ``PayloadError`` when not
+        allowed. Execute the real path: it is what was checked."""
         path = _executable(name, self._search_path)
         if path is None:
             raise PayloadError("payload.argv[0]", f"{name!r} is not an executable")
-        if os.path.realpath(path) not in self._allowed:
+        real = os.path.realpath(path)
+        if real not in self._allowed:
             raise PayloadError("payload.argv[0]", f"{name!r} is not in TIERQ_SHELL_ALLOW")
-        return path
+        return path, real
 
     def validate(self, payload: Any) -> None:
         self.resolve(parse_request(payload).argv[0])
@@ -110,13 +156,16 @@ class ShellHandler:
     async def run(self, ctx: TaskContext) -> Any:
         try:
             req = parse_request(ctx.payload)
-            path = self.resolve(req.argv[0])
+            path, real = self.resolve(req.argv[0])
         except PayloadError as exc:
             raise PermanentError(f"shell: {exc}") from None
         try:
+            # executable=real: the file checked, not whatever a symlink points at by now;
+            # argv[0] stays the path named (multi-call binaries dispatch on it).
             proc = await asyncio.create_subprocess_exec(
                 path,
                 *req.argv[1:],
+                executable=real,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -1,4 +1,4 @@
-"""Conversions between tierq's Python values and PostgreSQL columns.
+r"""Conversions between tierq's Python values and PostgreSQL columns.
 
 Codecs are set on every pooled connection so values cross the wire without detours:
 - timestamptz <-> float epoch seconds, through asyncpg's "tuple" format (microseconds since
@@ -8,10 +8,17 @@ Codecs are set on every pooled connection so values cross the wire without detou
   ``payload`` is a json column and reads back byte for byte; ``result`` and ``notify`` are
   jsonb, which PostgreSQL normalises (equivalent JSON, not necessarily the same bytes).
 - uuid <-> str in text format, so ids stay the strings the engine uses.
+
+PostgreSQL stores no NUL character: a text value holding "\x00" and a jsonb value holding the
+escape ``\u0000`` are refused (DataError), and a refused row would hold up its whole batch.
+Handler output can contain one (decoded bytes, shell output, exception messages), so every
+value written here is made storable: NUL in text becomes U+FFFD, ``\u0000`` in jsonb becomes
+``\ufffd``. ``payload`` (json) keeps ``\u0000`` as given: json stores its text unparsed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +31,23 @@ _PG_EPOCH_US = 946_684_800_000_000
 _JSONB_VERSION = b"\x01"
 _STATES: dict[str, TaskState] = {s.value: s for s in TaskState}
 _OUTCOMES: dict[str, Outcome] = {o.value: o for o in Outcome}
+# ``\u0000`` as a JSON escape: preceded by an even number of backslashes (``\\u0000`` is an
+# escaped backslash followed by the letters "u0000", which must stay as they are).
+_JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def storable_text(value: str | None) -> str | None:
+    """``value`` with every NUL replaced by U+FFFD (text columns refuse NUL)."""
+    if value is None or "\x00" not in value:
+        return value
+    return value.replace("\x00", "\ufffd")
+
+
+def storable_jsonb(data: bytes) -> bytes:
+    r"""JSON ``data`` with every ``\u0000`` escape replaced by ``\ufffd`` (jsonb refuses it)."""
+    if b"\\u0000" not in data:
+        return data
+    return _JSON_NUL.sub(rb"\1\\ufffd", data)
 
 
 def _ts_encode(seconds: float) -> tuple[int]:
@@ -39,7 +63,7 @@ def _ts_decode(value: tuple[int]) -> float:
 def _jsonb_encode(data: bytes | str) -> bytes:
     if isinstance(data, str):
         data = data.encode()
-    return _JSONB_VERSION + data
+    return _JSONB_VERSION + storable_jsonb(data)
 
 
 def _jsonb_decode(data: bytes) -> bytes:
@@ -119,8 +143,8 @@ def task_columns(tasks: Sequence[Task]) -> list[tuple[Any, ...]]:
     rows = [
         (
             t.id,
-            t.type,
-            t.queue,
+            storable_text(t.type),
+            storable_text(t.queue),
             t.priority,
             t.payload,
             t.state,
@@ -131,16 +155,16 @@ def task_columns(tasks: Sequence[Task]) -> list[tuple[Any, ...]]:
             t.timeout_s,
             t.attempt,
             t.attempt_base,
-            t.name,
-            t.description,
-            t.idempotency_key,
+            storable_text(t.name),
+            storable_text(t.description),
+            storable_text(t.idempotency_key),
             ",".join(t.depends_on) if t.depends_on else None,
             t.notify,
             t.result,
-            t.last_error,
+            storable_text(t.last_error),
             t.started_at,
             t.finished_at,
-            t.lease_owner,
+            storable_text(t.lease_owner),
         )
         for t in tasks
     ]
@@ -159,9 +183,9 @@ def transition_columns(transitions: Sequence[Transition]) -> list[tuple[Any, ...
             t.started_at,
             t.finished_at,
             t.result,
-            t.error,
-            t.lease_owner,
-            t.worker,
+            storable_text(t.error),
+            storable_text(t.lease_owner),
+            storable_text(t.worker),
             t.outcome,
         )
         for t in transitions

@@ -36,6 +36,7 @@ from tierq.storage.postgres import queries as q
 from tierq.storage.postgres.codecs import (
     execution_from_row,
     init_connection,
+    storable_text,
     task_columns,
     task_from_row,
     transition_columns,
@@ -205,16 +206,19 @@ class PostgresRecordStore(RecordStore):
         inserted: int = await self._run(lambda c: c.fetchval(q.TASK_INSERT, *columns))
         if inserted == len(tasks):
             return [t.id for t in tasks]
-        keys = [t.idempotency_key for t in tasks if t.idempotency_key is not None]
+        # Keys as stored (NUL replaced, see codecs.storable_text), so a key with a NUL in it
+        # finds its holder too.
+        keys = [storable_text(t.idempotency_key) or "" for t in tasks]
+        wanted = [k for t, k in zip(tasks, keys, strict=True) if t.idempotency_key is not None]
         holders: dict[str, str] = {}
-        if keys:
-            rows = await self._run(lambda c: c.fetch(q.TASK_KEY_HOLDERS, keys))
+        if wanted:
+            rows = await self._run(lambda c: c.fetch(q.TASK_KEY_HOLDERS, wanted))
             holders = {r[0]: r[1] for r in rows}
         # A skipped task without a key (or whose key nobody holds) already exists under its
         # own id; a keyed one maps to whoever holds the key, possibly earlier in this batch.
         out: list[str] = []
-        for t in tasks:
-            holder = holders.get(t.idempotency_key) if t.idempotency_key is not None else None
+        for t, key in zip(tasks, keys, strict=True):
+            holder = holders.get(key) if t.idempotency_key is not None else None
             out.append(t.id if holder is None or holder == t.id.lower() else holder)
         return out
 
