@@ -34,7 +34,7 @@ class GroupCommitter(Service):
         self,
         insert_many: InsertMany,
         window_s: float = 0.0,
-        max_tasks: int = 50_000,
+        max_tasks: int = 2_000,
         max_inflight: int = 2,
     ):
         super().__init__()
@@ -66,9 +66,20 @@ class GroupCommitter(Service):
             return
         if self._window_s > 0 and self._pending_tasks < self._max_tasks:
             await asyncio.sleep(self._window_s)
-        batch, self._pending = self._pending, []
-        self._pending_tasks = 0
-        await self._commit(batch)
+        await self._commit(self._take())
+
+    def _take(self) -> list[tuple[Sequence[Task], asyncio.Future[list[str]]]]:
+        """The next group: waiting submissions up to ``max_tasks`` tasks (always at least
+        one). A bounded group bounds the work done on the event loop to send it, and so the
+        wait of every other request."""
+        count = 0
+        end = 0
+        while end < len(self._pending) and (end == 0 or count < self._max_tasks):
+            count += len(self._pending[end][0])
+            end += 1
+        batch, self._pending = self._pending[:end], self._pending[end:]
+        self._pending_tasks -= sum(len(part) for part, _ in batch)
+        return batch
 
     async def _commit(self, batch: list[tuple[Sequence[Task], asyncio.Future[list[str]]]]) -> None:
         tasks: list[Task] = []
@@ -144,9 +155,7 @@ class GroupCommitter(Service):
                         continue
                     if self._window_s > 0 and self._pending_tasks < self._max_tasks:
                         await asyncio.sleep(self._window_s)
-                    batch, self._pending = self._pending, []
-                    self._pending_tasks = 0
-                    group.create_task(self._commit(batch))
+                    group.create_task(self._commit(self._take()))
             # In-flight commits finished with the group; commit what arrived since.
             await self.drain()
         finally:

@@ -34,7 +34,11 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
         args.append(value)
         conds.append(fragment.replace("${n}", f"${len(args)}"))
 
-    if flt.states is not None:
+    if flt.states is not None and len(flt.states) == 1:
+        # Equality, not ANY: PostgreSQL 15 walks tasks_state_id_idx in id order only for
+        # "state = x", so a rare state among millions is found without a scan.
+        bind("state = ${n}", flt.states[0].value)
+    elif flt.states is not None:
         bind("state = ANY(${n}::text[])", [s.value for s in flt.states])
     if flt.type is not None:
         bind("type = ${n}", flt.type)
