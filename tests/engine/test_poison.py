@@ -24,7 +24,7 @@ from tierq.engine.flusher import Flusher
 from tierq.engine.model import Outcome, Task, TaskState, Transition
 from tierq.ids import new_id
 from tierq.metrics import Metrics
-from tierq.storage.base import Ack, RecordStore, StoreUnavailable
+from tierq.storage.base import Ack, RecordStore, StoreDataError, StoreUnavailable
 from tierq.storage.postgres.store import PostgresRecordStore
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
@@ -274,7 +274,9 @@ async def test_group_commit_fails_only_the_refused_submission_sqlite(
     poison(second[0].id)
     results = await commit_three(store, [first, second, third])
     assert results[0] == [t.id for t in first]
-    assert isinstance(results[1], sqlite3.IntegrityError)
+    # The seam reports a refusal of the data as StoreDataError, the database's error as cause.
+    assert isinstance(results[1], StoreDataError)
+    assert isinstance(results[1].__cause__, sqlite3.IntegrityError)
     assert results[2] == [t.id for t in third]
     stored = {t.id for t in await store.task_get_many([t.id for t in first + second + third])}
     assert stored == {t.id for t in first + third}
@@ -289,7 +291,8 @@ async def test_group_commit_fails_only_the_refused_submission_postgres(
     first, second, third = [make_task()], [make_task(payload=b"{bad")], [make_task()]
     results = await commit_three(store, [first, second, third])
     assert results[0] == [first[0].id]
-    assert isinstance(results[1], asyncpg.DataError)
+    assert isinstance(results[1], StoreDataError)
+    assert isinstance(results[1].__cause__, asyncpg.DataError)
     assert results[2] == [third[0].id]
     stored = {t.id for t in await store.task_get_many([first[0].id, second[0].id, third[0].id])}
     assert stored == {first[0].id, third[0].id}
@@ -356,11 +359,11 @@ async def test_api_refused_submission_is_a_500_with_request_id_others_succeed(
         texts = [await r.text() for r in responses]
         good = [r.status for i, r in enumerate(responses) if i != 1]
         assert all(200 <= s < 300 for s in good), texts
-        assert responses[1].status == 500, texts[1]
+        # The client's own data was refused: a 4xx naming it, without the database's words.
+        assert responses[1].status == 422, texts[1]
         assert "Traceback" not in texts[1] and "poisoned" not in texts[1]
         error = orjson.loads(texts[1])["error"]
-        assert error["code"] == "internal_error"
-        assert error["details"]["request_id"]
+        assert error["code"] == "unstorable"
     finally:
         await client.close()
 

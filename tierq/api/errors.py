@@ -16,7 +16,7 @@ from aiohttp import web
 
 from tierq.api.schemas import FieldError, encode
 from tierq.engine.engine import Conflict, InvalidDependency, NotFound, ShuttingDown
-from tierq.storage.base import StoreUnavailable
+from tierq.storage.base import StoreDataError, StoreUnavailable
 
 log = logging.getLogger("tierq.api")
 
@@ -97,6 +97,12 @@ def to_response(exc: BaseException, request: web.Request) -> web.Response:
         return error_response(409, "conflict", str(exc), {"status": exc.state.value})
     if isinstance(exc, ShuttingDown):
         return error_response(503, "shutting_down", str(exc), headers={"Retry-After": "5"})
+    if isinstance(exc, StoreDataError):
+        # The database's own message stays in the log: it may describe storage internals.
+        log.warning(
+            "record store refused the data of request %s: %s", request.get(REQUEST_ID, "-"), exc
+        )
+        return error_response(422, "unstorable", "the record store refused a value of this request")
     if isinstance(exc, StoreUnavailable):
         return error_response(
             503, "unavailable", "storage is unavailable; retry later", headers={"Retry-After": "2"}

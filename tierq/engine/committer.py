@@ -7,7 +7,7 @@ submission at once. ``window_s`` adds an optional wait for company before commit
 
 What must stay true: a caller's future resolves only after its tasks are committed (or fails
 with the store's error, in which case nothing of its batch is acknowledged). One submission the
-store refuses for good (any error but ``StoreUnavailable``) must not fail the others it shared
+store refuses for good (``StoreDataError``) must not fail the others it shared
 a transaction with: the group is then committed again one submission at a time, in order, and
 only the refused ones get the error. An unavailable store fails the whole group (503).
 """
@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from tierq.engine.model import Task
 from tierq.engine.service import Service
-from tierq.storage.base import StoreUnavailable
+from tierq.storage.base import StoreDataError
 
 log = logging.getLogger("tierq.engine")
 
@@ -89,7 +89,7 @@ class GroupCommitter(Service):
         try:
             stored = await self._insert_many(tasks)
         except Exception as exc:
-            if len(batch) > 1 and not isinstance(exc, StoreUnavailable):
+            if len(batch) > 1 and isinstance(exc, StoreDataError):
                 log.warning(
                     "group commit of %d submissions refused (%s: %s); committing each alone",
                     len(batch),

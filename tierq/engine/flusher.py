@@ -13,12 +13,14 @@ ack only ends the lease: the dispatch tier keeps the task (and rescue re-runs it
 process dies) until ``confirm_many`` follows the record write, so no outcome is lost between
 the two writes. A failed confirm never holds up record writes; it is retried on later flushes.
 
-Poison: a transition the record store refuses for good (any error but ``StoreUnavailable``,
-e.g. a value the database will not store) would otherwise be retried forever with everything
+Poison: a transition the record store refuses for good (``StoreDataError``: a value or
+constraint the database will not accept) would otherwise be retried forever with everything
 queued behind it. The batch is bisected until only the refused transitions are left; those are
 logged (ERROR), counted (``tierq_record_rejected_total``) and dropped, the rest is written. A
 dropped transition's task is not confirmed with the dispatch tier, so its outcome is not
-forgotten there: it runs again if this process dies (at-least-once).
+forgotten there: it runs again if this process dies (at-least-once). Any other failure is
+retried whole: it may pass (an outage, a schema being migrated), and setting work aside for
+it would strand tasks on a live replica.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from tierq.engine.model import Transition
 from tierq.engine.service import Service
 from tierq.metrics import Metrics
-from tierq.storage.base import Ack, StoreUnavailable
+from tierq.storage.base import Ack, StoreDataError
 
 log = logging.getLogger("tierq.engine")
 
@@ -112,14 +114,6 @@ class Flusher(Service):
     def backlog(self) -> int:
         return len(self._buffer) + (len(self._retry[0]) if self._retry else 0)
 
-    def pending(self, task_id: str) -> Transition | None:
-        """The newest unflushed transition of a task, if any (for reads before the flush)."""
-        found = None
-        for (tid, _), transition in self._buffer.items():
-            if tid == task_id:
-                found = transition
-        return found
-
     async def wait_room(self) -> None:
         """Back-pressure for workers: wait while the buffer is over its bound."""
         while self.backlog >= self.max_buffer:
@@ -197,9 +191,7 @@ class Flusher(Service):
         transitions, stale = self._retry
         try:
             refused_by_store = await self._transition_many(transitions)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
+        except StoreDataError as exc:
             transitions, refused_by_store = await self._isolate(transitions, stale, exc)
         self._retry = None
         if self._settled:
@@ -231,12 +223,13 @@ class Flusher(Service):
             if failure is None:
                 try:
                     refused += await self._transition_many(part)
-                except StoreUnavailable:
+                except StoreDataError as exc:
+                    failure = exc
+                except Exception:
+                    # Not the data: keep what is left for the whole-batch retry.
                     rest = [t for p, _ in reversed(pending) for t in p]
                     await self._partial(part + rest, stale, written, refused, rejected)
                     raise
-                except Exception as exc:
-                    failure = exc
                 else:
                     written += part
                     continue

@@ -160,12 +160,6 @@ class MemoryTier:
             self._timer_at = float("inf")
         return tasks
 
-    def snapshot_ids(self) -> set[str]:
-        removed = self._removed
-        return {e[2] for e in self._ready if id(e[3]) not in removed} | {
-            e[1] for e in self._delayed if id(e[2]) not in removed
-        }
-
     # ---- timers ----------------------------------------------------------------------------
 
     def _signal_ready(self, count: int) -> None:

@@ -36,6 +36,13 @@ class StoreUnavailable(Exception):
     """
 
 
+class StoreDataError(Exception):
+    """The store refused a value for good (a type or constraint violation): writing the same
+    data again can never succeed. Only this error makes the engine set a write aside; any
+    other failure is retried, because it may pass (a schema being migrated, a bug fixed by a
+    restart)."""
+
+
 @dataclass(frozen=True, slots=True)
 class RecordCapabilities:
     """What a record-store backend can do, declared rather than described."""

@@ -31,7 +31,7 @@ from tierq.engine.model import (
     TaskState,
     Transition,
 )
-from tierq.storage.base import RecordCapabilities, RecordStore, StoreUnavailable
+from tierq.storage.base import RecordCapabilities, RecordStore, StoreDataError, StoreUnavailable
 from tierq.storage.postgres import queries as q
 from tierq.storage.postgres.codecs import (
     execution_from_row,
@@ -62,6 +62,11 @@ _UNAVAILABLE: tuple[type[BaseException], ...] = (
 _RETRYABLE: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.SerializationError,
+)
+# Refusals of the data itself (bad value, constraint): the same write can never succeed.
+_DATA: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
 )
 _TX_ATTEMPTS = 5
 _STATES: dict[str, TaskState] = {s.value: s for s in TaskState}
@@ -193,6 +198,8 @@ class PostgresRecordStore(RecordStore):
                         return await fn(conn)
                     async with conn.transaction():
                         return await fn(conn)
+            except _DATA as exc:
+                raise StoreDataError(f"PostgreSQL refused the data: {exc}") from exc
             except _RETRYABLE as exc:
                 if attempt == _TX_ATTEMPTS:
                     raise

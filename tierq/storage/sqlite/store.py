@@ -26,7 +26,7 @@ from tierq.engine.model import (
     TaskState,
     Transition,
 )
-from tierq.storage.base import RecordCapabilities, RecordStore, StoreUnavailable
+from tierq.storage.base import RecordCapabilities, RecordStore, StoreDataError, StoreUnavailable
 from tierq.storage.sqlite import rows, writes
 from tierq.storage.sqlite.connection import ConnectionThread
 from tierq.storage.sqlite.sqlfiles import load, migrations, statements
@@ -134,7 +134,11 @@ class SQLiteRecordStore(RecordStore):
     async def _write(self, job: Callable[[sqlite3.Connection], T]) -> T:
         if self._writer is None:
             raise StoreUnavailable("sqlite store is not open")
-        return await self._writer.submit(job)
+        try:
+            return await self._writer.submit(job)
+        except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+            # A constraint or value the database refuses: the same write can never succeed.
+            raise StoreDataError(f"SQLite refused the data: {exc}") from exc
 
     async def _read(self, job: Callable[[sqlite3.Connection], T]) -> T:
         if self._reader is None:
