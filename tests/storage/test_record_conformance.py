@@ -23,7 +23,7 @@ from tierq.engine.model import (
     Transition,
 )
 from tierq.ids import new_id
-from tierq.storage.base import RecordStore
+from tierq.storage.base import RecordStore, StoreDataError
 
 NOW = 1_700_000_000.0
 S = TaskState
@@ -671,7 +671,9 @@ async def test_sqlite_failing_write_fails_alone_and_close_drains(tmp_path: Any) 
         *(store.task_insert_many(b) for b in good[10:]),
         return_exceptions=True,
     )
-    assert isinstance(results[10], sqlite3.IntegrityError)
+    # Refused data surfaces at the seam as StoreDataError, with the database's error as cause.
+    assert isinstance(results[10], StoreDataError)
+    assert isinstance(results[10].__cause__, sqlite3.IntegrityError)
     assert [r for i, r in enumerate(results) if i != 10] == [[b[0].id] for b in good]
     # Writes queued but not yet run when close() starts are still committed.
     late = [make_task() for _ in range(50)]
