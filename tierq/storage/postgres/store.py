@@ -31,6 +31,7 @@ from tierq.engine.model import (
     TaskState,
     Transition,
 )
+from tierq.storage import offload
 from tierq.storage.base import RecordCapabilities, RecordStore, StoreDataError, StoreUnavailable
 from tierq.storage.postgres import queries as q
 from tierq.storage.postgres.codecs import (
@@ -209,7 +210,7 @@ class PostgresRecordStore(RecordStore):
     # ---- writes ----------------------------------------------------------------------------
 
     async def _task_insert_many(self, tasks: Sequence[Task]) -> list[str]:
-        columns = task_columns(tasks)
+        columns = await offload.build(task_columns, tasks)
         inserted: int = await self._run(lambda c: c.fetchval(q.TASK_INSERT, *columns))
         if inserted == len(tasks):
             return [t.id for t in tasks]
@@ -231,11 +232,12 @@ class PostgresRecordStore(RecordStore):
 
     async def _task_transition_many(self, transitions: Sequence[Transition]) -> list[str]:
         rounds = _rounds(transitions)
+        columns = [await offload.build(transition_columns, batch) for batch in rounds]
 
         async def apply(conn: Conn) -> list[str]:
             refused: list[str] = []
-            for batch in rounds:
-                rows = await conn.fetch(q.TASK_TRANSITION, *transition_columns(batch))
+            for batch, args in zip(rounds, columns, strict=True):
+                rows = await conn.fetch(q.TASK_TRANSITION, *args)
                 if rows:
                     given = {t.task_id.lower(): t.task_id for t in batch}
                     refused.extend(given[r[0]] for r in rows)

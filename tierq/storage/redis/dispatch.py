@@ -26,6 +26,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tierq.engine.model import Task, TaskState
+from tierq.storage import offload
 from tierq.storage.base import Ack, Dispatch, DispatchCapabilities, StoreUnavailable
 from tierq.storage.redis.codec import decode_task, encode_task
 from tierq.storage.redis.core import TRANSIENT, Command, connect, log
@@ -37,6 +38,20 @@ from tierq.storage.redis.liveness import Liveness
 # large backlog becomes due at once; the rest move on the next claim or promote.
 PROMOTE_CAP = 10_000
 _ACK_KIND = {TaskState.SCHEDULED: "s", TaskState.QUEUED: "q"}
+
+
+def _enqueue_args(tasks: Sequence[Task]) -> dict[str, list[Any]]:
+    """Per queue, the enqueue script's arguments: id, member, run_at, attempt, body."""
+    by_queue: dict[str, list[Any]] = defaultdict(list)
+    for t in tasks:
+        by_queue[t.queue] += (
+            t.id,
+            member(t.priority, t.run_at, t.id),
+            t.run_at,
+            t.attempt,
+            encode_task(t),
+        )
+    return by_queue
 
 
 class RedisDispatch(Liveness, Dispatch):
@@ -113,15 +128,7 @@ class RedisDispatch(Liveness, Dispatch):
     ) -> None:
         if not tasks:
             return
-        by_queue: dict[str, list[Any]] = defaultdict(list)
-        for t in tasks:
-            by_queue[t.queue] += (
-                t.id,
-                member(t.priority, t.run_at, t.id),
-                t.run_at,
-                t.attempt,
-                encode_task(t),
-            )
+        by_queue = await offload.build(_enqueue_args, tasks)
         cmds: list[Command] = [("SADD", self.keys.queues, *by_queue)]
         owner = lease_owner or ""
         if lease_owner:
