@@ -26,6 +26,7 @@ it would strand tasks on a live replica.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -52,7 +53,7 @@ class Flusher(Service):
         transition_many: TransitionMany,
         on_flushed: OnFlushed,
         interval_s: float,
-        batch_size: int = 10_000,
+        batch_size: int = 5_000,
         max_buffer: int = 200_000,
         confirm_many: ConfirmMany | None = None,
         max_unconfirmed: int = 100_000,
@@ -70,7 +71,8 @@ class Flusher(Service):
         self._batch_size = batch_size
         self.max_buffer = max_buffer
         self._buffer: dict[tuple[str, int], Transition] = {}
-        self._acks: list[Ack] = []
+        # Acks per task, in the order they were made: a batch takes the acks of its tasks.
+        self._acks: dict[str, list[Ack]] = {}
         # A batch whose acks are settled but whose record write failed: retried first.
         self._retry: tuple[list[Transition], list[str]] | None = None
         self._confirm_many = confirm_many
@@ -94,7 +96,7 @@ class Flusher(Service):
         else:  # the common case, once per attempt: no earlier report to keep (see _put)
             buffer[key] = transition
         if ack is not None:
-            self._acks.append(ack)
+            self._acks.setdefault(ack.task_id, []).append(ack)
         n = len(buffer)
         if n == 1 or n >= self._batch_size:
             self.wake()
@@ -165,10 +167,7 @@ class Flusher(Service):
         if self._retry is None:
             if not self._buffer:
                 return
-            transitions = list(self._buffer.values())
-            acks = self._acks
-            self._buffer = {}
-            self._acks = []
+            transitions, acks = self._take()
             stale: list[str] = []
             if acks:
                 try:
@@ -298,9 +297,35 @@ class Flusher(Service):
                 exc,
             )
 
+    def _take(self) -> tuple[list[Transition], list[Ack]]:
+        """The next batch: at most ``batch_size`` transitions, oldest first, with the acks of
+        their tasks. Bounded so the record write's arguments (encoded on the event loop by
+        the driver) never stall every other request; O(batch), not O(buffer)."""
+        buffer = self._buffer
+        if len(buffer) <= self._batch_size:
+            transitions = list(buffer.values())
+            acks = [a for task_acks in self._acks.values() for a in task_acks]
+            self._buffer = {}
+            self._acks = {}
+            return transitions, acks
+        keys = list(itertools.islice(buffer, self._batch_size))
+        transitions = [buffer.pop(key) for key in keys]
+        acks = []
+        for task_id in dict.fromkeys(t.task_id for t in transitions):
+            acks.extend(self._acks.pop(task_id, ()))
+        if len(buffer) >= self._batch_size:
+            self.wake()  # more than a batch left: flush again at once
+        return transitions, acks
+
     def _restore(self, transitions: list[Transition], acks: list[Ack]) -> None:
         newer = self._buffer
         self._buffer = {}
         for transition in (*transitions, *newer.values()):
             self._put(transition)
-        self._acks = acks + self._acks
+        # The restored acks are older than any still buffered for the same task.
+        merged: dict[str, list[Ack]] = {}
+        for ack in acks:
+            merged.setdefault(ack.task_id, []).append(ack)
+        for task_id, task_acks in self._acks.items():
+            merged.setdefault(task_id, []).extend(task_acks)
+        self._acks = merged
