@@ -10,20 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
-import msgspec
-import orjson
 import pytest
 from redis import asyncio as aioredis
 
+# Re-exported: the tests import them from here.
+from tests.helpers import make_task as _make_task
+from tests.helpers import submit, wait_for  # noqa: F401
 from tierq.api.app import build_engine
-from tierq.api.schemas import TaskIn, to_task
 from tierq.config import Settings, from_mapping
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import close_registry
@@ -130,30 +129,8 @@ async def cluster() -> AsyncIterator[Cluster]:
 
 
 def make_task(engine: Engine, type: str = "dummy", payload: Any = None, **fields: Any) -> Task:
-    raw = msgspec.Raw(orjson.dumps({} if payload is None else payload))
-    spec = TaskIn(type=type, payload=raw, **fields)
-    return to_task(spec, "$", engine.settings, engine.registry, engine.clock())
-
-
-async def submit(engine: Engine, *tasks: Task) -> list[str]:
-    results = await engine.submit_many(list(tasks))
-    return [r.task.id for r in results]
-
-
-async def wait_for(
-    condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, every: float = 0.02
-) -> None:
-    """Poll ``condition`` until true; fail the test if it is still false after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if not isinstance(value, bool):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(every)
+    """Distributed tests default to ``dummy`` tasks (they take a sleep)."""
+    return _make_task(engine, type, payload, **fields)
 
 
 def counter_value(engine: Engine, name: str, **labels: str) -> float:

@@ -6,18 +6,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import msgspec
-import orjson
 import pytest
 
+# Re-exported: the tests import them from here.
+from tests.helpers import make_task, submit, wait_for  # noqa: F401
 from tierq.api.app import build_engine
-from tierq.api.schemas import TaskIn, to_task
 from tierq.config import Settings, from_mapping
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import close_registry
@@ -60,33 +57,6 @@ async def make_engine(tmp_path: Path) -> AsyncIterator[EngineFactory]:
                 await engine.stop()  # a no-op for an engine the test already stopped
             finally:
                 await close_registry(engine.registry)
-
-
-def make_task(engine: Engine, type: str = "noop", payload: Any = None, **fields: Any) -> Task:
-    raw = msgspec.Raw(orjson.dumps({} if payload is None else payload))
-    spec = TaskIn(type=type, payload=raw, **fields)
-    return to_task(spec, "$", engine.settings, engine.registry, engine.clock())
-
-
-async def submit(engine: Engine, *tasks: Task) -> list[str]:
-    results = await engine.submit_many(list(tasks))
-    return [r.task.id for r in results]
-
-
-async def wait_for(
-    condition: Callable[[], Awaitable[bool] | bool], timeout: float = 10.0, every: float = 0.01
-) -> None:
-    """Poll ``condition`` until true; fail the test if it is still false after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if not isinstance(value, bool):
-            value = await value
-        if value:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        await asyncio.sleep(every)
 
 
 async def wait_state(

@@ -217,31 +217,38 @@ class RedisDispatch(Liveness, Dispatch):
         self._queue_of.update((i, q) for i, q in terminal.items() if i not in refused)
         return [a.task_id for a in acks if a.task_id in refused]
 
-    async def confirm_many(self, owner: str, ids: Sequence[str]) -> None:
-        if not ids:
-            return
+    async def _routed(self, ids: Sequence[str]) -> list[tuple[Any, list[Any]]]:
+        """(queue keys, ids) per queue to send ``ids`` to: a task's own queue when this
+        instance knows it (and forgets it now), every queue for the ones it does not."""
         by_queue: dict[str | None, list[Any]] = defaultdict(list)
         for task_id in ids:
             by_queue[self._queue_of.pop(task_id, None)].append(task_id)
-        cmds: list[Command] = []
-        for queue in await self._targets(by_queue):
-            qk = self.keys.queue(queue)
-            ids_here = by_queue.get(queue, []) + by_queue.get(None, [])
-            cmds.append(self._eval("confirm", [*qk.core, qk.acked(owner)], ids_here))
+        unknown = by_queue.get(None, [])
+        return [
+            (self.keys.queue(queue), by_queue.get(queue, []) + unknown)
+            for queue in await self._targets(by_queue)
+        ]
+
+    async def confirm_many(self, owner: str, ids: Sequence[str]) -> None:
+        if not ids:
+            return
+        cmds: list[Command] = [
+            self._eval("confirm", [*qk.core, qk.acked(owner)], ids_here)
+            for qk, ids_here in await self._routed(ids)
+        ]
         await self._run(cmds)
 
     async def release(self, owner: str, ids: Sequence[str]) -> int:
         if not ids:
             return 0
-        by_queue: dict[str | None, list[Any]] = defaultdict(list)
-        for task_id in ids:
-            by_queue[self._queue_of.pop(task_id, None)].append(task_id)
-        cmds: list[Command] = []
-        for queue in await self._targets(by_queue):
-            qk = self.keys.queue(queue)
-            ids_here = by_queue.get(queue, []) + by_queue.get(None, [])
-            keys = [qk.ready, qk.lease, qk.meta, qk.owned(owner)]
-            cmds.append(self._eval("release", keys, [owner, self.keys.wake_channel, *ids_here]))
+        cmds: list[Command] = [
+            self._eval(
+                "release",
+                [qk.ready, qk.lease, qk.meta, qk.owned(owner)],
+                [owner, self.keys.wake_channel, *ids_here],
+            )
+            for qk, ids_here in await self._routed(ids)
+        ]
         return sum(int(n) for n in await self._run(cmds))
 
     async def cancel_many(self, ids: Sequence[str]) -> list[str]:
