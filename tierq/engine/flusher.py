@@ -53,7 +53,7 @@ class Flusher(Service):
         transition_many: TransitionMany,
         on_flushed: OnFlushed,
         interval_s: float,
-        batch_size: int = 5_000,
+        batch_size: int = 10_000,
         max_buffer: int = 200_000,
         confirm_many: ConfirmMany | None = None,
         max_unconfirmed: int = 100_000,
