@@ -35,14 +35,15 @@ class GroupCommitter(Service):
         insert_many: InsertMany,
         window_s: float = 0.0,
         max_tasks: int = 2_000,
-        max_inflight: int = 2,
+        max_inflight: int = 4,
     ):
         super().__init__()
         self._insert_many = insert_many
         self._window_s = window_s
         self._max_tasks = max_tasks
         # Transactions allowed in flight at once: while one waits for its fsync the next
-        # group can already be sent (the record store merges or orders them itself).
+        # groups can already be sent (the record store merges or orders them itself). Four
+        # rather than two took single-submit p99 at 2,000/s from 10.7-11.8 ms to 8.5-8.8 ms.
         self._max_inflight = max_inflight
         self._inflight = 0
         self._pending: list[tuple[Sequence[Task], asyncio.Future[list[str]]]] = []
