@@ -40,6 +40,16 @@ PROMOTE_CAP = 10_000
 _ACK_KIND = {TaskState.SCHEDULED: "s", TaskState.QUEUED: "q"}
 
 
+def _decode_claimed(flat: Sequence[bytes], owner: str) -> list[tuple[bytes, Task]]:
+    """The claim script's reply (body, "attempt|member", ...) as (member, task) pairs."""
+    out: list[tuple[bytes, Task]] = []
+    for i in range(0, len(flat), 2):
+        attempt, mem = flat[i + 1].split(b"|", 1)
+        task = decode_task(flat[i], int(attempt), run_at_from_member(mem), TaskState.QUEUED, owner)
+        out.append((mem, task))
+    return out
+
+
 def _enqueue_args(tasks: Sequence[Task]) -> dict[str, list[Any]]:
     """Per queue, the enqueue script's arguments: id, member, run_at, attempt, body."""
     by_queue: dict[str, list[Any]] = defaultdict(list)
@@ -156,13 +166,10 @@ class RedisDispatch(Liveness, Dispatch):
         results = await self._run(cmds)
         claimed: list[tuple[bytes, Task]] = []
         for queue, flat in zip(plan, results[1:], strict=True):
-            for i in range(0, len(flat), 2):
-                attempt, mem = flat[i + 1].split(b"|", 1)
-                task = decode_task(
-                    flat[i], int(attempt), run_at_from_member(mem), TaskState.QUEUED, owner
-                )
+            tasks = await offload.build(lambda f: _decode_claimed(f, owner), flat)
+            for _member, task in tasks:
                 self._queue_of[task.id] = queue
-                claimed.append((mem, task))
+            claimed += tasks
         if len(plan) > 1:
             claimed.sort(key=lambda pair: pair[0])
         return [task for _, task in claimed]
