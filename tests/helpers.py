@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -14,6 +16,11 @@ import pytest
 from tierq.api.schemas import TaskIn, to_task
 from tierq.engine.engine import Engine
 from tierq.engine.model import Task
+from tierq.storage.postgres.store import PostgresRecordStore
+
+POSTGRES_URL = os.environ.get(
+    "TIERQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
 
 
 def make_task(engine: Engine, type: str = "noop", payload: Any = None, **fields: Any) -> Task:
@@ -42,3 +49,22 @@ async def wait_for(
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout}s")
         await asyncio.sleep(every)
+
+
+async def postgres_store_in_fresh_schema() -> AsyncIterator[PostgresRecordStore]:
+    """An open PostgreSQL record store in a schema of its own, dropped afterwards."""
+    import asyncpg
+
+    schema = f"tierq_test_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(POSTGRES_URL)
+    try:
+        await conn.execute(f'CREATE SCHEMA "{schema}"')
+        store = PostgresRecordStore(POSTGRES_URL, schema=schema)
+        await store.open()
+        try:
+            yield store
+        finally:
+            await store.close()
+    finally:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await conn.close()

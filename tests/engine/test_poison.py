@@ -10,29 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sqlite3
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import orjson
 import pytest
 
+from tests.helpers import postgres_store_in_fresh_schema
 from tierq.engine.committer import GroupCommitter
 from tierq.engine.flusher import Flusher
 from tierq.engine.model import Outcome, Task, TaskState, Transition
 from tierq.ids import new_id
 from tierq.metrics import Metrics
 from tierq.storage.base import Ack, RecordStore, StoreDataError, StoreUnavailable
-from tierq.storage.postgres.store import PostgresRecordStore
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
 NOW = 1_700_000_000.0
 S = TaskState
-POSTGRES_URL = os.environ.get(
-    "TIERQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 
 # A backend, and how to make writes of one task fail there for good:
 # poison(task_id) for sqlite (a trigger on that id); for postgres the test makes the value bad.
@@ -90,21 +85,8 @@ async def sqlite_store(tmp_path: Path) -> AsyncIterator[tuple[RecordStore, Poiso
 
 @pytest.fixture
 async def postgres_store() -> AsyncIterator[RecordStore]:
-    import asyncpg
-
-    schema = f"tierq_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        store = PostgresRecordStore(POSTGRES_URL, schema=schema)
-        await store.open()
-        try:
-            yield store
-        finally:
-            await store.close()
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
+    async for store in postgres_store_in_fresh_schema():
+        yield store
 
 
 class Recorder:

@@ -1,24 +1,19 @@
 """The ``record_store`` fixture: every conformance test runs once per record-store backend.
 
 sqlite: a fresh database file in ``tmp_path``. postgres: a fresh schema per test in the
-database at ``TIERQ_TEST_POSTGRES_URL``, dropped afterwards; skipped only while the backend
-module does not exist yet.
+database at ``TIERQ_TEST_POSTGRES_URL``, dropped afterwards (``tests.helpers``). Neither is
+ever skipped: a backend that cannot run its suite fails it.
 """
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import postgres_store_in_fresh_schema
 from tierq.storage.base import RecordStore
-
-POSTGRES_URL = os.environ.get(
-    "TIERQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 
 
 async def _sqlite_store(tmp_path: Path) -> AsyncIterator[RecordStore]:
@@ -32,35 +27,11 @@ async def _sqlite_store(tmp_path: Path) -> AsyncIterator[RecordStore]:
         await store.close()
 
 
-async def _postgres_store() -> AsyncIterator[RecordStore]:
-    try:
-        from tierq.storage.postgres.store import PostgresRecordStore
-    except ModuleNotFoundError as exc:
-        if exc.name != "tierq.storage.postgres.store":
-            raise
-        pytest.skip("postgres backend not present")
-    import asyncpg
-
-    schema = f"tierq_test_{uuid.uuid4().hex[:12]}"
-    conn = await asyncpg.connect(POSTGRES_URL)
-    try:
-        await conn.execute(f'CREATE SCHEMA "{schema}"')
-        store = PostgresRecordStore(POSTGRES_URL, schema=schema)
-        await store.open()
-        try:
-            yield store
-        finally:
-            await store.close()
-    finally:
-        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await conn.close()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
 async def record_store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[RecordStore]:
-    gen = _sqlite_store(tmp_path) if request.param == "sqlite" else _postgres_store()
+    gen = _sqlite_store(tmp_path) if request.param == "sqlite" else postgres_store_in_fresh_schema()
     store = await gen.__anext__()
     try:
         yield store
