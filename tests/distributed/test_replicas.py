@@ -10,6 +10,8 @@ import random
 import pytest
 
 from tests.distributed.conftest import Cluster, make_task, submit, wait_for
+from tierq.engine.engine import Engine
+from tierq.engine.handlers.base import Handler, TaskContext
 from tierq.engine.model import TaskState
 
 pytestmark = pytest.mark.distributed
@@ -158,3 +160,33 @@ async def test_graceful_stop_hands_held_tasks_to_the_other_replica(cluster: Clus
         (2, "succeeded"),
     ]
     assert rows[0]["worker"] == "a/w0" and rows[1]["worker"].startswith("b/")
+
+
+async def test_cancel_announced_before_the_claim_lands_is_honoured(cluster: Cluster) -> None:
+    # Replica b hears a cancel for a task it does not hold yet (its claim is in flight, say),
+    # then claims it: it must settle the lease as cancelled, never run the handler.
+    b = await cluster.engine("b", workers=2)
+    ran: list[str] = []
+
+    async def probe(ctx: TaskContext) -> None:
+        ran.append(ctx.task_id)
+
+    b.registry.add(Handler(name="probe", run=probe))
+    task = make_task(b, type="probe")
+    b._on_cancel_announced([task.id])
+    await b.store.task_insert_many([task])
+    await b.store.task_cancel_many([task.id], b.clock())  # what the announcing replica did
+    await b.dispatch.enqueue_many([task], None, b.clock())
+    await wait_for(lambda: b.pager.claimed >= 1)
+    await b.flusher.run_once()
+    await asyncio.sleep(0.05)  # give a wrongly queued copy the chance to run
+    assert ran == [], "a task cancelled before its claim landed ran"
+    stored = await b.store.task_get(task.id)
+    assert stored is not None and stored.state is TaskState.CANCELLED
+    # The lease was settled and confirmed: nothing of the task is left in Redis.
+    await wait_for(lambda: _depth_is_empty(b), timeout=5.0)
+
+
+async def _depth_is_empty(engine: Engine) -> bool:
+    depth = await engine.dispatch.depth()
+    return sum(depth.values()) == 0

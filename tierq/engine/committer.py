@@ -67,6 +67,7 @@ class GroupCommitter(Service):
             return
         if self._window_s > 0 and self._pending_tasks < self._max_tasks:
             await asyncio.sleep(self._window_s)
+        self._inflight += 1
         await self._commit(self._take())
 
     def _take(self) -> list[tuple[Sequence[Task], asyncio.Future[list[str]]]]:
@@ -83,10 +84,11 @@ class GroupCommitter(Service):
         return batch
 
     async def _commit(self, batch: list[tuple[Sequence[Task], asyncio.Future[list[str]]]]) -> None:
+        """Commit one group. The caller has counted it in ``_inflight`` already (before the
+        task runs, so a burst cannot start more than ``max_inflight``); it is uncounted here."""
         tasks: list[Task] = []
         for part, _ in batch:
             tasks.extend(part)
-        self._inflight += 1
         try:
             stored = await self._insert_many(tasks)
         except Exception as exc:
@@ -156,6 +158,7 @@ class GroupCommitter(Service):
                         continue
                     if self._window_s > 0 and self._pending_tasks < self._max_tasks:
                         await asyncio.sleep(self._window_s)
+                    self._inflight += 1
                     group.create_task(self._commit(self._take()))
             # In-flight commits finished with the group; commit what arrived since.
             await self.drain()

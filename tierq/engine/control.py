@@ -17,11 +17,13 @@ from tierq.engine.model import (
     TaskFilter,
     TaskPage,
     TaskState,
-    Transition,
 )
-from tierq.storage.base import Ack
 
 log = logging.getLogger("tierq.engine")
+
+# How long an announced cancel is remembered for a claim that may be in flight. A claim takes
+# milliseconds; a minute is a wide margin.
+ANNOUNCED_CANCEL_MEMORY_S = 60.0
 
 
 class Control(EngineCore):
@@ -97,35 +99,26 @@ class Control(EngineCore):
 
     def _cancel_held(self, task: Task) -> None:
         """Cancel a task this process holds queued or delayed in its memory tier."""
-        now = self.clock()
         self.memory.remove(task)
-        task.state = TaskState.CANCELLED
-        task.finished_at = task.updated_at = now
-        task.last_error = "cancelled"
-        self.flusher.add(
-            Transition(
-                task.id,
-                task.attempt,
-                TaskState.CANCELLED,
-                now,
-                finished_at=now,
-                error="cancelled",
-                lease_owner=None,
-            ),
-            # The lease was granted for the attempt it would have run.
-            Ack(task.id, task.attempt + 1, TaskState.CANCELLED) if self.distributed else None,
-        )
+        self._record_cancel(task)
 
     def _on_cancel_announced(self, ids: list[str]) -> None:
-        """Another replica cancelled tasks; drop or interrupt the ones held here."""
+        """Another replica cancelled tasks; drop or interrupt the ones held here, and
+        remember the others for a while in case a claim brings them in."""
+        remember_until = self.clock() + ANNOUNCED_CANCEL_MEMORY_S
         for task_id in ids:
             task = self._live.get(task_id)
             if task is None:
-                continue
-            if task.state is TaskState.RUNNING:
+                self._announced_cancels[task_id] = remember_until
+            elif task.state is TaskState.RUNNING:
                 self.workers.request_cancel(task_id)
             elif task.state in (TaskState.QUEUED, TaskState.SCHEDULED):
                 self._cancel_held(task)
+        if len(self._announced_cancels) > 10_000:
+            now = self.clock()
+            self._announced_cancels = {
+                i: until for i, until in self._announced_cancels.items() if until > now
+            }
 
     async def retry(self, task_id: str) -> Task:
         await self.get(task_id)

@@ -17,12 +17,9 @@ from tierq.engine.errors import (
     InvalidDependency,
 )
 from tierq.engine.handlers.base import HandlerRegistry
-from tierq.engine.model import (
-    Task,
-    TaskState,
-)
+from tierq.engine.model import Task, TaskState, Transition
 from tierq.metrics import Metrics
-from tierq.storage.base import Dispatch, RecordStore
+from tierq.storage.base import Ack, Dispatch, RecordStore
 
 if TYPE_CHECKING:
     from tierq.engine.committer import GroupCommitter
@@ -60,6 +57,9 @@ class EngineCore:
     _reserved: int  # memory slots promised to submissions being committed
     # Tasks being cancelled in the lower tiers -> a copy the pager claimed meanwhile.
     _cancelling: dict[str, Task | None]
+    # Ids another replica announced as cancelled that were not held here, until when a claim
+    # bringing one in must honour it (a claim may be in flight during the announcement).
+    _announced_cancels: dict[str, float]
     _pending_deps: bool  # pending (dependency-waiting) tasks may exist
     _generation: str  # the dispatch tier's generation this replica last saw
     lease_deadline: float
@@ -90,9 +90,41 @@ class EngineCore:
                 if task.id in self._cancelling:
                     self._cancelling[task.id] = task
             fresh = [t for t in fresh if t.id not in self._cancelling]
+        if self._announced_cancels:
+            # Cancelled by another replica while this claim was in flight: the announcement
+            # found nothing here then, so it is honoured now (the lease is settled, not run).
+            now = self.clock()
+            keep = []
+            for task in fresh:
+                if self._announced_cancels.pop(task.id, 0.0) > now:
+                    live[task.id] = task
+                    self._record_cancel(task)
+                else:
+                    keep.append(task)
+            fresh = keep
         for task in fresh:
             live[task.id] = task
         self.memory.push_many(fresh)
+
+    def _record_cancel(self, task: Task) -> None:
+        """Cancel a task this process holds but has not started: record it cancelled and,
+        distributed, settle the lease it was granted for the attempt it would have run."""
+        now = self.clock()
+        task.state = TaskState.CANCELLED
+        task.finished_at = task.updated_at = now
+        task.last_error = "cancelled"
+        self.flusher.add(
+            Transition(
+                task.id,
+                task.attempt,
+                TaskState.CANCELLED,
+                now,
+                finished_at=now,
+                error="cancelled",
+                lease_owner=None,
+            ),
+            Ack(task.id, task.attempt + 1, TaskState.CANCELLED) if self.distributed else None,
+        )
 
     def forget(self, task_id: str) -> None:
         """This process no longer holds the task (handed to the shared tier)."""

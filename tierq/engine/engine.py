@@ -102,6 +102,7 @@ class Engine(Control, Recovery):
         self._reserved = 0  # memory slots promised to submissions being committed
         # Tasks being cancelled in the lower tiers -> a copy the pager claimed meanwhile.
         self._cancelling: dict[str, Task | None] = {}
+        self._announced_cancels: dict[str, float] = {}
         self._pending_deps = True  # pending (dependency-waiting) tasks may exist
         self._generation = ""  # the dispatch tier's generation this replica last saw
         # Until when this replica's leases are known to be alive (distributed: the last

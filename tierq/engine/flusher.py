@@ -71,8 +71,10 @@ class Flusher(Service):
         self._batch_size = batch_size
         self.max_buffer = max_buffer
         self._buffer: dict[tuple[str, int], Transition] = {}
-        # Acks per task, in the order they were made: a batch takes the acks of its tasks.
-        self._acks: dict[str, list[Ack]] = {}
+        # Acks under the buffer key of the transition they settle, in the order they were
+        # made: a batch takes exactly the acks of the transitions it writes, so a terminal ack
+        # is never confirmed before its own transition is in the record tier.
+        self._acks: dict[tuple[str, int], list[Ack]] = {}
         # A batch whose acks are settled but whose record write failed: retried first.
         self._retry: tuple[list[Transition], list[str]] | None = None
         self._confirm_many = confirm_many
@@ -92,16 +94,16 @@ class Flusher(Service):
         buffer = self._buffer
         key = (transition.task_id, transition.attempt)
         if key in buffer:
-            self._put(transition)
+            key = self._put(transition)
         else:  # the common case, once per attempt: no earlier report to keep (see _put)
             buffer[key] = transition
         if ack is not None:
-            self._acks.setdefault(ack.task_id, []).append(ack)
+            self._acks.setdefault(key, []).append(ack)
         n = len(buffer)
         if n == 1 or n >= self._batch_size:
             self.wake()
 
-    def _put(self, transition: Transition) -> None:
+    def _put(self, transition: Transition) -> tuple[str, int]:
         key = (transition.task_id, transition.attempt)
         earlier = self._buffer.get(key)
         if earlier is not None and earlier.outcome is not None and transition.outcome is None:
@@ -111,6 +113,7 @@ class Flusher(Service):
             # are written, in order; the follow-up key (negative) never names a real attempt.
             key = (transition.task_id, -1 - transition.attempt)
         self._buffer[key] = transition
+        return key
 
     @property
     def backlog(self) -> int:
@@ -156,25 +159,33 @@ class Flusher(Service):
                 await asyncio.sleep(self.error_backoff_s)
 
     async def run_once(self) -> None:
-        # The loop and callers that need their reports written (cancel, retry, executions)
-        # both come here; one batch at a time, or a batch could be written twice.
+        """Write every report buffered when called (in bounded batches). The loop and callers
+        that need their reports written (cancel, retry, executions, hand-back) both come
+        here, one at a time, or a batch could be written twice."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            await self._flush()
+            # The buffer is first in, first out (a coalesced report keeps its place), so this
+            # many batches cover everything present now, whatever arrives meanwhile.
+            rounds = -(-len(self._buffer) // self._batch_size) + (1 if self._retry else 0)
+            for _ in range(max(1, rounds)):
+                await self._flush()
+                if not self._buffer and self._retry is None:
+                    break
 
     async def _flush(self) -> None:
         if self._retry is None:
             if not self._buffer:
                 return
-            transitions, acks = self._take()
+            transitions, keyed_acks = self._take()
+            acks = [ack for _, ack in keyed_acks]
             stale: list[str] = []
             if acks:
                 try:
                     stale = await self._ack_many(acks)
                 except BaseException:
                     # Nothing was settled: put the batch back in front of newer reports.
-                    self._restore(transitions, acks)
+                    self._restore(transitions, keyed_acks)
                     raise
             if stale:
                 # The dispatch tier says another attempt owns these tasks now: nothing this
@@ -297,35 +308,36 @@ class Flusher(Service):
                 exc,
             )
 
-    def _take(self) -> tuple[list[Transition], list[Ack]]:
-        """The next batch: at most ``batch_size`` transitions, oldest first, with the acks of
-        their tasks. Bounded so the record write's arguments (encoded on the event loop by
-        the driver) never stall every other request; O(batch), not O(buffer)."""
+    def _take(self) -> tuple[list[Transition], list[tuple[tuple[str, int], Ack]]]:
+        """The next batch: at most ``batch_size`` transitions, oldest first, with the acks
+        of exactly those transitions (keyed, for a restore). Bounded so the record write's
+        arguments (encoded on the event loop by the driver) never stall every other request;
+        O(batch), not O(buffer)."""
         buffer = self._buffer
         if len(buffer) <= self._batch_size:
-            transitions = list(buffer.values())
-            acks = [a for task_acks in self._acks.values() for a in task_acks]
-            self._buffer = {}
-            self._acks = {}
-            return transitions, acks
-        keys = list(itertools.islice(buffer, self._batch_size))
+            keys = list(buffer)
+        else:
+            keys = list(itertools.islice(buffer, self._batch_size))
         transitions = [buffer.pop(key) for key in keys]
-        acks = []
-        for task_id in dict.fromkeys(t.task_id for t in transitions):
-            acks.extend(self._acks.pop(task_id, ()))
+        acks = [(key, ack) for key in keys for ack in self._acks.pop(key, ())]
         if len(buffer) >= self._batch_size:
             self.wake()  # more than a batch left: flush again at once
         return transitions, acks
 
-    def _restore(self, transitions: list[Transition], acks: list[Ack]) -> None:
-        newer = self._buffer
-        self._buffer = {}
-        for transition in (*transitions, *newer.values()):
+    def _restore(
+        self, transitions: list[Transition], acks: list[tuple[tuple[str, int], Ack]]
+    ) -> None:
+        """Put a batch back in front of what arrived since. Re-put in their original order
+        into an empty buffer, the batch's transitions get their original keys back; newer
+        ones are re-keyed (a newer report may now follow an older one of the same attempt)
+        and their acks move with them."""
+        newer, newer_acks = self._buffer, self._acks
+        self._buffer, self._acks = {}, {}
+        for transition in transitions:
             self._put(transition)
-        # The restored acks are older than any still buffered for the same task.
-        merged: dict[str, list[Ack]] = {}
-        for ack in acks:
-            merged.setdefault(ack.task_id, []).append(ack)
-        for task_id, task_acks in self._acks.items():
-            merged.setdefault(task_id, []).extend(task_acks)
-        self._acks = merged
+        for key, ack in acks:
+            self._acks.setdefault(key, []).append(ack)
+        for old_key, transition in newer.items():
+            new_key = self._put(transition)
+            if old_key in newer_acks:
+                self._acks.setdefault(new_key, []).extend(newer_acks[old_key])

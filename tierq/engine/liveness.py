@@ -36,9 +36,11 @@ class Heartbeat(Service):
         )
         self.beats += 1
         if engine.distributed:
-            # Drop what was rescued from us first, then let workers start tasks again.
+            # Drop what was rescued from us first, then let workers start tasks again; the
+            # repairs (releases, a rebuild) may fail without holding the workers back.
             await engine.check_dispatch(registered)
             engine.renew_leases(checked_at)
+            await engine.repair_dispatch()
         await engine.retry_deferred()
 
 

@@ -85,24 +85,30 @@ class Recovery(EngineCore):
         return total
 
     async def check_dispatch(self, registered: bool) -> None:
-        """Called after each heartbeat (distributed): react to a dispatch tier that lost its
-        data, to this replica having been declared dead, or to submissions whose
-        write-through failed."""
+        """Called after each heartbeat (distributed), before workers may start tasks again:
+        forget what this replica no longer owns because the dispatch tier lost its data or
+        this replica was declared dead. Only what must precede new work happens here; the
+        repairs come after (``repair_dispatch``)."""
         generation, created = await self.dispatch.generation()
         if generation != self._generation:
             log.warning("the dispatch tier lost its data (new generation %s)", generation)
             self._generation = generation
-            dropped = self._drop_held("the dispatch tier was reset")
             # Another replica may have rebuilt the new generation first and our pager claimed
             # some of these from it: those leases are ours and alive (we heartbeat), so they
-            # must go back or the tasks wait forever. Old-generation ids are no-ops here.
-            await self.dispatch.release(self.node_id, dropped)
-            if created:
-                await self.rebuild_dispatch()
+            # must go back or the tasks wait forever. Old-generation ids are no-ops there.
+            self._unreleased.extend(self._drop_held("the dispatch tier was reset"))
+            self.needs_rebuild = self.needs_rebuild or created
         elif not registered:
             self._drop_held("this replica was declared dead and its leases rescued")
+
+    async def repair_dispatch(self) -> None:
+        """After the heartbeat's checks: hand back leases Redis may hold for us without our
+        holding the task, and rebuild the dispatch tier when it needs it."""
         if self._unreleased:
-            ids, self._unreleased = self._unreleased, []
+            # A task we hold again (claimed since) keeps its lease: releasing it would let a
+            # second replica run it while we do.
+            ids = [i for i in self._unreleased if i not in self._live]
+            self._unreleased = []
             try:
                 await self.dispatch.release(self.node_id, ids)
             except BaseException:
