@@ -15,12 +15,36 @@ import pytest
 
 from tierq.api.schemas import TaskIn, to_task
 from tierq.engine.engine import Engine
-from tierq.engine.model import Task
+from tierq.engine.model import Task, TaskState
+from tierq.ids import new_id
 from tierq.storage.postgres.store import PostgresRecordStore
 
 POSTGRES_URL = os.environ.get(
     "TIERQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+
+
+RECORD_NOW = 1_700_000_000.0
+
+
+def record_task(**overrides: Any) -> Task:
+    """A queued noop task as a store sees it, built directly (no engine), for store-level
+    tests; keyword arguments override any field."""
+    fields: dict[str, Any] = dict(
+        id=new_id(RECORD_NOW),
+        type="noop",
+        queue="default",
+        priority=5,
+        payload=b"{}",
+        state=TaskState.QUEUED,
+        run_at=RECORD_NOW,
+        created_at=RECORD_NOW,
+        updated_at=RECORD_NOW,
+        max_retries=3,
+        timeout_s=30.0,
+    )
+    fields.update(overrides)
+    return Task(**fields)
 
 
 def make_task(engine: Engine, type: str = "noop", payload: Any = None, **fields: Any) -> Task:

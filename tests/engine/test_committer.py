@@ -7,28 +7,10 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.helpers import record_task
 from tierq.engine.committer import GroupCommitter
 from tierq.engine.model import Task, TaskState
-from tierq.ids import new_id
 from tierq.storage.sqlite.store import SQLiteRecordStore
-
-NOW = 1_700_000_000.0
-
-
-def task() -> Task:
-    return Task(
-        id=new_id(),
-        type="noop",
-        queue="default",
-        priority=5,
-        payload=b"{}",
-        state=TaskState.QUEUED,
-        run_at=NOW,
-        created_at=NOW,
-        updated_at=NOW,
-        max_retries=3,
-        timeout_s=60.0,
-    )
 
 
 async def test_a_burst_never_runs_more_than_max_inflight_commits(tmp_path: Path) -> None:
@@ -51,7 +33,7 @@ async def test_a_burst_never_runs_more_than_max_inflight_commits(tmp_path: Path)
     committer = GroupCommitter(insert_many, max_tasks=10, max_inflight=4)
     await committer.start()
     try:
-        submissions = [[task() for _ in range(10)] for _ in range(30)]
+        submissions = [[record_task() for _ in range(10)] for _ in range(30)]
         results = await asyncio.gather(*(committer.submit(s) for s in submissions))
         assert [r for r in results] == [[t.id for t in s] for s in submissions]
         assert peak <= 4, f"{peak} commits ran at once"

@@ -6,29 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from tests.helpers import record_task
 from tierq.engine.flusher import Flusher
-from tierq.engine.model import Outcome, Task, TaskState, Transition
+from tierq.engine.model import Outcome, TaskState, Transition
 from tierq.ids import new_id
 from tierq.storage.base import Ack
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
 NOW = 1_700_000_000.0
-
-
-def task(task_id: str) -> Task:
-    return Task(
-        id=task_id,
-        type="noop",
-        queue="default",
-        priority=5,
-        payload=b"{}",
-        state=TaskState.QUEUED,
-        run_at=NOW,
-        created_at=NOW,
-        updated_at=NOW,
-        max_retries=3,
-        timeout_s=60.0,
-    )
 
 
 class Log:
@@ -60,7 +45,7 @@ async def test_outcome_is_confirmed_only_after_its_own_transition_is_recorded(
     await store.open()
     try:
         x, a, b = new_id(), new_id(), new_id()
-        await store.task_insert_many([task(x), task(a), task(b)])
+        await store.task_insert_many([record_task(id=x), record_task(id=a), record_task(id=b)])
         log = Log(store)
         flusher = Flusher(
             ack_many=log.ack_many,

@@ -15,8 +15,8 @@ import asyncpg
 import orjson
 import pytest
 
+from tests.helpers import record_task as make_task
 from tierq.engine.model import Outcome, Task, TaskState, Transition
-from tierq.ids import new_id
 from tierq.storage.base import StoreUnavailable
 from tierq.storage.postgres import queries
 from tierq.storage.postgres.store import PostgresRecordStore
@@ -51,24 +51,6 @@ async def two_stores(schema: str) -> AsyncIterator[tuple[PostgresRecordStore, Po
     finally:
         await a.close()
         await b.close()
-
-
-def make_task(**overrides: object) -> Task:
-    fields: dict[str, object] = dict(
-        id=new_id(NOW),
-        type="noop",
-        queue="default",
-        priority=5,
-        payload=b"{}",
-        state=TaskState.QUEUED,
-        run_at=NOW,
-        created_at=NOW,
-        updated_at=NOW,
-        max_retries=3,
-        timeout_s=30.0,
-    )
-    fields.update(overrides)
-    return Task(**fields)  # type: ignore[arg-type]
 
 
 async def actual_counts(schema: str) -> dict[TaskState, int]:
