@@ -173,3 +173,23 @@ async def test_write_through_failure_is_repaired_by_rebuild(cluster: Cluster) ->
     assert a.needs_rebuild is False
     executions = await cluster.executions()
     assert [(r["attempt"], r["outcome"]) for r in executions[task.id]] == [(1, "succeeded")]
+
+
+async def test_write_through_failing_during_a_rebuild_keeps_the_rebuild_pending(
+    cluster: Cluster,
+) -> None:
+    """A rebuild scans the record tier in creation order, so a group commit that lands behind
+    its cursor and then fails its write-through is not in what the scan offers. The rebuild
+    must not clear the flag that failure set, or those tasks wait in the record tier forever
+    (seen in CI: a Redis restart left one 200-task batch queued for good)."""
+    a = await cluster.engine("a", workers=2)
+    a.heartbeat.request_stop()  # only this test rebuilds, at the moments it chooses
+    a.needs_rebuild = True
+    rebuild = asyncio.create_task(a.rebuild_dispatch())
+    await asyncio.sleep(0)  # the rebuild is now waiting on its first record-tier page
+    assert not rebuild.done()
+    a.needs_rebuild = True  # what a failed write-through does meanwhile (_write_through)
+    await rebuild
+    assert a.needs_rebuild is True
+    await a.rebuild_dispatch()  # nothing failed during this one
+    assert a.needs_rebuild is False

@@ -60,7 +60,23 @@ class Recovery(EngineCore):
     async def rebuild_dispatch(self) -> int:
         """Put every queued, scheduled or running task of the record tier (back) into the
         dispatch tier, which skips the ones it still has. Running ones count: after a data
-        loss nobody holds a lease on them any more, and a late completion is refused."""
+        loss nobody holds a lease on them any more, and a late completion is refused.
+
+        The flag is cleared before the scan, never after: a write-through that fails while
+        the scan runs may belong to rows the scan has already passed (keyset order is by
+        creation time, and a group commit can land behind the cursor), so it must leave the
+        flag set for the next heartbeat to rebuild again."""
+        self.needs_rebuild = False
+        try:
+            total = await self._offer_record_tier()
+        except BaseException:
+            self.needs_rebuild = True
+            raise
+        log.warning("rebuilt the dispatch tier: offered %d live tasks from the record tier", total)
+        self.pager.poke()
+        return total
+
+    async def _offer_record_tier(self) -> int:
         total = 0
         after: str | None = None
         while True:
@@ -79,9 +95,6 @@ class Recovery(EngineCore):
             if not page.has_more or not page.items:
                 break
             after = page.items[-1].id
-        self.needs_rebuild = False
-        log.warning("rebuilt the dispatch tier: offered %d live tasks from the record tier", total)
-        self.pager.poke()
         return total
 
     async def check_dispatch(self, registered: bool) -> None:
