@@ -29,6 +29,7 @@ from hypothesis.stateful import (
 from tierq.engine.model import Task, TaskState
 from tierq.ids import new_id
 from tierq.storage.base import Ack
+from tierq.storage.redis import dispatch as dispatch_module
 from tierq.storage.redis.dispatch import RedisDispatch
 
 REDIS_URL = os.environ.get("TIERQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -356,3 +357,23 @@ DispatchMachine.TestCase.settings = settings(
     suppress_health_check=[HealthCheck.too_slow],
 )
 TestDispatchModel = DispatchMachine.TestCase
+
+
+class ChunkedDispatchMachine(DispatchMachine):
+    """The same model with script calls of at most two tasks, so every batch of the
+    machine crosses chunk boundaries (production batches are cut at SCRIPT_CHUNK)."""
+
+    def __init__(self) -> None:
+        self.saved_chunk = dispatch_module.SCRIPT_CHUNK
+        dispatch_module.SCRIPT_CHUNK = 2
+        super().__init__()
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        finally:
+            dispatch_module.SCRIPT_CHUNK = self.saved_chunk
+
+
+ChunkedDispatchMachine.TestCase.settings = DispatchMachine.TestCase.settings
+TestChunkedDispatchModel = ChunkedDispatchMachine.TestCase

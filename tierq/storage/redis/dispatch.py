@@ -34,10 +34,22 @@ from tierq.storage.redis.eviction import check_eviction_policy
 from tierq.storage.redis.keys import member, run_at_from_member, run_at_hex
 from tierq.storage.redis.liveness import Liveness
 
-# Due delayed tasks moved per script call: bounds how long one call blocks Redis when a
-# large backlog becomes due at once; the rest move on the next claim or promote.
-PROMOTE_CAP = 10_000
+# Redis runs one script at a time and nothing else meanwhile, so the tasks one script call
+# handles bound how long every other client (a single submit's write-through, statistics,
+# heartbeats) can wait behind it. A batch is still one round trip: its chunks go in one
+# pipeline, and Redis serves other clients between them.
+SCRIPT_CHUNK = 1000
+# Due delayed tasks moved per script call, for the same reason; when a large backlog falls
+# due at once, the rest move on the next claim or promote.
+PROMOTE_CAP = 2000
 _ACK_KIND = {TaskState.SCHEDULED: "s", TaskState.QUEUED: "q"}
+
+
+def chunks(args: list[Any], stride: int) -> list[list[Any]]:
+    """``args`` (``stride`` values per task) cut into the argument lists of script calls
+    of at most SCRIPT_CHUNK tasks each; always at least one list."""
+    step = SCRIPT_CHUNK * stride
+    return [args[i : i + step] for i in range(0, len(args), step)] or [[]]
 
 
 def _decode_claimed(flat: Sequence[bytes], owner: str) -> list[tuple[bytes, Task]]:
@@ -141,13 +153,15 @@ class RedisDispatch(Liveness, Dispatch):
         by_queue = await offload.build(_enqueue_args, tasks)
         cmds: list[Command] = [("SADD", self.keys.queues, *by_queue)]
         owner = lease_owner or ""
+        wake = self.keys.wake_channel
         if lease_owner:
             cmds.append(self._register(lease_owner, now))
             self._queue_of.update((t.id, t.queue) for t in tasks)
         for queue, args in by_queue.items():
             qk = self.keys.queue(queue)
             keys = [*qk.core, qk.owned(owner)]
-            cmds.append(self._eval("enqueue", keys, [now, owner, self.keys.wake_channel, *args]))
+            for part in chunks(args, 5):
+                cmds.append(self._eval("enqueue", keys, [now, owner, wake, *part]))
         await self._run(cmds)
 
     async def claim(self, owner: str, limit: int, now: float) -> list[Task]:
@@ -158,14 +172,22 @@ class RedisDispatch(Liveness, Dispatch):
             return []
         plan = {queues[0]: limit} if len(queues) == 1 else await self._plan(queues, limit, now)
         cmds: list[Command] = [self._register(owner, now)]
+        sent: list[str] = []  # the queue of each claim call
         for queue, count in plan.items():
             qk = self.keys.queue(queue)
             keys = [*qk.core, qk.owned(owner)]
-            args = [now, count, owner, PROMOTE_CAP, self.keys.wake_channel]
-            cmds.append(self._eval("claim", keys, args))
+            for part in range(0, count, SCRIPT_CHUNK):
+                n = min(SCRIPT_CHUNK, count - part)
+                cmds.append(
+                    self._eval("claim", keys, [now, n, owner, PROMOTE_CAP, self.keys.wake_channel])
+                )
+                sent.append(queue)
         results = await self._run(cmds)
+        by_queue: dict[str, list[bytes]] = defaultdict(list)
+        for queue, flat in zip(sent, results[1:], strict=True):
+            by_queue[queue] += flat
         claimed: list[tuple[bytes, Task]] = []
-        for queue, flat in zip(plan, results[1:], strict=True):
+        for queue, flat in by_queue.items():
             tasks = await offload.build(lambda f: _decode_claimed(f, owner), flat)
             for _member, task in tasks:
                 self._queue_of[task.id] = queue
@@ -240,8 +262,9 @@ class RedisDispatch(Liveness, Dispatch):
         if not ids:
             return
         cmds: list[Command] = [
-            self._eval("confirm", [*qk.core, qk.acked(owner)], ids_here)
+            self._eval("confirm", [*qk.core, qk.acked(owner)], part)
             for qk, ids_here in await self._routed(ids)
+            for part in chunks(ids_here, 1)
         ]
         await self._run(cmds)
 
@@ -252,9 +275,10 @@ class RedisDispatch(Liveness, Dispatch):
             self._eval(
                 "release",
                 [qk.ready, qk.lease, qk.meta, qk.owned(owner)],
-                [owner, self.keys.wake_channel, *ids_here],
+                [owner, self.keys.wake_channel, *part],
             )
             for qk, ids_here in await self._routed(ids)
+            for part in chunks(ids_here, 1)
         ]
         return sum(int(n) for n in await self._run(cmds))
 
@@ -262,7 +286,11 @@ class RedisDispatch(Liveness, Dispatch):
         if not ids:
             return []
         queues = await self._queues()
-        cmds = [self._eval("cancel", self.keys.queue(q).core, list(ids)) for q in queues]
+        cmds = [
+            self._eval("cancel", self.keys.queue(q).core, part)
+            for q in queues
+            for part in chunks(list(ids), 1)
+        ]
         removed = {r.decode() for res in await self._run(cmds) for r in res}
         return [i for i in ids if i in removed]
 
@@ -317,14 +345,20 @@ class RedisDispatch(Liveness, Dispatch):
         unknown_ids = set(unknown[0::5])
         targets = await self._targets(by_queue)
         cmds: list[Command] = []
+        sent: list[str] = []  # the queue of each ack call
         for queue in targets:
             qk = self.keys.queue(queue)
-            args = [owner, self.keys.wake_channel, *by_queue.get(queue, []), *unknown]
-            cmds.append(self._eval("ack", [*qk.core, qk.owned(owner), qk.acked(owner)], args))
+            keys = [*qk.core, qk.owned(owner), qk.acked(owner)]
+            for part in chunks([*by_queue.get(queue, []), *unknown], 5):
+                cmds.append(self._eval("ack", keys, [owner, self.keys.wake_channel, *part]))
+                sent.append(queue)
+        refused_in: dict[str, set[str]] = defaultdict(set)
+        for queue, res in zip(sent, await self._run(cmds), strict=True):
+            refused_in[queue].update(r.decode() for r in res)
         refused: set[str] = set()
         refused_everywhere = set(unknown_ids)
-        for res in await self._run(cmds):
-            got = {r.decode() for r in res}
+        for queue in targets:
+            got = refused_in[queue]
             refused |= got - unknown_ids
             refused_everywhere &= got
         return refused | refused_everywhere
