@@ -67,6 +67,9 @@ class EngineCore:
     _wait_observers: dict[str, Callable[[float], None]]
     needs_rebuild: bool  # a write-through failed: offer the record tier again
     _unreleased: list[str]  # leases Redis may hold for us after a failed call
+    # Leases claimed for a task this process still holds an older copy of (the dispatch
+    # tier was rebuilt under it): released once that copy is gone, see accept_claimed.
+    _superseded: set[str]
     _unreleased_dependents: list[str]  # finished tasks whose dependents wait for a retry
     started_at: float
     draining: bool
@@ -85,6 +88,13 @@ class EngineCore:
         """Tasks leased to this process by the pager go into the memory tier."""
         live = self._live
         fresh = [t for t in tasks if t.id not in live]
+        if len(fresh) < len(tasks):
+            # The held copy predates this lease (a rebuild offered the task again while it
+            # ran or waited here), so its report will be refused. Keeping the new lease
+            # without the task would strand it (we stay alive, so nobody rescues it), and
+            # running both here would clash on the id: the lease goes back once the old
+            # copy is gone (repair_dispatch), and the task runs again then.
+            self._superseded.update(t.id for t in tasks if t.id in live)
         if self._cancelling:
             for task in fresh:
                 if task.id in self._cancelling:

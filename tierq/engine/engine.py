@@ -113,6 +113,7 @@ class Engine(Control, Recovery):
         self._wait_observers: dict[str, Callable[[float], None]] = {}
         self.needs_rebuild = False  # a write-through failed: offer the record tier again
         self._unreleased: list[str] = []  # leases Redis may hold for us after a failed call
+        self._superseded: set[str] = set()
         # Finished tasks whose dependents could not be resolved yet (a tier failed).
         self._unreleased_dependents: list[str] = []
         self.started_at = clock()
@@ -201,11 +202,14 @@ class Engine(Control, Recovery):
 
     async def _hand_back_queued(self) -> None:
         tasks = self.memory.drain()
-        if not tasks:
+        # Superseded leases go back too: whatever stale copy is still here, its report is
+        # refused, so nothing is lost by letting another replica run the task.
+        superseded, self._superseded = sorted(self._superseded), set()
+        if not tasks and not superseded:
             return
         for task in tasks:
             self._live.pop(task.id, None)
-        ids = [t.id for t in tasks]
+        ids = [t.id for t in tasks] + superseded
         # Let reports about these tasks (a retry scheduled, say) reach the record tier first.
         await self.flusher.run_once()
         await self.dispatch.release(self.node_id, ids)

@@ -127,6 +127,12 @@ class Recovery(EngineCore):
             except BaseException:
                 self._unreleased = ids + self._unreleased
                 raise
+        # Superseded leases wait until the stale copy is gone; nothing can claim the task
+        # meanwhile (the lease is ours), so no newer copy can be here when it is released.
+        gone = [i for i in self._superseded if i not in self._live]
+        if gone:
+            await self.dispatch.release(self.node_id, gone)
+            self._superseded.difference_update(gone)
         if self.needs_rebuild:
             await self.rebuild_dispatch()
 
