@@ -40,7 +40,7 @@ from tierq.storage.postgres.codecs import (
     storable_text,
     task_columns,
     task_from_row,
-    transition_columns,
+    transition_document,
 )
 from tierq.storage.postgres.ids import valid_ids
 from tierq.storage.postgres.listing import list_query
@@ -232,12 +232,12 @@ class PostgresRecordStore(RecordStore):
 
     async def _task_transition_many(self, transitions: Sequence[Transition]) -> list[str]:
         rounds = _rounds(transitions)
-        columns = [await offload.build(transition_columns, batch) for batch in rounds]
+        documents = [await offload.build(transition_document, batch) for batch in rounds]
 
         async def apply(conn: Conn) -> list[str]:
             refused: list[str] = []
-            for batch, args in zip(rounds, columns, strict=True):
-                rows = await conn.fetch(q.TASK_TRANSITION, *args)
+            for batch, document in zip(rounds, documents, strict=True):
+                rows = await conn.fetch(q.TASK_TRANSITION, document)
                 if rows:
                     given = {t.task_id.lower(): t.task_id for t in batch}
                     refused.extend(given[r[0]] for r in rows)

@@ -2,13 +2,19 @@
 -- The fencing rule lives in the WHERE: terminal tasks and newer stored attempts refuse.
 -- Execution rows are written only for transitions that were applied. Returns refused ids.
 WITH u AS (
-    SELECT *
-    FROM unnest(
-        $1::uuid[], $2::int4[], $3::text[], $4::timestamptz[], $5::timestamptz[],
-        $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::text[], $10::text[],
-        $11::text[], $12::text[]
-    ) AS u(id, attempt, state, at, run_at, started_at, finished_at, result, error,
-           lease_owner, worker, outcome)
+    -- $1: a JSON array of objects (codecs.transition_document); times are integer
+    -- microseconds since 2000-01-01 UTC, added to that epoch exactly (no float rounding).
+    SELECT r.id, r.attempt, r.state,
+           epoch + r.at * interval '1 microsecond' AS at,
+           epoch + r.run_at * interval '1 microsecond' AS run_at,
+           epoch + r.started_at * interval '1 microsecond' AS started_at,
+           epoch + r.finished_at * interval '1 microsecond' AS finished_at,
+           r.result::jsonb AS result, r.error, r.lease_owner, r.worker, r.outcome
+    FROM json_to_recordset($1::json) AS r(
+             id uuid, attempt int4, state text, at int8, run_at int8, started_at int8,
+             finished_at int8, result text, error text, lease_owner text, worker text,
+             outcome text),
+         (SELECT timestamptz '2000-01-01 00:00:00+00' AS epoch) AS e
 ), upd AS (
     UPDATE tasks AS t SET
         state = u.state,
