@@ -112,7 +112,11 @@ async def run(args: argparse.Namespace, url: str, pids: list[int]) -> dict[str, 
         if t_submitted > due:
             print(f"warning: submission took {t_submitted - t0:.0f}s, past --due-after", flush=True)
         total = args.n // args.batch * args.batch
+        # Probe samples from the moment the backlog falls due: the drain phase.
+        drain_probe_from: dict[str, int] = {}
         while True:
+            if not drain_probe_from and time.time() >= due:
+                drain_probe_from = {k: len(v) for k, v in probe_ms.items()}
             # The server starts empty: done when nothing is left and the backlog succeeded
             # (the probe's own HIGH submissions succeed along the way).
             async with session.get(f"{url}/api/v1/tasks/statistics") as r:
@@ -146,6 +150,9 @@ async def run(args: argparse.Namespace, url: str, pids: list[int]) -> dict[str, 
         "drain_rate": round(total / max(1e-9, t_end - max(due, t_submitted))),
         "peak_rss_mb": round(peak, 1),
         "probe_during_submit": {k: summary(v) for k, v in submit_probe.items()},
+        "probe_during_drain": {
+            k: summary(v[drain_probe_from.get(k, len(v)) :]) for k, v in probe_ms.items()
+        },
         "probe_overall": {k: summary(v) for k, v in probe_ms.items()},
         "samples": samples,
     }

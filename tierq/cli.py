@@ -60,6 +60,9 @@ def _setup_logging(level: str) -> None:
     )
 
 
+GC_YOUNG_THRESHOLD = 20_000
+
+
 async def serve(settings: Settings) -> None:
     from tierq.api.app import create_app
     from tierq.api.routes import ENGINE
@@ -75,6 +78,12 @@ async def serve(settings: Settings) -> None:
     # Everything alive now (modules, app, engine) lives as long as the process: keep it out
     # of the garbage collector's full passes, which otherwise walk it all and stall the loop.
     gc.freeze()
+    # Tasks, transitions and acks live for milliseconds to seconds, but with the default
+    # young threshold (700) they survive two young passes and pile into the old generation,
+    # whose full passes then ran 13 times in a 200k-task drain, up to 187 ms each (the
+    # loop stalls longest of anything we measured). With 20,000 they mostly die young; full
+    # passes became rare and ~5 ms (BENCHMARKS.md, "Garbage collector").
+    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 10)
     site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
     await site.start()
     bound = (settings.host, settings.port)

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from tierq.engine.committer import GroupCommitter
     from tierq.engine.flusher import Flusher
     from tierq.engine.liveness import Heartbeat, Rescuer
+    from tierq.engine.looplag import LoopLagMonitor
     from tierq.engine.memory import MemoryTier
     from tierq.engine.pager import Pager, WorkWatcher
     from tierq.engine.workers import WorkerPool
@@ -48,6 +49,7 @@ class EngineCore:
     heartbeat: Heartbeat
     rescuer: Rescuer
     watcher: WorkWatcher
+    loop_lag: LoopLagMonitor
     workers: WorkerPool
     sync_executor: ThreadPoolExecutor
     claim_batch: int
@@ -178,6 +180,12 @@ class EngineCore:
         """Resolve dependents; on a tier failure keep the ids and try again on a later
         heartbeat (the batch itself is durable: only the release is retried)."""
         try:
+            # Distributed, any replica may add dependents, so there is no local flag to
+            # trust; the record tier's maintained counts are one cheap read instead of
+            # sending every finished id. A dependent committed after this read resolves
+            # itself: its submission releases it once committed (submit_many).
+            if self.distributed and (await self.store.task_counts())[TaskState.PENDING] == 0:
+                return
             await self._release_dependents(finished)
         except Exception as exc:
             log.warning("resolving dependents failed (%s); retrying after a heartbeat", exc)

@@ -29,6 +29,7 @@ from tierq.engine.errors import (
 from tierq.engine.flusher import Flusher
 from tierq.engine.handlers.base import HandlerRegistry
 from tierq.engine.liveness import Heartbeat, Rescuer
+from tierq.engine.looplag import LoopLagMonitor
 from tierq.engine.memory import MemoryTier
 from tierq.engine.model import (
     TERMINAL_STATES,
@@ -89,6 +90,7 @@ class Engine(Control, Recovery):
         self.heartbeat = Heartbeat(self)
         self.rescuer = Rescuer(self)
         self.watcher = WorkWatcher(self)
+        self.loop_lag = LoopLagMonitor(metrics.loop_lag_seconds.observe)
         self.workers = WorkerPool(self, settings.workers)
         # Plain (sync) handlers run here: one thread per worker at most, so a worker never
         # waits for a thread behind DNS lookups in asyncio's small default pool.
@@ -134,7 +136,7 @@ class Engine(Control, Recovery):
         await self.store.open()
         await self.dispatch.open()
         await self.recover()
-        self._services = [self.committer, self.flusher, self.pager, self.heartbeat]
+        self._services = [self.committer, self.flusher, self.pager, self.heartbeat, self.loop_lag]
         if self.dispatch.capabilities.leases_expire:
             self._services.append(self.rescuer)
         if self.dispatch.capabilities.shared:
@@ -181,7 +183,14 @@ class Engine(Control, Recovery):
         for worker in self._worker_tasks:
             worker.cancel()
         await asyncio.gather(*self._worker_tasks, return_exceptions=True)
-        for service in (self.heartbeat, self.rescuer, self.watcher, self.committer, self.flusher):
+        for service in (
+            self.heartbeat,
+            self.rescuer,
+            self.watcher,
+            self.loop_lag,
+            self.committer,
+            self.flusher,
+        ):
             service.request_stop()
         assert self._shutdown_done is not None
         self._shutdown_done.set()

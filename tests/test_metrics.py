@@ -1,0 +1,54 @@
+"""The hand-rolled per-task histogram must expose exactly what prometheus_client's does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+from tierq.engine.looplag import LoopLagMonitor
+from tierq.metrics import LATENCY_BUCKETS, TaskHistogram
+
+
+def exposition(registry: CollectorRegistry) -> list[str]:
+    # _created is prometheus_client's own timestamp series; dashboards do not use it.
+    return [
+        line for line in generate_latest(registry).decode().splitlines() if "_created" not in line
+    ]
+
+
+def test_task_histogram_matches_prometheus_client() -> None:
+    reference, ours = CollectorRegistry(), CollectorRegistry()
+    expected = Histogram("x_seconds", "doc", ["type"], buckets=LATENCY_BUCKETS, registry=reference)
+    actual = TaskHistogram("x_seconds", "doc", ["type"], buckets=LATENCY_BUCKETS, registry=ours)
+    # Values on a bound, between bounds, below the first and above the last.
+    values = [0.0, 0.0001, 0.0005, 0.003, 0.0499, 0.05, 1, 2.5, 299.9, 300, 400]
+    for type_name in ("noop", "http"):
+        for v in values:
+            expected.labels(type_name).observe(v)
+            actual.labels(type_name).observe(v)
+    assert exposition(ours) == exposition(reference)
+    assert ours.get_sample_value("x_seconds_count", {"type": "http"}) == len(values)
+
+
+def test_task_histogram_rejects_wrong_label_count() -> None:
+    histogram = TaskHistogram(
+        "y_seconds", "doc", ["type"], buckets=(1.0,), registry=CollectorRegistry()
+    )
+    with pytest.raises(ValueError, match="y_seconds"):
+        histogram.labels("a", "b")
+
+
+async def test_loop_lag_monitor_sees_a_blocked_loop() -> None:
+    observed: list[float] = []
+    monitor = LoopLagMonitor(observed.append, interval_s=0.01)
+    await monitor.run_once()
+    quiet = monitor.last_lag
+
+    # What a long synchronous step does to everything else on the loop.
+    asyncio.get_running_loop().call_soon(time.sleep, 0.1)
+    await monitor.run_once()
+    assert monitor.last_lag >= 0.09 > quiet
+    assert observed == [quiet, monitor.last_lag]
