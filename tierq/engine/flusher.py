@@ -54,7 +54,10 @@ class Flusher(Service):
         on_flushed: OnFlushed,
         interval_s: float,
         batch_size: int = 10_000,
-        max_buffer: int = 200_000,
+        # Reports waiting to be written, past which workers wait (each holds a finished
+        # task, its transition and ack: ~1 KB). Four batches keep the writes full; a
+        # 200,000 bound let a flush-bound drain grow the process to ~280 MB.
+        max_buffer: int = 40_000,
         confirm_many: ConfirmMany | None = None,
         max_unconfirmed: int = 100_000,
         metrics: Metrics | None = None,
@@ -83,6 +86,7 @@ class Flusher(Service):
         # when rescue runs them once more and the record tier refuses the repeat.
         self._settled: list[str] = []
         self._unconfirmed: list[str] = []
+        self._confirming: asyncio.Task[None] | None = None
         self.max_unconfirmed = max_unconfirmed
         self._room: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
@@ -165,13 +169,19 @@ class Flusher(Service):
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            # The buffer is first in, first out (a coalesced report keeps its place), so this
-            # many batches cover everything present now, whatever arrives meanwhile.
-            rounds = -(-len(self._buffer) // self._batch_size) + (1 if self._retry else 0)
-            for _ in range(max(1, rounds)):
-                await self._flush()
-                if not self._buffer and self._retry is None:
-                    break
+            try:
+                # The buffer is first in, first out (a coalesced report keeps its place), so
+                # this many batches cover everything present now, whatever arrives meanwhile.
+                rounds = -(-len(self._buffer) // self._batch_size) + (1 if self._retry else 0)
+                for _ in range(max(1, rounds)):
+                    await self._flush()
+                    if not self._buffer and self._retry is None:
+                        break
+            finally:
+                # Confirmed too when this returns (callers and tests rely on it).
+                confirming, self._confirming = self._confirming, None
+                if confirming is not None:
+                    await confirming
 
     async def _flush(self) -> None:
         if self._retry is None:
@@ -212,7 +222,13 @@ class Flusher(Service):
             self._room.set()
         await self._on_flushed(transitions, stale + refused_by_store)
         if self._unconfirmed:
-            await self._confirm()
+            # The confirm runs while the next batch is acked and written: a draining
+            # replica was flush-bound at ack + write + confirm in a row (~160 + 460 + 140 ms
+            # per 8,500), and its unflushed backlog and RSS grew. One confirm at a time.
+            previous, self._confirming = self._confirming, None
+            if previous is not None:
+                await previous
+            self._confirming = asyncio.create_task(self._confirm(), name="tierq-confirm")
 
     async def _isolate(
         self, transitions: list[Transition], stale: list[str], error: Exception
