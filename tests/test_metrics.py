@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from tierq.engine.looplag import LoopLagMonitor
-from tierq.metrics import LATENCY_BUCKETS, TaskHistogram
+from tierq.metrics import LATENCY_BUCKETS, Metrics, TaskHistogram
 
 
 def exposition(registry: CollectorRegistry) -> list[str]:
@@ -52,3 +54,19 @@ async def test_loop_lag_monitor_sees_a_blocked_loop() -> None:
     await monitor.run_once()
     assert monitor.last_lag >= 0.09 > quiet
     assert observed == [quiet, monitor.last_lag]
+
+
+def test_every_dashboard_query_names_a_metric_the_server_exports() -> None:
+    dashboards = Path(__file__).resolve().parent.parent / "grafana" / "dashboards"
+    # Series names by family type: labelled families have no samples until first used.
+    suffixes = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_count", "_sum")}
+    exported = {
+        f"{family.name}{suffix}"
+        for family in Metrics().registry.collect()
+        for suffix in suffixes[family.type]
+    }
+    queried: set[str] = set()
+    for path in dashboards.glob("*.json"):
+        queried |= set(re.findall(r"\btierq_[a-z_]+", path.read_text()))
+    assert queried, "no dashboard queries found"
+    assert queried <= exported, sorted(queried - exported)
