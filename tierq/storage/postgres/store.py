@@ -38,7 +38,7 @@ from tierq.storage.postgres.codecs import (
     execution_from_row,
     init_connection,
     storable_text,
-    task_columns,
+    task_document,
     task_from_row,
     transition_document,
 )
@@ -210,8 +210,8 @@ class PostgresRecordStore(RecordStore):
     # ---- writes ----------------------------------------------------------------------------
 
     async def _task_insert_many(self, tasks: Sequence[Task]) -> list[str]:
-        columns = await offload.build(task_columns, tasks)
-        inserted: int = await self._run(lambda c: c.fetchval(q.TASK_INSERT, *columns))
+        document = await offload.build(task_document, tasks)
+        inserted: int = await self._run(lambda c: c.fetchval(q.TASK_INSERT, document))
         if inserted == len(tasks):
             return [t.id for t in tasks]
         # Keys as stored (NUL replaced, see codecs.storable_text), so a key with a NUL in it

@@ -7,20 +7,26 @@ WITH ins AS (
         id, type, queue, priority, payload, state, run_at, created_at, updated_at,
         max_retries, timeout_s, attempt, attempt_base, name, description, idempotency_key,
         depends_on, notify, result, last_error, started_at, finished_at, lease_owner)
-    SELECT u.id, u.type, u.queue, u.priority, u.payload, u.state, u.run_at, u.created_at,
-           u.updated_at, u.max_retries, u.timeout_s, u.attempt, u.attempt_base, u.name,
+    SELECT u.id, u.type, u.queue, u.priority, u.payload::json, u.state,
+           epoch + u.run_at * interval '1 microsecond',
+           epoch + u.created_at * interval '1 microsecond',
+           epoch + u.updated_at * interval '1 microsecond',
+           u.max_retries, u.timeout_s, u.attempt, u.attempt_base, u.name,
            u.description, u.idempotency_key,
            coalesce(string_to_array(u.depends_on, ',')::uuid[], '{}'),
-           u.notify, u.result, u.last_error, u.started_at, u.finished_at, u.lease_owner
-    FROM unnest(
-        $1::uuid[], $2::text[], $3::text[], $4::int4[], $5::json[], $6::text[],
-        $7::timestamptz[], $8::timestamptz[], $9::timestamptz[], $10::int4[], $11::float8[],
-        $12::int4[], $13::int4[], $14::text[], $15::text[], $16::text[], $17::text[],
-        $18::jsonb[], $19::jsonb[], $20::text[], $21::timestamptz[], $22::timestamptz[],
-        $23::text[]
-    ) AS u(id, type, queue, priority, payload, state, run_at, created_at, updated_at,
-           max_retries, timeout_s, attempt, attempt_base, name, description, idempotency_key,
-           depends_on, notify, result, last_error, started_at, finished_at, lease_owner)
+           u.notify::jsonb, u.result::jsonb, u.last_error,
+           epoch + u.started_at * interval '1 microsecond',
+           epoch + u.finished_at * interval '1 microsecond',
+           u.lease_owner
+    -- $1: a JSON array of objects (codecs.task_document); times are integer microseconds
+    -- since 2000-01-01 UTC, added to that epoch exactly; JSON columns arrive as their text.
+    FROM json_to_recordset($1::json) AS u(
+             id uuid, type text, queue text, priority int4, payload text, state text,
+             run_at int8, created_at int8, updated_at int8, max_retries int4,
+             timeout_s float8, attempt int4, attempt_base int4, name text, description text,
+             idempotency_key text, depends_on text, notify text, result text,
+             last_error text, started_at int8, finished_at int8, lease_owner text),
+         (SELECT timestamptz '2000-01-01 00:00:00+00' AS epoch) AS e
     ON CONFLICT DO NOTHING
     RETURNING id, depends_on
 ), deps AS (
