@@ -32,8 +32,11 @@ class _UserCancelled(Exception):
 
 
 # Let other coroutines (HTTP, flusher) run at least this often while tasks complete without
-# ever awaiting anything (noop): fairness, not speed.
-YIELD_EVERY = 32
+# ever awaiting anything (noop): fairness, not speed. Every worker may take this many tasks
+# per loop iteration, so 64 workers at 32 made one iteration up to 2,048 tasks (20-40 ms on
+# a slow machine) that each request waited through several times; 4 cut the drain's loop lag
+# ~17% and did not slow it (BENCHMARKS.md, second session).
+YIELD_EVERY = 4
 MAX_ERROR_CHARS = 4000
 
 
