@@ -81,8 +81,8 @@ async def serve(settings: Settings) -> None:
     # Tasks, transitions and acks live for milliseconds to seconds, but with the default
     # young threshold (700) they survive two young passes and pile into the old generation,
     # whose full passes then ran 13 times in a 200k-task drain, up to 187 ms each (the
-    # loop stalls longest of anything we measured). With 20,000 they mostly die young; full
-    # passes became rare and ~5 ms (BENCHMARKS.md, "Garbage collector").
+    # loop stalls longest of anything we measured). With 20,000 they mostly die young: two
+    # full passes per drain, <= 40 ms (BENCHMARKS.md, second session, profile item 3).
     gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 10)
     site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
     await site.start()
