@@ -1,4 +1,6 @@
-"""The hand-rolled per-task histogram must expose exactly what prometheus_client's does."""
+"""Metrics: the hand-rolled per-task histogram exposes exactly what prometheus_client's
+does, the loop-lag monitor sees a blocked loop, and the dashboards query only metrics the
+server exports."""
 
 from __future__ import annotations
 
