@@ -27,19 +27,19 @@ POSTGRES_URL = os.environ.get(
 RECORD_NOW = 1_700_000_000.0
 
 
-def record_task(**overrides: Any) -> Task:
+def record_task(now: float = RECORD_NOW, **overrides: Any) -> Task:
     """A queued noop task as a store sees it, built directly (no engine), for store-level
-    tests; keyword arguments override any field."""
+    tests, due and created at ``now``; keyword arguments override any field."""
     fields: dict[str, Any] = dict(
-        id=new_id(RECORD_NOW),
+        id=new_id(now),
         type="noop",
         queue="default",
         priority=5,
         payload=b"{}",
         state=TaskState.QUEUED,
-        run_at=RECORD_NOW,
-        created_at=RECORD_NOW,
-        updated_at=RECORD_NOW,
+        run_at=now,
+        created_at=now,
+        updated_at=now,
         max_retries=3,
         timeout_s=30.0,
     )

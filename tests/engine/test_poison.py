@@ -17,11 +17,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tests.helpers import postgres_store_in_fresh_schema
+from tests.helpers import postgres_store_in_fresh_schema, record_task
 from tierq.engine.committer import GroupCommitter
 from tierq.engine.flusher import Flusher
 from tierq.engine.model import Outcome, Task, TaskState, Transition
-from tierq.ids import new_id
 from tierq.metrics import Metrics
 from tierq.storage.base import Ack, RecordStore, StoreDataError, StoreUnavailable
 from tierq.storage.sqlite.store import SQLiteRecordStore
@@ -35,19 +34,7 @@ Poison = Callable[[str], None]
 
 
 def make_task(payload: bytes = b"{}") -> Task:
-    return Task(
-        id=new_id(NOW),
-        type="noop",
-        queue="default",
-        priority=5,
-        payload=payload,
-        state=S.QUEUED,
-        run_at=NOW,
-        created_at=NOW,
-        updated_at=NOW,
-        max_retries=3,
-        timeout_s=30.0,
-    )
+    return record_task(NOW, payload=payload)
 
 
 def done(task: Task, result: bytes = b'{"ok": true}') -> Transition:

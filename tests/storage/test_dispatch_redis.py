@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import record_task
 from tierq.engine.model import Task, TaskState
 from tierq.ids import new_id
 from tierq.storage.base import Ack, StoreUnavailable
@@ -22,22 +23,8 @@ REDIS_URL = os.environ.get("TIERQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NOW = 1_800_000_000.0
 
 
-def make_task(now: float = NOW, **kw: Any) -> Task:
-    fields: dict[str, Any] = dict(
-        id=new_id(now),
-        type="noop",
-        queue="default",
-        priority=5,
-        payload=b'{"n": 1}',
-        state=TaskState.QUEUED,
-        run_at=now,
-        created_at=now,
-        updated_at=now,
-        max_retries=3,
-        timeout_s=30.0,
-    )
-    fields.update(kw)
-    return Task(**fields)
+def make_task(**kw: Any) -> Task:
+    return record_task(NOW, **{"payload": b'{"n": 1}', **kw})
 
 
 async def purge(d: RedisDispatch) -> None:
