@@ -11,13 +11,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import asyncpg
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.helpers import record_task
 from tierq.engine.model import Outcome, Task, TaskState, Transition
-from tierq.ids import new_id
 from tierq.storage.postgres.store import PostgresRecordStore
 
 DSN = os.environ.get("TIERQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -25,22 +29,7 @@ PAYLOAD = b'{"url": "https://example.com/hook", "attempts": 3, "tags": ["a", "b"
 
 
 def make_batch(size: int, now: float) -> list[Task]:
-    return [
-        Task(
-            id=new_id(now),
-            type="noop",
-            queue="default",
-            priority=5,
-            payload=PAYLOAD,
-            state=TaskState.QUEUED,
-            run_at=now,
-            created_at=now,
-            updated_at=now,
-            max_retries=3,
-            timeout_s=30.0,
-        )
-        for _ in range(size)
-    ]
+    return [record_task(now, payload=PAYLOAD) for _ in range(size)]
 
 
 def report(label: str, seconds: list[float], size: int) -> None:

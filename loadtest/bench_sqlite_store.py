@@ -30,8 +30,10 @@ import time
 from collections.abc import Awaitable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.helpers import record_task
 from tierq.engine.model import Outcome, Task, TaskState, Transition
-from tierq.ids import new_id
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
 PAYLOAD = b'{"to": "someone@example.com", "subject": "hello", "n": 12345}'
@@ -40,20 +42,7 @@ COLUMNS = ("insert", "start", "finish", "noop-ins", "noop-fin")
 
 def make_batch(size: int, now: float, owner: str | None = None) -> list[Task]:
     return [
-        Task(
-            id=new_id(now),
-            type="noop",
-            queue="default",
-            priority=i % 3 * 5,
-            payload=PAYLOAD,
-            state=TaskState.QUEUED,
-            run_at=now,
-            created_at=now,
-            updated_at=now,
-            max_retries=3,
-            timeout_s=30.0,
-            lease_owner=owner,
-        )
+        record_task(now, priority=i % 3 * 5, payload=PAYLOAD, lease_owner=owner)
         for i in range(size)
     ]
 
