@@ -256,9 +256,13 @@ async def test_transition_same_task_twice_in_one_batch(record_store: RecordStore
         Transition(t.id, 1, S.FAILED, NOW + 3, outcome=Outcome.FAILED),
     ]
     assert await record_store.task_transition_many(batch) == [t.id]
-    assert (await get(record_store, t.id)).state == S.SUCCEEDED
+    stored = await get(record_store, t.id)
+    assert stored.state == S.SUCCEEDED
+    # Applied in order: what the second report leaves NULL keeps the first one's value,
+    # except the lease, which each report writes as given.
+    assert (stored.started_at, stored.finished_at, stored.lease_owner) == (NOW + 1, NOW + 2, None)
     (e,) = await record_store.execution_list(t.id)
-    assert e.outcome == Outcome.SUCCEEDED
+    assert (e.outcome, e.started_at, e.finished_at) == (Outcome.SUCCEEDED, NOW + 1, NOW + 2)
 
 
 async def test_transition_none_fields_keep_stored_values(record_store: RecordStore) -> None:
@@ -758,6 +762,7 @@ async def test_sqlite_database_from_migration_1_upgrades(tmp_path: Any) -> None:
     import sqlite3
 
     from tierq.storage.sqlite import rows
+    from tierq.storage.sqlite.batches import execute_rows
     from tierq.storage.sqlite.sqlfiles import load, migrations, statements
     from tierq.storage.sqlite.store import SQLiteRecordStore
 
@@ -770,7 +775,8 @@ async def test_sqlite_database_from_migration_1_upgrades(tmp_path: Any) -> None:
     for stmt in statements(script):
         conn.execute(stmt)
     conn.execute(load("migration_record"), (1, NOW))
-    conn.executemany(load("task_insert"), [rows.task_params(t) for t in old])
+    params = [rows.task_params(t) for t in old]
+    execute_rows(conn, load("task_insert"), rows.TASK_COLUMNS, params)
     conn.close()
     store = SQLiteRecordStore(path)
     await store.open()
@@ -830,3 +836,15 @@ async def test_nul_in_submitted_text_fields_is_stored(record_store: RecordStore)
     assert got.name in ("n\x00", "n\ufffd")
     assert got.description in ("d\x00", "d\ufffd")
     assert orjson.loads(got.payload) == {"p": "\x00"}
+
+
+async def test_idempotency_key_with_nul_keeps_its_first_task(record_store: RecordStore) -> None:
+    # Stored with NUL replaced (both stores); the lookup that deduplicates must use the key
+    # as stored, in a later batch and within one batch alike.
+    first = make_task(idempotency_key="k\x00a")
+    (kept,) = await record_store.task_insert_many([first])
+    again, twin = make_task(idempotency_key="k\x00a"), make_task(idempotency_key="k\x00b")
+    twin_again = make_task(idempotency_key="k\x00b")
+    stored = await record_store.task_insert_many([again, twin, twin_again])
+    assert stored == [kept, twin.id, twin.id]
+    assert (await record_store.task_counts())[S.QUEUED] == 2

@@ -41,6 +41,7 @@ sqlite3.register_adapter(bytes, _bytes_as_is)
 _LIST = load_sections("task_list")
 
 TaskRow = tuple[Any, ...]
+TASK_COLUMNS = 23  # columns of ``tasks``, in the order task_params gives them
 
 
 def task_params(t: Task) -> TaskRow:
@@ -61,7 +62,8 @@ def task_params(t: Task) -> TaskRow:
         t.attempt_base,
         t.name,
         t.description,
-        t.idempotency_key,
+        # Looked up through json_each (writes.insert_job), which would cut it at a NUL.
+        None if t.idempotency_key is None else without_nul(t.idempotency_key),
         orjson.dumps(t.depends_on).decode() if t.depends_on else None,
         t.notify,
         t.result,
@@ -70,6 +72,15 @@ def task_params(t: Task) -> TaskRow:
         t.finished_at,
         t.lease_owner,
     )
+
+
+def without_nul(text: str) -> str:
+    """``text`` with NUL replaced by U+FFFD, for text that travels inside a JSON document:
+    SQLite's JSON functions (3.40) end a string at an escaped NUL. The PostgreSQL store
+    makes the same replacement (it stores no NUL at all)."""
+    if "\x00" not in text:
+        return text
+    return text.replace("\x00", "\ufffd")
 
 
 def task_from_row(r: Sequence[Any]) -> Task:

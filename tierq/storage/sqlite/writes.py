@@ -29,6 +29,7 @@ from tierq.engine.model import (
     Transition,
 )
 from tierq.storage.sqlite import rows
+from tierq.storage.sqlite.batches import execute_rows
 from tierq.storage.sqlite.connection import Replay
 from tierq.storage.sqlite.sqlfiles import load
 
@@ -59,6 +60,7 @@ _CANCELLABLE = rows.json_list(["pending", "scheduled", "queued"])
 _RETRYABLE = rows.json_list(["failed", "cancelled"])
 
 Job = Callable[[sqlite3.Connection], Any]
+_TASK_WIDTH = rows.TASK_COLUMNS
 
 
 class CountsDiverged(RuntimeError):
@@ -77,7 +79,8 @@ def _add_counts(conn: sqlite3.Connection, deltas: Mapping[str, int]) -> None:
 
 def insert_job(tasks: Sequence[Task]) -> Job:
     params = [rows.task_params(t) for t in tasks]
-    keys = [t.idempotency_key for t in tasks if t.idempotency_key is not None]
+    # As stored: NUL replaced (rows.without_nul), or the lookup below would miss them.
+    keys = [rows.without_nul(t.idempotency_key) for t in tasks if t.idempotency_key is not None]
 
     def job(conn: sqlite3.Connection) -> list[str]:
         stored = [t.id for t in tasks]
@@ -92,7 +95,9 @@ def insert_job(tasks: Sequence[Task]) -> Job:
                 key = t.idempotency_key
                 if key is None:
                     keep.append(i)
-                elif key in owner:
+                    continue
+                key = rows.without_nul(key)
+                if key in owner:
                     stored[i] = owner[key]
                 else:
                     owner[key] = t.id
@@ -100,7 +105,7 @@ def insert_job(tasks: Sequence[Task]) -> Job:
             if len(keep) != len(tasks):
                 send = [params[i] for i in keep]
                 fresh = keep
-        if send and conn.executemany(_SQL["task_insert"], send).rowcount != len(send):
+        if send and execute_rows(conn, _SQL["task_insert"], _TASK_WIDTH, send) != len(send):
             raise Replay(_insert_exact(tasks, params))  # a duplicate id: rare
         state_text = rows.STATE_TEXT
         _add_counts(conn, Counter(state_text[tasks[i].state] for i in fresh))
@@ -117,14 +122,19 @@ def _insert_exact(tasks: Sequence[Task], params: Sequence[rows.TaskRow]) -> Job:
         stored = [t.id for t in tasks]
         added: Counter[str] = Counter()
         for t, p in zip(tasks, params, strict=True):
-            if conn.execute(_SQL["task_insert"], p).rowcount:
+            if execute_rows(conn, _SQL["task_insert"], _TASK_WIDTH, [p]):
                 added[t.state.value] += 1
-        keys = [t.idempotency_key for t in tasks if t.idempotency_key is not None]
+        keys = {
+            i: rows.without_nul(t.idempotency_key)
+            for i, t in enumerate(tasks)
+            if t.idempotency_key is not None
+        }
         if keys:
-            owner = dict(conn.execute(_SQL["task_ids_by_key"], (rows.json_list(keys),)))
-            for i, t in enumerate(tasks):
-                if t.idempotency_key is not None:
-                    stored[i] = owner[t.idempotency_key]
+            owner = dict(
+                conn.execute(_SQL["task_ids_by_key"], (rows.json_list(list(keys.values())),))
+            )
+            for i, key in keys.items():
+                stored[i] = owner[key]
         _add_counts(conn, added)
         _insert_edges(conn, tasks, stored)
         return stored
@@ -155,11 +165,15 @@ def transition_job(transitions: Sequence[Transition]) -> Job:
         (found,) = conn.execute(_SQL["task_fence_read"], (ids,)).fetchone()
         # id -> [id, state, attempt], updated in place as the batch is applied.
         stored: dict[str, list[Any]] = {row[0]: row for row in orjson.loads(found)}
-        # The fencing rule of task_transition.sql, applied in batch order: a repeated id sees
-        # the state and attempt its earlier transition in this batch wrote.
+        # The fencing rule of task_transition.sql, applied in batch order: a repeated id
+        # sees the state and attempt its earlier transition in this batch wrote. The UPDATE
+        # takes one row per task, so a repeated id is merged here the way two updates in a
+        # row would have left it: later values win, NULLs keep the earlier ones
+        # (lease_owner is always written). Execution rows go in batch order (see
+        # execution_upsert.sql).
         deltas: dict[str, int] = {}
         refused: list[str] = []
-        updates: list[tuple[Any, ...]] = []
+        updates: dict[str, list[Any]] = {}
         execs: list[tuple[Any, ...]] = []
         terminal = _TERMINAL
         lookup = stored.get
@@ -182,20 +196,20 @@ def transition_job(transitions: Sequence[Transition]) -> Job:
             cur[2] = attempt
             started_at = tr.started_at
             error = tr.error
-            updates.append(
-                (
-                    new,
-                    attempt,
-                    tr.at,
-                    tr.run_at,
-                    started_at,
-                    tr.finished_at,
-                    tr.result,
-                    error,
-                    tr.lease_owner,
-                    task_id,
-                )
-            )
+            row = [
+                task_id,
+                new,
+                attempt,
+                tr.at,
+                tr.run_at,
+                started_at,
+                tr.finished_at,
+                tr.result,
+                error,
+                tr.lease_owner,
+            ]
+            earlier = updates.get(task_id)
+            updates[task_id] = row if earlier is None else _merged(earlier, row)
             outcome = tr.outcome
             if started_at is not None or outcome is not None:
                 execs.append(
@@ -210,15 +224,31 @@ def transition_job(transitions: Sequence[Transition]) -> Job:
                     )
                 )
         if updates:
-            changed = conn.executemany(_SQL["task_transition"], updates).rowcount
-            if changed != len(updates):  # the SQL guard disagrees with the rule above
-                raise CountsDiverged(f"{changed} of {len(updates)} transitions applied")
+            update_rows = list(updates.values())
+            changed = execute_rows(conn, _SQL["task_transition"], _TRANSITION_WIDTH, update_rows)
+            if changed != len(update_rows):  # the SQL guard disagrees with the rule above
+                raise CountsDiverged(f"{changed} of {len(update_rows)} transitions applied")
             if execs:
-                conn.executemany(_SQL["execution_upsert"], execs)
+                execute_rows(conn, _SQL["execution_upsert"], _EXECUTION_WIDTH, execs)
             _add_counts(conn, deltas)
         return refused
 
     return job
+
+
+_TRANSITION_WIDTH = 10
+_EXECUTION_WIDTH = 7
+# Columns of a transition row that keep the earlier value when a later report leaves them
+# NULL (task_transition.sql's coalesce): run_at, started_at, finished_at, result, error.
+_COALESCED = range(4, 9)
+
+
+def _merged(earlier: list[Any], later: list[Any]) -> list[Any]:
+    """Two transition rows of one task as one: ``later`` over ``earlier``."""
+    for i in _COALESCED:
+        if later[i] is None:
+            later[i] = earlier[i]
+    return later
 
 
 # ---- set-based state changes -----------------------------------------------------------------
