@@ -83,6 +83,7 @@ class Engine(Control, Recovery):
             transition_many=store.task_transition_many,
             on_flushed=self._on_flushed,
             interval_s=settings.flush_interval_ms / 1000.0,
+            batch_size=store.capabilities.transition_batch,
             metrics=metrics,
             on_rejected=self._on_rejected,
         )

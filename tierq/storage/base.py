@@ -53,6 +53,10 @@ class RecordCapabilities:
     listen: bool
     # SELECT ... FOR UPDATE SKIP LOCKED is available for claiming.
     skip_locked: bool
+    # The most transitions one write should carry. A store whose writes all queue behind
+    # one another (SQLite's single writer) keeps this small, so a client's write never waits
+    # long behind a flush; a store that writes concurrently takes larger, cheaper batches.
+    transition_batch: int = 10_000
 
 
 class RecordStore(abc.ABC):

@@ -1,10 +1,19 @@
 """Connection threads: one writer with group commit, one reader.
 
 sqlite3 calls block, so each connection lives on its own thread and the event loop talks to
-it through a queue of jobs (plain functions taking the connection). The writer takes every
-job queued when it wakes and runs them in ONE transaction, then commits once: durability
-costs one fsync per group, not one per caller. Results go back with
-``loop.call_soon_threadsafe``, one call per loop per group.
+it through a queue of jobs (plain functions taking the connection). The writer runs the jobs
+queued when it wakes in ONE transaction, then commits once: durability costs one fsync per
+group, not one per caller. Results go back with ``loop.call_soon_threadsafe``, one call per
+loop per group.
+
+Jobs are urgent (a client waits on them: submissions, cancels) or background (the drain's
+claims and flushes, which keep the writer busy for as long as a backlog lasts). Urgent jobs
+go first, and a group that ran one commits as soon as no other urgent job waits, so a
+submission waits for at most the background job running when it arrived, not for the queue
+behind it: with a 2M backlog draining, single submits waited ~60 ms at p50 behind FIFO
+groups of claims and 10,000-row flushes. Background jobs fill a group only while no urgent
+job waits (up to ``GROUP_BUDGET_S``); one runs in a group that had urgent work whenever the
+previous group left waiting background work out, so neither kind starves the other.
 
 A failing job fails only its own future: the group is rolled back and replayed without it.
 Jobs are therefore pure functions of the connection (no effects outside the database; they
@@ -24,6 +33,8 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -34,11 +45,14 @@ log = logging.getLogger("tierq.storage.sqlite")
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
-# (job, future, loop); None is the stop sentinel.
-_Item = tuple[Job, "asyncio.Future[Any]", asyncio.AbstractEventLoop]
+# (job, future, loop, urgent); None is the stop sentinel.
+_Item = tuple[Job, "asyncio.Future[Any]", asyncio.AbstractEventLoop, bool]
 
 _STOP = None
 _TX = load_sections("transaction")
+# How long a group keeps adding background jobs while nothing urgent waits: long enough to
+# share one commit among several jobs, short next to a client's patience.
+GROUP_BUDGET_S = 0.05
 
 
 class Replay(Exception):
@@ -79,6 +93,11 @@ class ConnectionThread:
         self._conn = conn
         self._group_commit = group_commit
         self._jobs: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
+        # Jobs taken off ``_jobs`` and not run yet (the thread's own; see ``_collect``).
+        self._urgent: deque[_Item] = deque()
+        self._background: deque[_Item] = deque()
+        self._stop_seen = False
+        self._background_left_out = False  # the last group skipped waiting background jobs
         self._closing = False
         self._final: Job | None = None
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -86,12 +105,13 @@ class ConnectionThread:
     def start(self) -> None:
         self._thread.start()
 
-    async def submit(self, job: Callable[[sqlite3.Connection], T]) -> T:
+    async def submit(self, job: Callable[[sqlite3.Connection], T], *, urgent: bool = False) -> T:
+        """Run ``job``; ``urgent`` when a client waits on it (see the module docstring)."""
         if self._closing:
             raise StoreUnavailable("sqlite store is closed")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((job, fut, loop))
+        self._jobs.put((job, fut, loop, urgent))
         return await fut
 
     async def stop(self, final: Job | None = None) -> None:
@@ -107,30 +127,17 @@ class ConnectionThread:
     # ---- the thread ----------------------------------------------------------------------
 
     def _run(self) -> None:
-        stop = False
         try:
-            while not stop:
-                first = self._jobs.get()
-                items: list[_Item] = []
-                if first is _STOP:
-                    stop = True
-                else:
-                    items.append(first)
-                # Everything queued right now joins this group.
-                while True:
-                    try:
-                        nxt = self._jobs.get_nowait()
-                    except queue.Empty:
+            while True:
+                if not self._urgent and not self._background:
+                    if self._stop_seen:
                         break
-                    if nxt is _STOP:
-                        stop = True
-                    else:
-                        items.append(nxt)
-                if items:
-                    if self._group_commit:
-                        self._run_group(items)
-                    else:
-                        self._run_each(items)
+                    self._file(self._jobs.get())  # wait for work
+                self._collect()
+                if self._group_commit:
+                    self._run_group()
+                else:
+                    self._run_each()
             if self._final is not None:
                 try:
                     self._final(self._conn)
@@ -139,7 +146,78 @@ class ConnectionThread:
         finally:
             self._conn.close()
 
-    def _run_group(self, items: list[_Item]) -> None:
+    def _file(self, item: _Item | None) -> None:
+        if item is None:
+            self._stop_seen = True
+        elif item[3]:
+            self._urgent.append(item)
+        else:
+            self._background.append(item)
+
+    def _collect(self) -> None:
+        """Move every job queued right now into the thread's own queues."""
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                return
+            self._file(item)
+
+    def _next_for_group(
+        self, started: float, urgent_ran: bool, background_ran: int
+    ) -> _Item | None:
+        """The next job of the open group, or None to commit it (rules: module docstring)."""
+        self._collect()
+        if self._urgent:
+            return self._urgent.popleft()
+        if not self._background:
+            self._background_left_out = False
+            return None
+        if urgent_ran:
+            # Commit for the waiting clients now, unless background work was left out of
+            # the previous group too: then one background job goes with them.
+            if background_ran or not self._background_left_out:
+                self._background_left_out = not background_ran
+                return None
+        elif background_ran and time.monotonic() - started >= GROUP_BUDGET_S:
+            self._background_left_out = False
+            return None
+        return self._background.popleft()
+
+    def _run_group(self) -> None:
+        conn = self._conn
+        items: list[_Item] = []
+        results: list[Any] = []
+        started = time.monotonic()
+        urgent_ran = False
+        background_ran = 0
+        item = self._next_for_group(started, urgent_ran, background_ran)
+        # Taken before BEGIN, so a BEGIN that keeps failing fails the jobs one by one (in
+        # the replay) instead of leaving them queued forever.
+        try:
+            conn.execute(_TX["begin"])
+            while item is not None:
+                items.append(item)
+                if item[3]:
+                    urgent_ran = True
+                else:
+                    background_ran += 1
+                results.append(item[0](conn))
+                item = self._next_for_group(started, urgent_ran, background_ran)
+            conn.execute(_TX["commit"])
+        except Exception:
+            # A job failed or asked for a replay, or BEGIN / COMMIT failed: roll back and
+            # settle exactly these jobs the careful way.
+            self._rollback()
+            if item is not None and (not items or items[-1] is not item):
+                items.append(item)  # BEGIN failed: the job taken for it too
+            self._replay_group(items)
+            return
+        self._deliver([(item, result, None) for item, result in zip(items, results, strict=True)])
+
+    def _replay_group(self, items: list[_Item]) -> None:
+        """Run ``items`` again as one group until it commits: a failing job fails alone
+        (it is dropped and the rest replayed), a ``Replay`` runs its replacement instead."""
         conn = self._conn
         jobs = [item[0] for item in items]
         live = list(range(len(items)))  # indexes of the jobs still in the group
@@ -178,7 +256,11 @@ class ConnectionThread:
         if self._conn.in_transaction:
             self._conn.execute(_TX["rollback"])
 
-    def _run_each(self, items: list[_Item]) -> None:
+    def _run_each(self) -> None:
+        """Without group commit (the reader): every job queued, each on its own."""
+        items = [*self._urgent, *self._background]
+        self._urgent.clear()
+        self._background.clear()
         done: list[tuple[_Item, Any, BaseException | None]] = []
         for item in items:
             try:
@@ -193,7 +275,7 @@ class ConnectionThread:
             asyncio.AbstractEventLoop,
             list[tuple[asyncio.Future[Any], Any, BaseException | None]],
         ] = {}
-        for (_, fut, loop), result, exc in done:
+        for (_, fut, loop, _urgent), result, exc in done:
             by_loop.setdefault(loop, []).append((fut, result, exc))
         for loop, batch in by_loop.items():
             try:
