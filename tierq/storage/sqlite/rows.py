@@ -114,6 +114,59 @@ def task_from_row(r: Sequence[Any]) -> Task:
     )
 
 
+def task_from_json(r: Sequence[Any]) -> Task:
+    """A task from one element of task_rows_json.sql's array (REALs and BLOBs as text)."""
+    deps = r[16]
+    notify = r[17]
+    result = r[18]
+    started_at = r[20]
+    finished_at = r[21]
+    return Task(
+        id=r[0],
+        type=r[1],
+        queue=r[2],
+        priority=r[3],
+        state=_STATES[r[4]],
+        payload=bytes.fromhex(r[5]),
+        run_at=float(r[6]),
+        created_at=float(r[7]),
+        updated_at=float(r[8]),
+        max_retries=r[9],
+        timeout_s=float(r[10]),
+        attempt=r[11],
+        attempt_base=r[12],
+        name=r[13],
+        description=r[14],
+        idempotency_key=r[15],
+        depends_on=tuple(orjson.loads(deps)) if deps else (),
+        notify=None if notify is None else bytes.fromhex(notify),
+        result=None if result is None else bytes.fromhex(result),
+        last_error=r[19],
+        started_at=None if started_at is None else float(started_at),
+        finished_at=None if finished_at is None else float(finished_at),
+        lease_owner=r[22],
+    )
+
+
+# Doubles that task_rows_json.sql must print exactly (17 significant digits read back as
+# the same double): the kinds of value the REAL columns hold, times since the epoch and
+# durations. SQLite prints with its own code, in long double where the platform has one
+# (here it misses only near the largest double, 1.8e308, which no column holds); where this
+# check fails, the store reads claimed rows one by one instead.
+FLOAT_TEXT_CHECK = (
+    0.1, 1 / 3, 2 / 3, 1e-7, 1e-6, 0.0, 30.5, 86_400.0, 3_600.000_001, 1e9 / 7,
+    1_700_000_000.123456, 1_764_000_000.9999998, 4_102_444_800.000001, 253_402_300_799.999_99,
+    *(1_700_000_000 + k / 7919 for k in range(1, 200)),
+    *(1_764_000_000 + k * 0.000_123_7 for k in range(1, 200)),
+)  # fmt: skip
+
+
+def prints_floats_exactly(conn: sqlite3.Connection) -> bool:
+    sql = "SELECT json_group_array(printf('%!.17g', value)) FROM json_each(?1)"
+    (printed,) = conn.execute(sql, (orjson.dumps(FLOAT_TEXT_CHECK).decode(),)).fetchone()
+    return [float(text) for text in orjson.loads(printed)] == list(FLOAT_TEXT_CHECK)
+
+
 def execution_from_row(r: Sequence[Any]) -> Execution:
     return Execution(
         task_id=r[0],

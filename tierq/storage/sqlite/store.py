@@ -11,6 +11,7 @@ statement per task.
 from __future__ import annotations
 
 import fcntl
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -32,6 +33,7 @@ from tierq.storage.sqlite.connection import ConnectionThread
 from tierq.storage.sqlite.sqlfiles import load, migrations, statements
 
 T = TypeVar("T")
+log = logging.getLogger("tierq.storage.sqlite")
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _BUSY_TIMEOUT_S = 10.0
 
@@ -98,6 +100,8 @@ class SQLiteRecordStore(RecordStore):
         self._lock: IO[bytes] | None = None
         self._writer: ConnectionThread | None = None
         self._reader: ConnectionThread | None = None
+        # Claimed rows come back in one step where this SQLite prints doubles exactly.
+        self._rows_as_json = False
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -114,6 +118,9 @@ class SQLiteRecordStore(RecordStore):
             reader = _connect(self.path, self.synchronous)
             self._reader = ConnectionThread("tierq-sqlite-reader", reader, group_commit=False)
             self._reader.start()
+            self._rows_as_json = await self._read(rows.prints_floats_exactly)
+            if not self._rows_as_json:
+                log.warning("sqlite: doubles do not print exactly here; claims read row by row")
         except BaseException:
             await self.close()
             raise
@@ -164,7 +171,7 @@ class SQLiteRecordStore(RecordStore):
         return await self._write(writes.retry_job(ids, now), urgent=True)
 
     async def _task_claim(self, owner: str, limit: int, now: float, horizon: float) -> list[Task]:
-        return await self._write(writes.claim_job(owner, limit, now, horizon))
+        return await self._write(writes.claim_job(owner, limit, now, horizon, self._rows_as_json))
 
     async def _task_release(self, owner: str, ids: Sequence[str] | None) -> int:
         sql = _SQL["task_release_all" if ids is None else "task_release"]

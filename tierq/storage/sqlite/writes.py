@@ -48,6 +48,8 @@ _SQL = {
         "task_retry",
         "task_claim_pick",
         "task_claim",
+        "task_rows_json",
+        "task_get_many",
         "recover_executions",
         "recover_running",
         "recover_leases",
@@ -281,18 +283,26 @@ def retry_job(ids: Sequence[str], now: float) -> Job:
     return _from_states(ids, _RETRYABLE, _SQL["task_retry"], now, "queued")
 
 
-def claim_job(owner: str, limit: int, now: float, horizon: float) -> Job:
+def claim_job(owner: str, limit: int, now: float, horizon: float, rows_as_json: bool) -> Job:
+    """``rows_as_json``: read the claimed rows back in one step (task_rows_json.sql) rather
+    than one row per step; only where SQLite prints doubles exactly (rows.py)."""
     pick = {"limit": limit, "now": now, "horizon": horizon}
 
     def job(conn: sqlite3.Connection) -> list[Task]:
-        chosen = conn.execute(_SQL["task_claim_pick"], pick).fetchall()
-        if not chosen:
+        ids, promoted = conn.execute(_SQL["task_claim_pick"], pick).fetchone()
+        if ids == "[]":
             return []
-        promoted = sum(1 for _, state, run_at in chosen if state == "scheduled" and run_at <= now)
-        args = {"owner": owner, "now": now, "ids": rows.json_list([r[0] for r in chosen])}
-        claimed = [rows.task_from_row(r) for r in conn.execute(_SQL["task_claim"], args)]
+        args = {"owner": owner, "now": now, "ids": ids}
+        changed = conn.execute(_SQL["task_claim"], args).rowcount
+        if rows_as_json:
+            (found,) = conn.execute(_SQL["task_rows_json"], (ids,)).fetchone()
+            claimed = [rows.task_from_json(r) for r in orjson.loads(found)]
+        else:
+            claimed = [rows.task_from_row(r) for r in conn.execute(_SQL["task_get_many"], (ids,))]
+        if changed != len(claimed):  # picked in this transaction: every one is claimable
+            raise CountsDiverged(f"{changed} of {len(claimed)} picked tasks claimed")
         _add_counts(conn, Counter({"scheduled": -promoted, "queued": promoted}))
-        claimed.sort(key=lambda t: t.sort_key)  # RETURNING order is unspecified
+        claimed.sort(key=lambda t: t.sort_key)  # the read's order is unspecified
         return claimed
 
     return job
