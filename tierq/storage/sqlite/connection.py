@@ -12,11 +12,11 @@ overtake waiting background jobs, and a group that ran one commits as soon as no
 urgent job waits, so a single submission waits for about one background job, not for the
 queue behind it: with a backlog draining, single submits waited ~60 ms at p50 behind FIFO
 groups of claims and 10,000-row flushes. So that heavy submission cannot starve the drain,
-the writer time urgent jobs take is owed to the background (up to
-``MAX_BACKGROUND_DEBT_S``): the next groups run background jobs first until it is repaid, which splits a saturated
+the writer time urgent jobs take is owed to the background (up to ``MAX_BACKGROUND_DEBT_S``):
+the next groups run background jobs first until it is repaid, which splits a saturated
 writer about evenly, as FIFO did. Otherwise background jobs fill a group only while no
-urgent job waits (up to ``GROUP_BUDGET_S``): a group holds urgent jobs or background jobs,
-never background work after urgent work, so no client's commit waits for it.
+urgent job waits (up to ``GROUP_BUDGET_S``). A group holds urgent jobs or background jobs,
+never both, so no client's commit waits for background work.
 
 A failing job fails only its own future: the group is rolled back and replayed without it.
 Jobs are therefore pure functions of the connection (no effects outside the database; they
@@ -215,9 +215,7 @@ class ConnectionThread:
                     # Counted even while no background job waits: the drain's claims and
                     # flushes arrive one at a time, each after the last one's result, so
                     # the queue is often empty for a moment while they are far from done.
-                    self._background_debt = min(
-                        self._background_debt + took, MAX_BACKGROUND_DEBT_S
-                    )
+                    self._background_debt = min(self._background_debt + took, MAX_BACKGROUND_DEBT_S)
                 else:
                     background_ran += 1
                     self._background_debt = max(0.0, self._background_debt - took)

@@ -7,13 +7,13 @@ every SELECT in sql/ names the columns in that order.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
 
 from tierq.engine.model import SORT_FIELDS, Execution, Outcome, Task, TaskFilter, TaskState
-from tierq.storage.sqlite.sqlfiles import load_sections
+from tierq.storage.sqlite.sqlfiles import load, load_sections
 
 _STATES: dict[str, TaskState] = {s.value: s for s in TaskState}
 _OUTCOMES: dict[str, Outcome] = {o.value: o for o in Outcome}
@@ -39,6 +39,8 @@ sqlite3.register_adapter(type(None), _null_as_is)
 sqlite3.register_adapter(bytes, _bytes_as_is)
 
 _LIST = load_sections("task_list")
+_ROWS_JSON = load("task_rows_json")
+_GET_MANY = load("task_get_many")
 
 TaskRow = tuple[Any, ...]
 TASK_COLUMNS = 23  # columns of ``tasks``, in the order task_params gives them
@@ -167,6 +169,15 @@ def prints_floats_exactly(conn: sqlite3.Connection) -> bool:
     return [float(text) for text in orjson.loads(printed)] == list(FLOAT_TEXT_CHECK)
 
 
+def read_tasks(conn: sqlite3.Connection, ids: str, as_json: bool) -> list[Task]:
+    """The tasks whose ids ``ids`` (a JSON array) holds, in no particular order: in one
+    step (task_rows_json.sql) when ``as_json``, else one row per step."""
+    if as_json:
+        (found,) = conn.execute(_ROWS_JSON, (ids,)).fetchone()
+        return [task_from_json(r) for r in orjson.loads(found)]
+    return [task_from_row(r) for r in conn.execute(_GET_MANY, (ids,))]
+
+
 def execution_from_row(r: Sequence[Any]) -> Execution:
     return Execution(
         task_id=r[0],
@@ -189,8 +200,9 @@ def json_list(values: Sequence[str]) -> str:
 
 
 def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
-    """SQL and parameters of one page of ``flt``, asking for ``size + 1`` rows so the
-    caller can tell whether there is a next page."""
+    """SQL and parameters of one page of ``flt``: one row, a JSON array of up to
+    ``size + 1`` ids in page order (one more than the page, so the caller can tell whether
+    there is a next page)."""
     if flt.sort_field not in SORT_FIELDS:
         raise ValueError(f"cannot sort by {flt.sort_field!r}; one of {SORT_FIELDS}")
     if flt.after_id is not None and flt.sort_field != "created_at":
@@ -214,10 +226,20 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
         terms.append(_LIST[f"after_{direction}"])
         params.append(flt.after_id)
         offset = 0
-    parts = [_LIST["select"]]
+    parts = [_LIST["page_open"], _LIST["select"]]
     if terms:
         parts.append("WHERE " + "\n  AND ".join(terms))
     parts.append(_LIST[f"order_{flt.sort_field}_{direction}"])
     parts.append(_LIST["limit"])
+    parts.append(_LIST["page_close"])
     params.extend((flt.size + 1, offset))
     return "\n".join(parts), params
+
+
+def page_order(flt: TaskFilter) -> Callable[[Task], Any]:
+    """The sort key of the list query's ORDER BY (task_list.sql), for putting a page read
+    back in order: the field, then id (ids sort like their creation time)."""
+    field = flt.sort_field
+    if field == "created_at":
+        return lambda t: t.id
+    return lambda t: (getattr(t, field), t.id)

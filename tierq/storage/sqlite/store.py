@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import IO, TypeVar
 
+import orjson
+
 from tierq.engine.model import (
     DependencyRelease,
     Execution,
@@ -46,7 +48,6 @@ _SQL = {
         "migration_record",
         "task_release",
         "task_release_all",
-        "task_get_many",
         "task_counts",
         "task_counts_by_type",
         "task_counts_by_queue",
@@ -189,24 +190,31 @@ class SQLiteRecordStore(RecordStore):
     # ---- read primitives ---------------------------------------------------------------------
 
     async def _task_get_many(self, ids: Sequence[str]) -> list[Task]:
-        args = (rows.json_list(ids),)
-        return await self._read(
-            lambda conn: [rows.task_from_row(r) for r in conn.execute(_SQL["task_get_many"], args)]
-        )
+        id_list = rows.json_list(ids)
+        as_json = self._rows_as_json
+        return await self._read(lambda conn: rows.read_tasks(conn, id_list, as_json))
 
     async def _task_list(self, flt: TaskFilter) -> TaskPage:
         sql, params = rows.list_query(flt)
+        as_json = self._rows_as_json
+        order = rows.page_order(flt)
 
         def job(conn: sqlite3.Connection) -> TaskPage:
-            found = [rows.task_from_row(r) for r in conn.execute(sql, params)]
+            # Two steps whatever the page size (ids, then rows), not one per row: each step
+            # waits for the GIL, which a busy event loop holds (see batches.py).
+            (ids,) = conn.execute(sql, params).fetchone()
+            found = rows.read_tasks(conn, ids, as_json)
+            found.sort(key=order, reverse=flt.descending)
             return TaskPage(items=found[: flt.size], has_more=len(found) > flt.size)
 
         return await self._read(job)
 
     async def _task_counts(self) -> dict[TaskState, int]:
-        return await self._read(
-            lambda conn: {rows.state_from_text(s): n for s, n in conn.execute(_SQL["task_counts"])}
-        )
+        def job(conn: sqlite3.Connection) -> dict[TaskState, int]:
+            (found,) = conn.execute(_SQL["task_counts"]).fetchone()
+            return {rows.state_from_text(s): n for s, n in orjson.loads(found).items()}
+
+        return await self._read(job)
 
     async def _task_counts_by(self, column: str) -> dict[tuple[str, TaskState], int]:
         sql = _SQL[f"task_counts_by_{column}"]

@@ -48,8 +48,6 @@ _SQL = {
         "task_retry",
         "task_claim_pick",
         "task_claim",
-        "task_rows_json",
-        "task_get_many",
         "recover_executions",
         "recover_running",
         "recover_leases",
@@ -294,11 +292,7 @@ def claim_job(owner: str, limit: int, now: float, horizon: float, rows_as_json: 
             return []
         args = {"owner": owner, "now": now, "ids": ids}
         changed = conn.execute(_SQL["task_claim"], args).rowcount
-        if rows_as_json:
-            (found,) = conn.execute(_SQL["task_rows_json"], (ids,)).fetchone()
-            claimed = [rows.task_from_json(r) for r in orjson.loads(found)]
-        else:
-            claimed = [rows.task_from_row(r) for r in conn.execute(_SQL["task_get_many"], (ids,))]
+        claimed = rows.read_tasks(conn, ids, rows_as_json)
         if changed != len(claimed):  # picked in this transaction: every one is claimable
             raise CountsDiverged(f"{changed} of {len(claimed)} picked tasks claimed")
         _add_counts(conn, Counter({"scheduled": -promoted, "queued": promoted}))

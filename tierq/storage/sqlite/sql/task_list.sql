@@ -1,13 +1,15 @@
 -- Fragments of the list query (GET /api/v1/tasks), assembled by tierq/storage/sqlite/rows.py
--- in the order select, where terms (joined by AND), order, limit. Values are always bound
+-- in the order page_open, select, where terms (joined by AND), order, limit, page_close: the
+-- page's ids as ONE row holding a JSON array (one sqlite3_step; the rows are then read with
+-- task_rows_json.sql, and put back in page order by the store). Values are always bound
 -- parameters; only these fixed texts are concatenated. Sorting by created_at walks id:
 -- ids are minted from the creation clock, so the order is the same and needs no sort.
 -- name: select
-SELECT
-    id, type, queue, priority, state, payload, run_at, created_at, updated_at,
-    max_retries, timeout_s, attempt, attempt_base, name, description, idempotency_key,
-    depends_on, notify, result, last_error, started_at, finished_at, lease_owner
-FROM tasks
+SELECT id FROM tasks
+-- name: page_open
+SELECT json_group_array(id) FROM (
+-- name: page_close
+)
 -- name: state_one
 state = ?
 -- name: state_many
