@@ -67,9 +67,10 @@ async def serve(settings: Settings) -> None:
     from tierq.api.app import create_app
     from tierq.api.routes import ENGINE
 
-    # The SQLite writer thread releases the GIL around every row it writes and must take it
-    # back for the next one; with the default 5 ms switch interval a busy event loop makes it
-    # wait that long each time. A shorter interval lets it back in sooner (see BENCHMARKS.md).
+    # The SQLite threads release the GIL around every statement step (one per chunk of rows,
+    # see storage/sqlite/batches.py) and must take it back; with the default 5 ms switch
+    # interval a busy event loop makes them wait that long each time. A shorter interval lets
+    # them back in sooner (see BENCHMARKS.md).
     sys.setswitchinterval(0.0005)
 
     app = create_app(settings)

@@ -201,6 +201,8 @@ class ConnectionThread:
         urgent_ran = False
         background_ran = 0
         item = self._next_for_group(started, urgent_ran, background_ran)
+        if item is None:  # only the stop sentinel was queued
+            return
         # Taken before BEGIN, so a BEGIN that keeps failing fails the jobs one by one (in
         # the replay) instead of leaving them queued forever.
         try:

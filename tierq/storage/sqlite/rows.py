@@ -154,7 +154,7 @@ def task_from_json(r: Sequence[Any]) -> Task:
 # the same double): the kinds of value the REAL columns hold, times since the epoch and
 # durations. SQLite prints with its own code, in long double where the platform has one
 # (here it misses only near the largest double, 1.8e308, which no column holds); where this
-# check fails, the store reads claimed rows one by one instead.
+# check fails, the store reads task rows one by one instead.
 FLOAT_TEXT_CHECK = (
     0.1, 1 / 3, 2 / 3, 1e-7, 1e-6, 0.0, 30.5, 86_400.0, 3_600.000_001, 1e9 / 7,
     1_700_000_000.123456, 1_764_000_000.9999998, 4_102_444_800.000001, 253_402_300_799.999_99,

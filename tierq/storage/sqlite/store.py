@@ -101,7 +101,8 @@ class SQLiteRecordStore(RecordStore):
         self._lock: IO[bytes] | None = None
         self._writer: ConnectionThread | None = None
         self._reader: ConnectionThread | None = None
-        # Claimed rows come back in one step where this SQLite prints doubles exactly.
+        # Task rows (claims, pages, gets) come back in one step where this SQLite prints
+        # doubles exactly (rows.prints_floats_exactly).
         self._rows_as_json = False
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -121,7 +122,9 @@ class SQLiteRecordStore(RecordStore):
             self._reader.start()
             self._rows_as_json = await self._read(rows.prints_floats_exactly)
             if not self._rows_as_json:
-                log.warning("sqlite: doubles do not print exactly here; claims read row by row")
+                log.warning(
+                    "sqlite: doubles do not print exactly here; task rows are read row by row"
+                )
         except BaseException:
             await self.close()
             raise
