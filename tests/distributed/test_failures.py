@@ -190,7 +190,9 @@ async def test_write_through_failing_during_a_rebuild_keeps_the_rebuild_pending(
     must not clear the flag that failure set, or those tasks wait in the record tier forever
     (seen in CI: a Redis restart left one 200-task batch queued for good)."""
     a = await cluster.engine("a", workers=2)
-    a.heartbeat.request_stop()  # only this test rebuilds, at the moments it chooses
+    # Only this test rebuilds, at the moments it chooses: stop() also waits for a heartbeat
+    # already under way, whose repair step would otherwise run a rebuild of its own.
+    await a.heartbeat.stop()
     a.needs_rebuild = True
     rebuild = asyncio.create_task(a.rebuild_dispatch())
     await asyncio.sleep(0)  # the rebuild is now waiting on its first record-tier page
