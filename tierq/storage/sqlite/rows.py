@@ -94,8 +94,8 @@ def task_from_row(r: Sequence[Any]) -> Task:
         priority=r[3],
         state=_STATES[r[4]],
         payload=r[5],
-        # float(): UPDATE ... RETURNING yields a REAL column's value before affinity is
-        # applied, so a whole number written as an int comes back as int there.
+        # float(): task_rows_json.sql sends REALs as text (printed exactly), and a whole
+        # number bound as an int keeps that type until the column's affinity applies.
         run_at=float(r[6]),
         created_at=float(r[7]),
         updated_at=float(r[8]),
@@ -116,38 +116,18 @@ def task_from_row(r: Sequence[Any]) -> Task:
     )
 
 
-def task_from_json(r: Sequence[Any]) -> Task:
-    """A task from one element of task_rows_json.sql's array (REALs and BLOBs as text)."""
-    deps = r[16]
-    notify = r[17]
-    result = r[18]
-    started_at = r[20]
-    finished_at = r[21]
-    return Task(
-        id=r[0],
-        type=r[1],
-        queue=r[2],
-        priority=r[3],
-        state=_STATES[r[4]],
-        payload=bytes.fromhex(r[5]),
-        run_at=float(r[6]),
-        created_at=float(r[7]),
-        updated_at=float(r[8]),
-        max_retries=r[9],
-        timeout_s=float(r[10]),
-        attempt=r[11],
-        attempt_base=r[12],
-        name=r[13],
-        description=r[14],
-        idempotency_key=r[15],
-        depends_on=tuple(orjson.loads(deps)) if deps else (),
-        notify=None if notify is None else bytes.fromhex(notify),
-        result=None if result is None else bytes.fromhex(result),
-        last_error=r[19],
-        started_at=None if started_at is None else float(started_at),
-        finished_at=None if finished_at is None else float(finished_at),
-        lease_owner=r[22],
-    )
+# Columns task_rows_json.sql sends as hex (BLOBs): payload, notify, result. Its REALs come as
+# text, which task_from_row's float() reads as it reads a REAL.
+_HEX_COLUMNS = (5, 17, 18)
+
+
+def task_from_json(r: list[Any]) -> Task:
+    """A task from one element of task_rows_json.sql's array."""
+    for i in _HEX_COLUMNS:
+        value = r[i]
+        if value is not None:
+            r[i] = bytes.fromhex(value)
+    return task_from_row(r)
 
 
 # Doubles that task_rows_json.sql must print exactly (17 significant digits read back as
