@@ -1,5 +1,6 @@
 """Group commit: bounded groups, and never more than ``max_inflight`` transactions at once,
-even when a burst of submissions is waiting (a real SQLite store underneath)."""
+even when a burst of submissions is waiting; small submissions in their own lane, with one
+slot of their own (a real SQLite store underneath)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tests.helpers import record_task
-from tierq.engine.committer import GroupCommitter
+from tierq.engine.committer import SMALL_SUBMISSION, GroupCommitter
 from tierq.engine.model import Task, TaskState
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
@@ -30,16 +31,50 @@ async def test_a_burst_never_runs_more_than_max_inflight_commits(tmp_path: Path)
         finally:
             running -= 1
 
-    committer = GroupCommitter(insert_many, max_tasks=10, max_inflight=4)
+    committer = GroupCommitter(insert_many, max_tasks=20, max_inflight=4)
     await committer.start()
     try:
-        submissions = [[record_task() for _ in range(10)] for _ in range(30)]
+        # Larger than SMALL_SUBMISSION: small ones have a slot beyond max_inflight.
+        submissions = [[record_task() for _ in range(20)] for _ in range(15)]
         results = await asyncio.gather(*(committer.submit(s) for s in submissions))
         assert [r for r in results] == [[t.id for t in s] for s in submissions]
         assert peak <= 4, f"{peak} commits ran at once"
-        assert max(sizes) <= 10
+        assert max(sizes) <= 20
         counts = await store.task_counts()
         assert counts[TaskState.QUEUED] == 300
     finally:
+        await committer.stop()
+        await store.close()
+
+
+async def test_a_small_submission_does_not_wait_for_large_groups(tmp_path: Path) -> None:
+    store = SQLiteRecordStore(str(tmp_path / "s.db"))
+    await store.open()
+    release = asyncio.Event()
+    groups: list[list[int]] = []  # the submission sizes each group was made of
+
+    async def insert_many(tasks: Sequence[Task]) -> list[str]:
+        groups.append([len(tasks)])
+        if len(tasks) > SMALL_SUBMISSION:
+            await release.wait()  # large groups hang until released
+        return await store.task_insert_many(tasks)
+
+    committer = GroupCommitter(insert_many, max_tasks=100, max_inflight=2)
+    await committer.start()
+    try:
+        large = [[record_task() for _ in range(50)] for _ in range(4)]
+        pending_large = [asyncio.ensure_future(committer.submit(s)) for s in large]
+        await asyncio.sleep(0.05)  # two large groups in flight (all slots), two waiting
+        single = [record_task()]
+        # Its own lane and its own slot: committed while every large group still hangs.
+        assert await asyncio.wait_for(committer.submit(single), 5) == [single[0].id]
+        assert not any(f.done() for f in pending_large)
+        assert [1] in groups and all(g == [1] or g[0] > SMALL_SUBMISSION for g in groups)
+        release.set()
+        results = await asyncio.wait_for(asyncio.gather(*pending_large), 5)
+        assert results == [[t.id for t in s] for s in large]
+        assert (await store.task_counts())[TaskState.QUEUED] == 201
+    finally:
+        release.set()
         await committer.stop()
         await store.close()

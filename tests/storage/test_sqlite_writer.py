@@ -160,3 +160,21 @@ async def test_a_failing_job_fails_alone_in_a_mixed_group(writer: ConnectionThre
     await blocker
     rows = await writer.submit(lambda conn: [r[0] for r in conn.execute("SELECT what FROM log")])
     assert rows == ["a", "b"]  # the failing job's insert was rolled back, the others kept
+
+
+async def test_small_urgent_jobs_go_before_larger_ones(writer: ConnectionThread) -> None:
+    order: list[str] = []
+    started, release = threading.Event(), threading.Event()
+    blocker = asyncio.ensure_future(writer.submit(blocking_job(started, release)))
+    assert await asyncio.to_thread(started.wait, 10)
+    large = [
+        asyncio.ensure_future(writer.submit(logging_job(f"large{i}", order), urgent=True))
+        for i in range(2)
+    ]
+    small = asyncio.ensure_future(
+        writer.submit(logging_job("small", order), urgent=True, small=True)
+    )
+    await asyncio.sleep(0.05)
+    release.set()
+    await asyncio.gather(blocker, small, *large)
+    assert order == ["small", "large0", "large1"]

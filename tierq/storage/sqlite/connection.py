@@ -7,16 +7,17 @@ group, not one per caller. Results go back with ``loop.call_soon_threadsafe``, o
 loop per group.
 
 Jobs are urgent (a client waits on them: submissions, cancels) or background (the drain's
-claims and flushes, which keep the writer busy for as long as a backlog lasts). Urgent jobs
-overtake waiting background jobs, and a group that ran one commits as soon as no other
-urgent job waits, so a single submission waits for about one background job, not for the
-queue behind it: with a backlog draining, single submits waited ~60 ms at p50 behind FIFO
-groups of claims and 10,000-row flushes. So that heavy submission cannot starve the drain,
-the writer time urgent jobs take is owed to the background (up to ``MAX_BACKGROUND_DEBT_S``):
-the next groups run background jobs first until it is repaid, which splits a saturated
-writer about evenly, as FIFO did. Otherwise background jobs fill a group only while no
-urgent job waits (up to ``GROUP_BUDGET_S``). A group holds urgent jobs or background jobs,
-never both, so no client's commit waits for background work.
+claims and flushes, which keep the writer busy for as long as a backlog lasts); small urgent
+jobs (a few rows) go before larger ones. Urgent jobs overtake waiting background jobs, and a
+group that ran one commits as soon as no other urgent job waits, so a single submission
+waits for about one job, not for the queue behind it: with a backlog draining, single
+submits waited ~60 ms at p50 behind FIFO groups of claims and 10,000-row flushes. So that
+heavy submission cannot starve the drain, the writer time urgent jobs take is owed to the
+background (up to ``MAX_BACKGROUND_DEBT_S``): the next groups run background jobs first
+until it is repaid, which splits a saturated writer about evenly, as FIFO did. Otherwise
+background jobs fill a group only while no urgent job waits (up to ``GROUP_BUDGET_S``). A
+group holds urgent jobs or background jobs, never both, so no client's commit waits for
+background work.
 
 A failing job fails only its own future: the group is rolled back and replayed without it.
 Jobs are therefore pure functions of the connection (no effects outside the database; they
@@ -48,8 +49,9 @@ log = logging.getLogger("tierq.storage.sqlite")
 
 T = TypeVar("T")
 Job = Callable[[sqlite3.Connection], Any]
-# (job, future, loop, urgent); None is the stop sentinel.
-_Item = tuple[Job, "asyncio.Future[Any]", asyncio.AbstractEventLoop, bool]
+# (job, future, loop, lane); None is the stop sentinel.
+_Item = tuple[Job, "asyncio.Future[Any]", asyncio.AbstractEventLoop, int]
+BACKGROUND, URGENT, URGENT_SMALL = 0, 1, 2
 
 _STOP = None
 _TX = load_sections("transaction")
@@ -101,6 +103,8 @@ class ConnectionThread:
         self._jobs: queue.SimpleQueue[_Item | None] = queue.SimpleQueue()
         # Jobs taken off ``_jobs`` and not run yet (the thread's own; see ``_collect``).
         self._urgent: deque[_Item] = deque()
+        # Small urgent jobs (a single submission) go before large ones (a 1,000-task batch).
+        self._urgent_small: deque[_Item] = deque()
         self._background: deque[_Item] = deque()
         self._stop_seen = False
         # Writer time urgent jobs took, not yet given back to background jobs.
@@ -112,13 +116,17 @@ class ConnectionThread:
     def start(self) -> None:
         self._thread.start()
 
-    async def submit(self, job: Callable[[sqlite3.Connection], T], *, urgent: bool = False) -> T:
-        """Run ``job``; ``urgent`` when a client waits on it (see the module docstring)."""
+    async def submit(
+        self, job: Callable[[sqlite3.Connection], T], *, urgent: bool = False, small: bool = False
+    ) -> T:
+        """Run ``job``; ``urgent`` when a client waits on it (see the module docstring), and
+        ``small`` too when it is quick (it then goes before larger urgent jobs)."""
         if self._closing:
             raise StoreUnavailable("sqlite store is closed")
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[T] = loop.create_future()
-        self._jobs.put((job, fut, loop, urgent))
+        lane = (URGENT_SMALL if small else URGENT) if urgent else BACKGROUND
+        self._jobs.put((job, fut, loop, lane))
         return await fut
 
     async def stop(self, final: Job | None = None) -> None:
@@ -136,7 +144,7 @@ class ConnectionThread:
     def _run(self) -> None:
         try:
             while True:
-                if not self._urgent and not self._background:
+                if not self._urgent and not self._urgent_small and not self._background:
                     if self._stop_seen:
                         break
                     self._file(self._jobs.get())  # wait for work
@@ -156,6 +164,8 @@ class ConnectionThread:
     def _file(self, item: _Item | None) -> None:
         if item is None:
             self._stop_seen = True
+        elif item[3] == URGENT_SMALL:
+            self._urgent_small.append(item)
         elif item[3]:
             self._urgent.append(item)
         else:
@@ -179,19 +189,24 @@ class ConnectionThread:
         if urgent_ran:
             # Clients wait for this group's commit: only more urgent work joins, and not
             # once background work is owed time (the next group repays it first).
-            return self._urgent.popleft() if self._urgent and not owed else None
+            return self._pop_urgent() if not owed else None
         if owed:
             return self._background.popleft()
         if background_ran:
             # Commit what ran as soon as a client waits (the next group serves it first).
-            if self._urgent or not self._background:
+            if self._urgent or self._urgent_small or not self._background:
                 return None
             if time.monotonic() - started >= GROUP_BUDGET_S:
                 return None
             return self._background.popleft()
-        if self._urgent:
-            return self._urgent.popleft()
+        if self._urgent or self._urgent_small:
+            return self._pop_urgent()
         return self._background.popleft() if self._background else None
+
+    def _pop_urgent(self) -> _Item | None:
+        if self._urgent_small:
+            return self._urgent_small.popleft()
+        return self._urgent.popleft() if self._urgent else None
 
     def _run_group(self) -> None:
         conn = self._conn
@@ -276,7 +291,8 @@ class ConnectionThread:
 
     def _run_each(self) -> None:
         """Without group commit (the reader): every job queued, each on its own."""
-        items = [*self._urgent, *self._background]
+        items = [*self._urgent_small, *self._urgent, *self._background]
+        self._urgent_small.clear()
         self._urgent.clear()
         self._background.clear()
         done: list[tuple[_Item, Any, BaseException | None]] = []

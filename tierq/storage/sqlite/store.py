@@ -38,6 +38,9 @@ T = TypeVar("T")
 log = logging.getLogger("tierq.storage.sqlite")
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _BUSY_TIMEOUT_S = 10.0
+# An urgent write of at most this many rows (a single submission, a cancel) goes before
+# larger urgent writes (1,000-task batches), so it waits for about one job, not for them.
+SMALL_WRITE_ROWS = 16
 
 _SQL = {
     name: load(name)
@@ -145,12 +148,16 @@ class SQLiteRecordStore(RecordStore):
     async def migrate(self) -> list[int]:
         return await self._write(_migrate)
 
-    async def _write(self, job: Callable[[sqlite3.Connection], T], *, urgent: bool = False) -> T:
-        """Run a write job; ``urgent`` for writes a client is waiting on (connection.py)."""
+    async def _write(
+        self, job: Callable[[sqlite3.Connection], T], *, urgent: bool = False, size: int = 0
+    ) -> T:
+        """Run a write job; ``urgent`` for writes a client is waiting on, which go first when
+        they touch at most ``SMALL_WRITE_ROWS`` rows (``size``; connection.py)."""
         if self._writer is None:
             raise StoreUnavailable("sqlite store is not open")
         try:
-            return await self._writer.submit(job, urgent=urgent)
+            small = size <= SMALL_WRITE_ROWS
+            return await self._writer.submit(job, urgent=urgent, small=small)
         except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
             # A constraint or value the database refuses: the same write can never succeed.
             raise StoreDataError(f"SQLite refused the data: {exc}") from exc
@@ -163,16 +170,16 @@ class SQLiteRecordStore(RecordStore):
     # ---- write primitives --------------------------------------------------------------------
 
     async def _task_insert_many(self, tasks: Sequence[Task]) -> list[str]:
-        return await self._write(writes.insert_job(tasks), urgent=True)
+        return await self._write(writes.insert_job(tasks), urgent=True, size=len(tasks))
 
     async def _task_transition_many(self, transitions: Sequence[Transition]) -> list[str]:
         return await self._write(writes.transition_job(transitions))
 
     async def _task_cancel_many(self, ids: Sequence[str], now: float) -> list[str]:
-        return await self._write(writes.cancel_job(ids, now), urgent=True)
+        return await self._write(writes.cancel_job(ids, now), urgent=True, size=len(ids))
 
     async def _task_retry_many(self, ids: Sequence[str], now: float) -> list[str]:
-        return await self._write(writes.retry_job(ids, now), urgent=True)
+        return await self._write(writes.retry_job(ids, now), urgent=True, size=len(ids))
 
     async def _task_claim(self, owner: str, limit: int, now: float, horizon: float) -> list[Task]:
         return await self._write(writes.claim_job(owner, limit, now, horizon, self._rows_as_json))
