@@ -131,3 +131,25 @@ async def test_request_id_is_echoed(client: Client) -> None:
     first = (await client.get("/health/live")).headers["X-Request-ID"]
     second = (await client.get("/health/live")).headers["X-Request-ID"]
     assert first and second and first != second
+
+
+async def test_edge_layer_answers_errors_with_request_id_and_counts_them(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(api_keys=("k1",))
+    # Refused by auth (the innermost layer) and by a handler: both shaped, both carry the id.
+    resp = await client.get(TASKS, headers={"X-Request-ID": "edge-1"})
+    await expect_error(resp, 401, "unauthorized")
+    assert resp.headers["X-Request-ID"] == "edge-1"
+    missing = "00000000-0000-0000-0000-000000000000"
+    resp = await client.get(f"{TASKS}/{missing}", headers={"X-API-Key": "k1"})
+    await expect_error(resp, 404, "not_found")
+    assert resp.headers["X-Request-ID"]
+    for _ in range(2):
+        resp = await client.get(TASKS, headers={"X-API-Key": "k1"})
+        assert resp.status == 200
+    text = await (await client.get("/metrics")).text()
+    assert 'tierq_http_requests_total{route="/api/v1/tasks",status="401"} 1.0' in text
+    assert 'tierq_http_requests_total{route="/api/v1/tasks",status="200"} 2.0' in text
+    assert 'tierq_http_requests_total{route="/api/v1/tasks/{task_id}",status="404"} 1.0' in text
+    assert 'tierq_http_request_seconds_count{route="/api/v1/tasks"} 3.0' in text

@@ -117,15 +117,3 @@ def to_response(exc: BaseException, request: web.Request) -> web.Response:
         "unhandled error on %s %s [%s]", request.method, request.path, request_id, exc_info=exc
     )
     return error_response(500, "internal_error", "internal error", {"request_id": request_id})
-
-
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        return to_response(exc, request)
-    except Exception as exc:
-        return to_response(exc, request)

@@ -246,6 +246,8 @@ def iso(ts: float | None) -> str | None:
 
 
 def task_out(task: Task) -> dict[str, Any]:
+    # A new task's run_at and updated_at are usually its created_at: formatted once.
+    created = iso(task.created_at)
     return {
         "id": task.id,
         "type": task.type,
@@ -258,9 +260,9 @@ def task_out(task: Task) -> dict[str, Any]:
         "max_retries": task.max_retries,
         "attempts_left": max(0, task.attempts_left),
         "timeout_seconds": task.timeout_s,
-        "run_at": iso(task.run_at),
-        "created_at": iso(task.created_at),
-        "updated_at": iso(task.updated_at),
+        "run_at": created if task.run_at == task.created_at else iso(task.run_at),
+        "created_at": created,
+        "updated_at": created if task.updated_at == task.created_at else iso(task.updated_at),
         "started_at": iso(task.started_at),
         "finished_at": iso(task.finished_at),
         "name": task.name,
