@@ -1,6 +1,6 @@
 """Group commit: bounded groups, and never more than ``max_inflight`` transactions at once,
-even when a burst of submissions is waiting; small submissions in their own lane, with one
-slot of their own (a real SQLite store underneath)."""
+even when a burst of submissions is waiting; small submissions in their own lane, with slots
+of their own (a real SQLite store underneath)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ async def test_a_burst_never_runs_more_than_max_inflight_commits(tmp_path: Path)
     committer = GroupCommitter(insert_many, max_tasks=20, max_inflight=4)
     await committer.start()
     try:
-        # Larger than SMALL_SUBMISSION: small ones have a slot beyond max_inflight.
+        # Larger than SMALL_SUBMISSION: small ones have slots of their own.
         submissions = [[record_task() for _ in range(20)] for _ in range(15)]
         results = await asyncio.gather(*(committer.submit(s) for s in submissions))
         assert [r for r in results] == [[t.id for t in s] for s in submissions]
@@ -76,6 +76,48 @@ async def test_a_small_submission_does_not_wait_for_large_groups(tmp_path: Path)
         results = await asyncio.wait_for(asyncio.gather(*pending_large), 5)
         assert results == [[t.id for t in s] for s in large]
         assert (await store.task_counts())[TaskState.QUEUED] == 201
+    finally:
+        release.set()
+        await committer.stop()
+        await store.close()
+
+
+async def test_small_submissions_share_the_small_lanes_slots(tmp_path: Path) -> None:
+    store = SQLiteRecordStore(str(tmp_path / "m.db"))
+    await store.open()
+    release = asyncio.Event()
+    running = peak = 0
+    group_sizes: list[int] = []
+
+    async def insert_many(tasks: Sequence[Task]) -> list[str]:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        group_sizes.append(len(tasks))
+        try:
+            await release.wait()
+            return await store.task_insert_many(tasks)
+        finally:
+            running -= 1
+
+    committer = GroupCommitter(insert_many, max_inflight=4, max_small_inflight=1)
+    await committer.start()
+    try:
+        first = asyncio.ensure_future(committer.submit([record_task()]))
+        await asyncio.sleep(0.02)  # the first single is in flight, alone
+        singles = [[record_task()] for _ in range(30)]
+        rest = [asyncio.ensure_future(committer.submit(s)) for s in singles]
+        await asyncio.sleep(0.02)
+        # The large lane's four slots are not the small lane's: still one commit at a time.
+        assert running == 1 and group_sizes == [1]
+        release.set()
+        assert len(await asyncio.wait_for(first, 5)) == 1
+        results = await asyncio.wait_for(asyncio.gather(*rest), 5)
+        assert results == [[s[0].id] for s in singles]
+        # Those that waited went together, in one transaction.
+        assert group_sizes == [1, 30]
+        assert peak == 1
+        assert (await store.task_counts())[TaskState.QUEUED] == 31
     finally:
         release.set()
         await committer.stop()

@@ -12,9 +12,12 @@ a transaction with: the group is then committed again one submission at a time, 
 only the refused ones get the error. An unavailable store fails the whole group (503).
 
 Small submissions (at most ``SMALL_SUBMISSION`` tasks: a single POST) have their own lane:
-they are grouped only with each other, taken first, and may use one transaction slot beyond
-``max_inflight``. Grouped with 1,000-task batches they waited for those batches' inserts
-(single submits at p99 ~105 ms while a backlog was being submitted, embedded).
+they are grouped only with each other, taken first, and have ``max_small_inflight``
+transaction slots of their own, apart from the ``max_inflight`` of large groups. Grouped with
+1,000-task batches they waited for those batches' inserts (single submits at p99 ~105 ms
+while a backlog was being submitted, embedded). The small lane has fewer slots because, where
+CPU is the limit, every extra slot in flight splits single submits into more, smaller
+transactions, and each costs two round trips of Python on the loop whatever its size.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class GroupCommitter(Service):
         window_s: float = 0.0,
         max_tasks: int = 2_000,
         max_inflight: int = 4,
+        max_small_inflight: int = 1,
     ):
         super().__init__()
         self._insert_many = insert_many
@@ -52,7 +56,9 @@ class GroupCommitter(Service):
         # groups can already be sent (the record store merges or orders them itself). Four
         # rather than two took single-submit p99 at 2,000/s from 10.7-11.8 ms to 8.5-8.8 ms.
         self._max_inflight = max_inflight
-        self._inflight = 0
+        self._max_small_inflight = max_small_inflight
+        self._inflight = 0  # large groups in flight
+        self._small_inflight = 0
         self._pending: _Waiting = []
         self._small: _Waiting = []  # submissions of at most SMALL_SUBMISSION tasks
         self._pending_tasks = 0
@@ -76,17 +82,24 @@ class GroupCommitter(Service):
             return
         if self._window_s > 0 and self._pending_tasks < self._max_tasks:
             await asyncio.sleep(self._window_s)
-        self._inflight += 1
-        await self._commit(self._take(small=bool(self._small)))
+        small = bool(self._small)
+        self._count_inflight(small, 1)
+        await self._commit(self._take(small), small)
 
     def _next_lane(self) -> bool | None:
-        """Which group may start now: small (True), large (False) or none. Large groups
-        leave one transaction slot free for small ones."""
-        if self._small and self._inflight <= self._max_inflight:
+        """Which group may start now: small (True), large (False) or none. Each lane has
+        its own transaction slots."""
+        if self._small and self._small_inflight < self._max_small_inflight:
             return True
         if self._pending and self._inflight < self._max_inflight:
             return False
         return None
+
+    def _count_inflight(self, small: bool, delta: int) -> None:
+        if small:
+            self._small_inflight += delta
+        else:
+            self._inflight += delta
 
     def _take(self, small: bool) -> _Waiting:
         """The next group of one lane: waiting submissions up to ``max_tasks`` tasks (always
@@ -103,9 +116,10 @@ class GroupCommitter(Service):
         self._pending_tasks -= sum(len(part) for part, _ in batch)
         return batch
 
-    async def _commit(self, batch: _Waiting) -> None:
-        """Commit one group. The caller has counted it in ``_inflight`` already (before the
-        task runs, so a burst cannot start more than ``max_inflight``); it is uncounted here."""
+    async def _commit(self, batch: _Waiting, small: bool) -> None:
+        """Commit one group of one lane. The caller has counted it in flight already (before
+        the task runs, so a burst cannot start more than the lane's slots); it is uncounted
+        here."""
         tasks: list[Task] = []
         for part, _ in batch:
             tasks.extend(part)
@@ -132,7 +146,7 @@ class GroupCommitter(Service):
                     future.cancel()
             raise
         finally:
-            self._inflight -= 1
+            self._count_inflight(small, -1)
             self.wake()
         self.commits += 1
         offset = 0
@@ -180,8 +194,8 @@ class GroupCommitter(Service):
                         lane = self._next_lane()  # a small submission may have come meanwhile
                         if lane is None:
                             continue
-                    self._inflight += 1
-                    group.create_task(self._commit(self._take(lane)))
+                    self._count_inflight(lane, 1)
+                    group.create_task(self._commit(self._take(lane), lane))
             # In-flight commits finished with the group; commit what arrived since.
             await self.drain()
         finally:
