@@ -567,3 +567,35 @@ async def test_throughput(dispatch: RedisDispatch) -> None:
     per_task = {k: v / (rounds * 1000) * 1e6 for k, v in spent.items()}
     print("µs per task over", rounds, "rounds:", {k: round(v, 1) for k, v in per_task.items()})
     assert sum(per_task.values()) < 1000  # generous: catches a per-task round trip
+
+
+async def test_a_round_trip_cancelled_mid_reply_never_leaves_its_reply_behind(
+    dispatch: RedisDispatch, prefix: str
+) -> None:
+    # BLPOP answers only after 0.5 s; cancelled before that, its reply is still on the way.
+    blocked = asyncio.ensure_future(dispatch._run([("BLPOP", f"{{{prefix}}}:nothing", 0.5)]))
+    await asyncio.sleep(0.1)
+    blocked.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await blocked
+    # The next round trip (likely on the same pooled connection) reads its own replies:
+    # redis-py drops a connection interrupted mid-read, _pipeline one interrupted anywhere.
+    for n in range(3):
+        assert await dispatch._run([("ECHO", f"e{n}"), ("ECHO", "second")]) == [
+            f"e{n}".encode(),
+            b"second",
+        ]
+    await asyncio.sleep(0.6)  # past the moment the BLPOP reply would have arrived
+    assert await dispatch._run([("ECHO", "late")]) == [b"late"]
+
+
+async def test_an_error_reply_takes_its_own_place_in_a_round_trip(
+    dispatch: RedisDispatch, prefix: str
+) -> None:
+    key = f"{{{prefix}}}:str"
+    from redis.exceptions import ResponseError
+
+    with pytest.raises(ResponseError):
+        await dispatch._run([("SET", key, "v"), ("LPUSH", key, "x"), ("ECHO", "after")])
+    # The replies after the error were read: the connection is usable and in step.
+    assert await dispatch._run([("GET", key), ("ECHO", "ok")]) == [b"v", b"ok"]

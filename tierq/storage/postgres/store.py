@@ -108,9 +108,11 @@ async def _keep_session(conn: Conn) -> None:
     """Pool ``reset`` hook: asyncpg's default runs a reset query (advisory unlocks, CLOSE ALL,
     UNLISTEN, RESET ALL), one more round trip on every release: 4.6% of the loop's samples at
     1,200 single submits/s, and PostgreSQL's CPU at 1,000/s went from 47-48% to 42% of a
-    core without it. The pool still rolls back an open transaction before calling this. What must stay true: this store leaves no session state on a pooled
-    connection (no SET, LISTEN, session advisory lock or WITH HOLD cursor; the migration lock
-    is transaction-scoped; search_path is a startup setting)."""
+    core without it. The pool still rolls back an open transaction before calling this.
+
+    What must stay true: this store leaves no session state on a pooled connection (no SET,
+    LISTEN, session advisory lock or WITH HOLD cursor; the migration lock is
+    transaction-scoped; search_path is a startup setting)."""
 
 
 class PostgresRecordStore(RecordStore):
