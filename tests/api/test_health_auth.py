@@ -153,3 +153,15 @@ async def test_edge_layer_answers_errors_with_request_id_and_counts_them(
     assert 'tierq_http_requests_total{route="/api/v1/tasks",status="200"} 2.0' in text
     assert 'tierq_http_requests_total{route="/api/v1/tasks/{task_id}",status="404"} 1.0' in text
     assert 'tierq_http_request_seconds_count{route="/api/v1/tasks"} 3.0' in text
+
+
+async def test_statistics_answers_503_when_a_tier_is_unavailable(client: Client) -> None:
+    from tierq.api.routes import ENGINE
+
+    engine = client.app[ENGINE]  # type: ignore[union-attr]
+    resp = await client.get(f"{TASKS}/statistics")
+    assert resp.status == 200
+    await engine.store.close()  # the record tier goes away under a running engine
+    resp = await client.get(f"{TASKS}/statistics")
+    await expect_error(resp, 503, "unavailable")
+    assert resp.headers["Retry-After"]
