@@ -5,7 +5,7 @@ of their own (a real SQLite store underneath)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from tests.helpers import record_task
@@ -14,22 +14,31 @@ from tierq.engine.model import Task, TaskState
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
 
+class RecordingInsert:
+    """``insert_many`` for the committer: records each group's size and how many ran at
+    once, and waits on ``hold()`` (a commit that takes a while) before the real write."""
+
+    def __init__(self, store: SQLiteRecordStore, hold: Callable[[], Awaitable[object]]):
+        self.store = store
+        self.hold = hold
+        self.running = self.peak = 0
+        self.sizes: list[int] = []
+
+    async def __call__(self, tasks: Sequence[Task]) -> list[str]:
+        self.running += 1
+        self.peak = max(self.peak, self.running)
+        self.sizes.append(len(tasks))
+        try:
+            await self.hold()
+            return await self.store.task_insert_many(tasks)
+        finally:
+            self.running -= 1
+
+
 async def test_a_burst_never_runs_more_than_max_inflight_commits(tmp_path: Path) -> None:
     store = SQLiteRecordStore(str(tmp_path / "c.db"))
     await store.open()
-    running = peak = 0
-    sizes: list[int] = []
-
-    async def insert_many(tasks: Sequence[Task]) -> list[str]:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        sizes.append(len(tasks))
-        try:
-            await asyncio.sleep(0.01)  # a commit that takes a while (an fsync)
-            return await store.task_insert_many(tasks)
-        finally:
-            running -= 1
+    insert_many = RecordingInsert(store, lambda: asyncio.sleep(0.01))  # as if an fsync
 
     committer = GroupCommitter(insert_many, max_tasks=20, max_inflight=4)
     await committer.start()
@@ -38,8 +47,8 @@ async def test_a_burst_never_runs_more_than_max_inflight_commits(tmp_path: Path)
         submissions = [[record_task() for _ in range(20)] for _ in range(15)]
         results = await asyncio.gather(*(committer.submit(s) for s in submissions))
         assert [r for r in results] == [[t.id for t in s] for s in submissions]
-        assert peak <= 4, f"{peak} commits ran at once"
-        assert max(sizes) <= 20
+        assert insert_many.peak <= 4, f"{insert_many.peak} commits ran at once"
+        assert max(insert_many.sizes) <= 20
         counts = await store.task_counts()
         assert counts[TaskState.QUEUED] == 300
     finally:
@@ -86,19 +95,8 @@ async def test_small_submissions_share_the_small_lanes_slots(tmp_path: Path) -> 
     store = SQLiteRecordStore(str(tmp_path / "m.db"))
     await store.open()
     release = asyncio.Event()
-    running = peak = 0
-    group_sizes: list[int] = []
-
-    async def insert_many(tasks: Sequence[Task]) -> list[str]:
-        nonlocal running, peak
-        running += 1
-        peak = max(peak, running)
-        group_sizes.append(len(tasks))
-        try:
-            await release.wait()
-            return await store.task_insert_many(tasks)
-        finally:
-            running -= 1
+    insert_many = RecordingInsert(store, release.wait)
+    group_sizes = insert_many.sizes
 
     committer = GroupCommitter(insert_many, max_inflight=4, max_small_inflight=1)
     await committer.start()
@@ -109,14 +107,14 @@ async def test_small_submissions_share_the_small_lanes_slots(tmp_path: Path) -> 
         rest = [asyncio.ensure_future(committer.submit(s)) for s in singles]
         await asyncio.sleep(0.02)
         # The large lane's four slots are not the small lane's: still one commit at a time.
-        assert running == 1 and group_sizes == [1]
+        assert insert_many.running == 1 and group_sizes == [1]
         release.set()
         assert len(await asyncio.wait_for(first, 5)) == 1
         results = await asyncio.wait_for(asyncio.gather(*rest), 5)
         assert results == [[s[0].id] for s in singles]
         # Those that waited went together, in one transaction.
         assert group_sizes == [1, 30]
-        assert peak == 1
+        assert insert_many.peak == 1
         assert (await store.task_counts())[TaskState.QUEUED] == 31
     finally:
         release.set()
