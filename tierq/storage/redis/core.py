@@ -138,9 +138,10 @@ class RedisCore:
             if sum(map(len, cmds)) < PACK_OFF_LOOP_ARGS:
                 packed = conn.pack_commands(cmds)
             else:
-                # hiredis packs a command in C without a break (~3 ms for 1,000 tasks): in a
-                # thread the loop gets the GIL back between commands instead of waiting
-                # for all of them (a 10,000-ack flush held it 15-35 ms).
+                # hiredis packs each command in C without a break, and a 10,000-ack flush
+                # is dozens of commands: in a thread the loop gets the GIL back between
+                # them (py-spy found the loop packing for up to 35 ms of one busy stretch
+                # during a 200k drain on shared cores).
                 packed = await asyncio.to_thread(conn.pack_commands, cmds)
             await conn.send_packed_command(packed, check_health=False)
             results: list[Any] = []
