@@ -599,3 +599,20 @@ async def test_an_error_reply_takes_its_own_place_in_a_round_trip(
         await dispatch._run([("SET", key, "v"), ("LPUSH", key, "x"), ("ECHO", "after")])
     # The replies after the error were read: the connection is usable and in step.
     assert await dispatch._run([("GET", key), ("ECHO", "ok")]) == [b"v", b"ok"]
+
+
+async def test_depth_sees_queues_added_since_its_last_call(
+    dispatch: RedisDispatch, other: RedisDispatch
+) -> None:
+    await dispatch.enqueue_many([make_task(queue="a")], None, NOW)
+    assert await dispatch.depth() == {"ready": 1, "delayed": 0, "leased": 0}
+    # Another replica opens a queue this one has never seen: counted on the next call.
+    await other.enqueue_many([make_task(queue="b"), make_task(queue="b")], None, NOW)
+    await other.enqueue_many([make_task(queue="c", run_at=NOW + 1)], None, NOW)
+    assert await dispatch.depth() == {"ready": 3, "delayed": 1, "leased": 0}
+    assert await dispatch.depth() == {"ready": 3, "delayed": 1, "leased": 0}
+    # The tier wiped (a Redis restart without persistence): nothing of the old queues counts.
+    await purge(dispatch)
+    assert await dispatch.depth() == {"ready": 0, "delayed": 0, "leased": 0}
+    await dispatch.enqueue_many([make_task(queue="b")], None, NOW)
+    assert await dispatch.depth() == {"ready": 1, "delayed": 0, "leased": 0}

@@ -94,6 +94,8 @@ class RedisDispatch(Liveness, Dispatch):
         # of them. Only a routing hint: the scripts check the lease (or the acked hash), and
         # unknown ids are tried on every queue.
         self._queue_of: dict[str, str] = {}
+        # Queue names as depth() last saw them (see there).
+        self._depth_queues: list[str] = []
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -320,13 +322,34 @@ class RedisDispatch(Liveness, Dispatch):
         wake.clear()
 
     async def depth(self) -> dict[str, int]:
-        queues = await self._queues()
+        """Task counts over every queue, in one round trip when the queue names are those
+        seen last time: the names are read in the same round trip as the sizes of the
+        queues known so far, and only queues new since then cost a second one. (Statistics
+        call this; while a backlog drains every round trip may wait ~10-30 ms for Redis.)"""
+        known = self._depth_queues
+        names, *sizes = await self._run([("SMEMBERS", self.keys.queues), *self._sizes(known)])
+        queues = sorted(q.decode() for q in names)
+        seen = set(known)
+        new = [q for q in queues if q not in seen]
+        if new:
+            sizes += await self._run(self._sizes(new))
+        self._depth_queues = queues
+        # Three sizes per queue, in the order asked; a queue that left the set (the
+        # dispatch tier was wiped) is not counted.
+        listed = set(queues)
+        totals = [0, 0, 0]
+        for i, queue in enumerate([*known, *new]):
+            if queue in listed:
+                for kind in range(3):
+                    totals[kind] += int(sizes[3 * i + kind])
+        return {"ready": totals[0], "delayed": totals[1], "leased": totals[2]}
+
+    def _sizes(self, queues: list[str]) -> list[Command]:
         cmds: list[Command] = []
         for q in queues:
             qk = self.keys.queue(q)
             cmds += [("ZCARD", qk.ready), ("ZCARD", qk.delayed), ("HLEN", qk.lease)]
-        res = [int(r) for r in await self._run(cmds)]
-        return {"ready": sum(res[0::3]), "delayed": sum(res[1::3]), "leased": sum(res[2::3])}
+        return cmds
 
     # ---- plumbing ----------------------------------------------------------------------
 
