@@ -49,6 +49,10 @@ class Service(abc.ABC):
         """Called once after a requested stop (not on cancellation): finish queued work."""
 
     async def run(self) -> None:
+        # stop() must stop the service however it runs: started by start(), or run inside
+        # the engine's TaskGroup (where stop() had no task to wait for and did nothing).
+        if self._task is None:
+            self._task = asyncio.current_task()
         while not self._stopping:
             try:
                 await self.run_once()
@@ -88,8 +92,10 @@ class Service(abc.ABC):
             self._task = asyncio.create_task(self.run(), name=f"tierq-{self.name}")
 
     async def stop(self) -> None:
+        """Ask the loop to stop and wait until it has (its drain included)."""
         task, self._task = self._task, None
         if task is None:
             return
         self.request_stop()
-        await task
+        if task is not asyncio.current_task():
+            await task
