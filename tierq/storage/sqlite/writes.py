@@ -79,8 +79,7 @@ def _add_counts(conn: sqlite3.Connection, deltas: Mapping[str, int]) -> None:
 
 def insert_job(tasks: Sequence[Task]) -> Job:
     params = [rows.task_params(t) for t in tasks]
-    # As stored: NUL replaced (rows.without_nul), or the lookup below would miss them.
-    keys = [rows.without_nul(t.idempotency_key) for t in tasks if t.idempotency_key is not None]
+    keys = _stored_keys(tasks)
 
     def job(conn: sqlite3.Connection) -> list[str]:
         stored = [t.id for t in tasks]
@@ -89,15 +88,13 @@ def insert_job(tasks: Sequence[Task]) -> Job:
         if keys:
             # A key held by an earlier batch, or earlier in this one, keeps its first task:
             # known before the insert, so the skipped rows are neither sent nor counted.
-            owner = dict(conn.execute(_SQL["task_ids_by_key"], (rows.json_list(keys),)))
+            owner = dict(conn.execute(_SQL["task_ids_by_key"], (rows.json_list([*keys.values()]),)))
             keep: list[int] = []
             for i, t in enumerate(tasks):
-                key = t.idempotency_key
+                key = keys.get(i)
                 if key is None:
                     keep.append(i)
-                    continue
-                key = rows.without_nul(key)
-                if key in owner:
+                elif key in owner:
                     stored[i] = owner[key]
                 else:
                     owner[key] = t.id
@@ -106,7 +103,7 @@ def insert_job(tasks: Sequence[Task]) -> Job:
                 send = [params[i] for i in keep]
                 fresh = keep
         if send and execute_rows(conn, _SQL["task_insert"], _TASK_WIDTH, send) != len(send):
-            raise Replay(_insert_exact(tasks, params))  # a duplicate id: rare
+            raise Replay(_insert_exact(tasks, params, keys))  # a duplicate id: rare
         state_text = rows.STATE_TEXT
         _add_counts(conn, Counter(state_text[tasks[i].state] for i in fresh))
         _insert_edges(conn, tasks, stored)
@@ -115,7 +112,19 @@ def insert_job(tasks: Sequence[Task]) -> Job:
     return job
 
 
-def _insert_exact(tasks: Sequence[Task], params: Sequence[rows.TaskRow]) -> Job:
+def _stored_keys(tasks: Sequence[Task]) -> dict[int, str]:
+    """Idempotency keys by task index, as stored (NUL replaced, rows.without_nul): the
+    lookups by key must use them or miss."""
+    return {
+        i: rows.without_nul(t.idempotency_key)
+        for i, t in enumerate(tasks)
+        if t.idempotency_key is not None
+    }
+
+
+def _insert_exact(
+    tasks: Sequence[Task], params: Sequence[rows.TaskRow], keys: dict[int, str]
+) -> Job:
     """Row by row, so each skipped row (duplicate id or key) is known and not counted."""
 
     def job(conn: sqlite3.Connection) -> list[str]:
@@ -124,15 +133,8 @@ def _insert_exact(tasks: Sequence[Task], params: Sequence[rows.TaskRow]) -> Job:
         for t, p in zip(tasks, params, strict=True):
             if execute_rows(conn, _SQL["task_insert"], _TASK_WIDTH, [p]):
                 added[t.state.value] += 1
-        keys = {
-            i: rows.without_nul(t.idempotency_key)
-            for i, t in enumerate(tasks)
-            if t.idempotency_key is not None
-        }
         if keys:
-            owner = dict(
-                conn.execute(_SQL["task_ids_by_key"], (rows.json_list(list(keys.values())),))
-            )
+            owner = dict(conn.execute(_SQL["task_ids_by_key"], (rows.json_list([*keys.values()]),)))
             for i, key in keys.items():
                 stored[i] = owner[key]
         _add_counts(conn, added)
