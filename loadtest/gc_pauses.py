@@ -2,10 +2,12 @@
 (generation, duration), to see whether the collector is what stalls the loop.
 
     .venv/bin/python loadtest/gc_pauses.py serve --port 18091 2> gc.log
-    GC_YOUNG=700 .venv/bin/python loadtest/gc_pauses.py serve ...   # Python's default
+    GC_YOUNG=700 GC_MIDDLE=10 .venv/bin/python loadtest/gc_pauses.py serve ...   # Python's
 
-``GC_YOUNG`` replaces ``tierq.cli.GC_YOUNG_THRESHOLD``, the young-generation threshold serve
-sets, for comparisons.
+``GC_YOUNG`` and ``GC_MIDDLE`` replace ``tierq.cli.GC_YOUNG_THRESHOLD`` and
+``GC_MIDDLE_THRESHOLD``, the thresholds serve sets, for comparisons. On exit (SIGTERM) it
+prints what each generation's passes collected (``gc.get_stats()``): how much cyclic garbage
+the run made.
 """
 
 from __future__ import annotations
@@ -33,8 +35,14 @@ def main() -> int:
     gc.callbacks.append(_log)
     if "GC_YOUNG" in os.environ:
         tierq.cli.GC_YOUNG_THRESHOLD = int(os.environ["GC_YOUNG"])
+    if "GC_MIDDLE" in os.environ:
+        tierq.cli.GC_MIDDLE_THRESHOLD = int(os.environ["GC_MIDDLE"])
     sys.argv = ["tierq", *sys.argv[1:]]
-    return int(tierq.cli.main() or 0)
+    try:
+        return int(tierq.cli.main() or 0)
+    finally:
+        for generation, stats in enumerate(gc.get_stats()):
+            print(f"GC gen{generation} totals: {stats}", file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ def _setup_logging(level: str) -> None:
 
 
 GC_YOUNG_THRESHOLD = 20_000
+GC_MIDDLE_THRESHOLD = 1_000
 
 
 async def serve(settings: Settings) -> None:
@@ -84,7 +85,12 @@ async def serve(settings: Settings) -> None:
     # whose full passes then ran 13 times in a 200k-task drain, up to 187 ms each (the
     # loop stalls longest of anything we measured). With 20,000 they mostly die young: two
     # full passes per drain, <= 40 ms (BENCHMARKS.md, second session, profile item 3).
-    gc.set_threshold(GC_YOUNG_THRESHOLD, 20, 10)
+    # The middle generation's passes walk every report still waiting for its flush (tens of
+    # thousands during a drain): with Python's 20 young passes per middle pass they came every
+    # 3-4 s of a drain and stalled the loop 35-100 ms each, the probes' p99. With 1,000 they
+    # come every few minutes under load; what they collect is cyclic garbage only (everything
+    # else is freed by reference counting), which this process makes little of (fifth session).
+    gc.set_threshold(GC_YOUNG_THRESHOLD, GC_MIDDLE_THRESHOLD, 10)
     site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
     await site.start()
     bound = (settings.host, settings.port)
