@@ -31,12 +31,12 @@ class _UserCancelled(Exception):
     """A user cancelled the running handler (not the worker: that is shutdown)."""
 
 
-# Let other coroutines (HTTP, flusher) run at least this often while tasks complete without
-# ever awaiting anything (noop): fairness, not speed. Every worker may take this many tasks
-# per loop iteration, so 64 workers at 32 made one iteration up to 2,048 tasks (20-40 ms on
-# a slow machine) that each request waited through several times; 4 cut the drain's loop lag
-# ~17% and did not slow it (BENCHMARKS.md, second session).
-YIELD_EVERY = 4
+# At most this many tasks start per event-loop iteration, across all workers: tasks that never
+# await (noop) would otherwise run back to back, and every request (its socket read, each store
+# reply it waits for) waits through the whole iteration, several times per request. Per worker
+# (four tasks each before yielding) an iteration of 64 workers held up to 256 tasks; during a
+# distributed drain the probes' p90 was 20-34 ms (BENCHMARKS.md, fifth session).
+TURN_TASKS = 64
 MAX_ERROR_CHARS = 4000
 
 
@@ -51,6 +51,9 @@ class WorkerPool:
         self._handlers: dict[str, asyncio.Task[object]] = {}
         self._running: set[str] = set()
         self._idle: asyncio.Event | None = None
+        # Tasks started in this loop iteration (see TURN_TASKS); reset by a callback queued
+        # when the first one starts, which runs first in the next iteration.
+        self._turn_used = 0
 
     def running_ids(self) -> list[str]:
         return list(self._running)
@@ -75,8 +78,10 @@ class WorkerPool:
         memory = engine.memory
         flusher = engine.flusher
         name = f"{engine.node_id}/w{index}"
-        done = 0
         while True:
+            if self._turn_used >= TURN_TASKS:
+                await asyncio.sleep(0)  # the next iteration, after its reset
+                continue
             if engine.clock() > engine.lease_deadline:
                 # This replica cannot prove its leases are alive (it was frozen, or Redis is
                 # unreachable): starting a task now could duplicate a rescued attempt.
@@ -86,6 +91,9 @@ class WorkerPool:
             if task is None:
                 await memory.wait_ready()
                 continue
+            self._turn_used += 1
+            if self._turn_used == 1:
+                asyncio.get_running_loop().call_soon(self._new_turn)
             self.busy += 1
             self._running.add(task.id)
             try:
@@ -98,9 +106,9 @@ class WorkerPool:
                     self._idle.set()
             if flusher.backlog >= flusher.max_buffer:
                 await flusher.wait_room()
-            done += 1
-            if done % YIELD_EVERY == 0:
-                await asyncio.sleep(0)
+
+    def _new_turn(self) -> None:
+        self._turn_used = 0
 
     async def _attempt(self, task: Task, worker: str) -> None:
         engine = self._engine
