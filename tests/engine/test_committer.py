@@ -8,10 +8,15 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
+import pytest
+
 from tests.helpers import record_task
+from tierq.config import ConfigError, from_mapping
 from tierq.engine.committer import SMALL_SUBMISSION, GroupCommitter
 from tierq.engine.model import Task, TaskState
 from tierq.storage.sqlite.store import SQLiteRecordStore
+
+from .conftest import EngineFactory
 
 
 class RecordingInsert:
@@ -91,32 +96,45 @@ async def test_a_small_submission_does_not_wait_for_large_groups(tmp_path: Path)
         await store.close()
 
 
-async def test_small_submissions_share_the_small_lanes_slots(tmp_path: Path) -> None:
+@pytest.mark.parametrize("slots", [1, 2])
+async def test_small_submissions_share_the_small_lanes_slots(tmp_path: Path, slots: int) -> None:
     store = SQLiteRecordStore(str(tmp_path / "m.db"))
     await store.open()
     release = asyncio.Event()
     insert_many = RecordingInsert(store, release.wait)
     group_sizes = insert_many.sizes
 
-    committer = GroupCommitter(insert_many, max_inflight=4, max_small_inflight=1)
+    committer = GroupCommitter(insert_many, max_inflight=4, max_small_inflight=slots)
     await committer.start()
     try:
-        first = asyncio.ensure_future(committer.submit([record_task()]))
-        await asyncio.sleep(0.02)  # the first single is in flight, alone
-        singles = [[record_task()] for _ in range(30)]
+        first = []
+        for _ in range(slots):
+            first.append(asyncio.ensure_future(committer.submit([record_task()])))
+            await asyncio.sleep(0.02)  # in flight, alone, before the next one arrives
+        singles = [[record_task()] for _ in range(31 - slots)]
         rest = [asyncio.ensure_future(committer.submit(s)) for s in singles]
         await asyncio.sleep(0.02)
-        # The large lane's four slots are not the small lane's: still one commit at a time.
-        assert insert_many.running == 1 and group_sizes == [1]
+        # The large lane's four slots are not the small lane's: still ``slots`` at a time.
+        assert insert_many.running == slots and group_sizes == [1] * slots
         release.set()
-        assert len(await asyncio.wait_for(first, 5)) == 1
+        for future in first:
+            assert len(await asyncio.wait_for(future, 5)) == 1
         results = await asyncio.wait_for(asyncio.gather(*rest), 5)
         assert results == [[s[0].id] for s in singles]
         # Those that waited went together, in one transaction.
-        assert group_sizes == [1, 30]
-        assert insert_many.peak == 1
+        assert group_sizes == [1] * slots + [31 - slots]
+        assert insert_many.peak == slots
         assert (await store.task_counts())[TaskState.QUEUED] == 31
     finally:
         release.set()
         await committer.stop()
         await store.close()
+
+
+async def test_the_engine_takes_the_small_lanes_slots_from_its_settings(
+    make_engine: EngineFactory,
+) -> None:
+    engine = await make_engine(commit_small_slots=3)
+    assert engine.committer._max_small_inflight == 3
+    with pytest.raises(ConfigError, match="TIERQ_COMMIT_SMALL_SLOTS: must be at least 1"):
+        from_mapping({"commit_small_slots": 0})

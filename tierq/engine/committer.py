@@ -15,9 +15,11 @@ Small submissions (at most ``SMALL_SUBMISSION`` tasks: a single POST) have their
 they are grouped only with each other, taken first, and have ``max_small_inflight``
 transaction slots of their own, apart from the ``max_inflight`` of large groups. Grouped with
 1,000-task batches they waited for those batches' inserts (single submits at p99 ~105 ms
-while a backlog was being submitted, embedded). The small lane has fewer slots because, where
-CPU is the limit, every extra slot in flight splits single submits into more, smaller
-transactions, and each costs two round trips of Python on the loop whatever its size.
+while a backlog was being submitted, embedded). The small lane's slot count is a setting
+(``commit_small_slots``): where CPU is the limit, every extra slot in flight splits single
+submits into more, smaller transactions, each costing two round trips of Python on the loop
+whatever its size; where it is not, a second slot spares a submission the wait for the
+commit already in flight (p99 at 2,000/s 9.5-9.7 -> 8.2-8.4 ms, fifth session).
 """
 
 from __future__ import annotations

@@ -76,7 +76,11 @@ class Engine(Control, Recovery):
         self.clock = clock
         self.distributed = dispatch.capabilities.shared
         self.memory = MemoryTier(settings.memory_limit, clock)
-        self.committer = GroupCommitter(self._commit_group, settings.commit_window_ms / 1000.0)
+        self.committer = GroupCommitter(
+            self._commit_group,
+            settings.commit_window_ms / 1000.0,
+            max_small_inflight=settings.commit_small_slots,
+        )
         self.flusher = Flusher(
             ack_many=lambda acks: dispatch.ack_many(node_id, acks, clock()),
             confirm_many=lambda ids: dispatch.confirm_many(node_id, ids),
