@@ -152,10 +152,24 @@ def prints_floats_exactly(conn: sqlite3.Connection) -> bool:
 def read_tasks(conn: sqlite3.Connection, ids: str, as_json: bool) -> list[Task]:
     """The tasks whose ids ``ids`` (a JSON array) holds, in no particular order: in one
     step (task_rows_json.sql) when ``as_json``, else one row per step."""
+    return decode_tasks(read_task_rows(conn, ids, as_json), as_json)
+
+
+def read_task_rows(conn: sqlite3.Connection, ids: str, as_json: bool) -> list[Any]:
+    """``read_tasks`` without building the tasks: the rows, for ``decode_tasks`` to turn
+    into tasks in another thread than the one holding the connection."""
     if as_json:
         (found,) = conn.execute(_ROWS_JSON, (ids,)).fetchone()
-        return [task_from_json(r) for r in orjson.loads(found)]
-    return [task_from_row(r) for r in conn.execute(_GET_MANY, (ids,))]
+        rows: list[Any] = orjson.loads(found)
+        return rows
+    return conn.execute(_GET_MANY, (ids,)).fetchall()
+
+
+def decode_tasks(rows: Sequence[Any], as_json: bool) -> list[Task]:
+    """Tasks from ``read_task_rows``'s rows (read with the same ``as_json``)."""
+    if as_json:
+        return [task_from_json(r) for r in rows]
+    return [task_from_row(r) for r in rows]
 
 
 def execution_from_row(r: Sequence[Any]) -> Execution:

@@ -29,6 +29,7 @@ from tierq.engine.model import (
     TaskState,
     Transition,
 )
+from tierq.storage import offload
 from tierq.storage.base import RecordCapabilities, RecordStore, StoreDataError, StoreUnavailable
 from tierq.storage.sqlite import rows, writes
 from tierq.storage.sqlite.connection import ConnectionThread
@@ -182,7 +183,10 @@ class SQLiteRecordStore(RecordStore):
         return await self._write(writes.retry_job(ids, now), urgent=True, size=len(ids))
 
     async def _task_claim(self, owner: str, limit: int, now: float, horizon: float) -> list[Task]:
-        return await self._write(writes.claim_job(owner, limit, now, horizon, self._rows_as_json))
+        as_json = self._rows_as_json
+        found = await self._write(writes.claim_job(owner, limit, now, horizon, as_json))
+        # Off the writer thread (and, for a large claim, off the loop too).
+        return await offload.build(lambda r: _claimed_tasks(r, as_json), found)
 
     async def _task_release(self, owner: str, ids: Sequence[str] | None) -> int:
         sql = _SQL["task_release_all" if ids is None else "task_release"]
@@ -241,6 +245,12 @@ class SQLiteRecordStore(RecordStore):
 
     async def _ping(self) -> None:
         await self._read(lambda conn: conn.execute(_SQL["ping"]).fetchone())
+
+
+def _claimed_tasks(found: Sequence[object], as_json: bool) -> list[Task]:
+    claimed = rows.decode_tasks(found, as_json)
+    claimed.sort(key=lambda t: t.sort_key)  # the read's order is unspecified
+    return claimed
 
 
 def _migrate(conn: sqlite3.Connection) -> list[int]:
