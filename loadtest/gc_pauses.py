@@ -31,12 +31,17 @@ def _log(phase: str, info: dict[str, int]) -> None:
         print(f"GC gen{info['generation']} {took_ms:.1f} ms", file=sys.stderr, flush=True)
 
 
-def main() -> int:
-    gc.callbacks.append(_log)
+def thresholds_from_env() -> None:
+    """GC_YOUNG and GC_MIDDLE, when set, replace the thresholds serve will set."""
     if "GC_YOUNG" in os.environ:
         tierq.cli.GC_YOUNG_THRESHOLD = int(os.environ["GC_YOUNG"])
     if "GC_MIDDLE" in os.environ:
         tierq.cli.GC_MIDDLE_THRESHOLD = int(os.environ["GC_MIDDLE"])
+
+
+def main() -> int:
+    gc.callbacks.append(_log)
+    thresholds_from_env()
     sys.argv = ["tierq", *sys.argv[1:]]
     try:
         return int(tierq.cli.main() or 0)
