@@ -286,8 +286,8 @@ def retry_job(ids: Sequence[str], now: float) -> Job:
 def claim_job(owner: str, limit: int, now: float, horizon: float, rows_as_json: bool) -> Job:
     """``rows_as_json``: read the claimed rows back in one step (task_rows_json.sql) rather
     than one row per step; only where SQLite prints doubles exactly (rows.py). The job
-    returns the rows, not tasks: building 1,000 tasks was ~10% of the writer thread's time
-    in a drain, and the writer is what an embedded drain waits for (store.py decodes them)."""
+    returns the rows, not tasks (store.py builds them): building 1,000 tasks was ~10% of the
+    writer thread's time in a drain, time every submission queued behind it waited for."""
     pick = {"limit": limit, "now": now, "horizon": horizon}
 
     def job(conn: sqlite3.Connection) -> list[Any]:
