@@ -16,19 +16,29 @@ import gc
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import tierq.cli
 
-_started: list[float] = []
+
+def log_passes(min_ms: float, write: Callable[[str], object]) -> Callable[..., None]:
+    """A ``gc.callbacks`` entry that writes one line per collector pass over ``min_ms``."""
+    started = [0.0]
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+            return
+        took_ms = (time.perf_counter() - started[0]) * 1000
+        if took_ms > min_ms:
+            write(f"GC gen{info['generation']} {took_ms:.1f} ms at {time.time():.3f}\n")
+
+    return on_gc
 
 
-def _log(phase: str, info: dict[str, int]) -> None:
-    if phase == "start":
-        _started[:] = [time.perf_counter()]
-        return
-    took_ms = (time.perf_counter() - _started[0]) * 1000 if _started else 0.0
-    if took_ms > 5:
-        print(f"GC gen{info['generation']} {took_ms:.1f} ms", file=sys.stderr, flush=True)
+def _to_stderr(line: str) -> None:
+    sys.stderr.write(line)
+    sys.stderr.flush()
 
 
 def thresholds_from_env() -> None:
@@ -40,7 +50,7 @@ def thresholds_from_env() -> None:
 
 
 def main() -> int:
-    gc.callbacks.append(_log)
+    gc.callbacks.append(log_passes(5, _to_stderr))
     thresholds_from_env()
     sys.argv = ["tierq", *sys.argv[1:]]
     try:

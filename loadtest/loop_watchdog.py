@@ -26,7 +26,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 import uvloop
-from gc_pauses import thresholds_from_env
+from gc_pauses import log_passes, thresholds_from_env
 
 import tierq.cli
 
@@ -35,17 +35,12 @@ SAMPLE_S = 0.002
 STALL_S = float(os.environ.get("STALL_MS", "25")) / 1000
 log = open(os.environ.get("STALL_LOG", "stalls.log"), "w")  # noqa: SIM115 - process lifetime
 last_beat = [time.perf_counter()]
-gc_started = [0.0]
+original_run = uvloop.run
 
 
-def on_gc(phase: str, info: dict[str, int]) -> None:
-    if phase == "start":
-        gc_started[0] = time.perf_counter()
-        return
-    took_ms = (time.perf_counter() - gc_started[0]) * 1000
-    if took_ms > 3:
-        log.write(f"GC gen{info['generation']} {took_ms:.1f} ms at {time.time():.3f}\n")
-        log.flush()
+def write_log(line: str) -> None:
+    log.write(line)
+    log.flush()
 
 
 def watch(loop_thread: int) -> None:
@@ -63,10 +58,10 @@ def watch(loop_thread: int) -> None:
                 stacks[" <- ".join(f"{f.name}:{f.lineno}" for f in inner)] += 1
             late = max(late, time.perf_counter() - beat_seen - BEAT_S)
             time.sleep(SAMPLE_S)
-        log.write(f"STALL {late * 1000:.0f} ms late at {time.time():.3f}\n")
+        lines = [f"STALL {late * 1000:.0f} ms late at {time.time():.3f}\n"]
         for stack, n in stacks.most_common(6):
-            log.write(f"  {n * SAMPLE_S * 1000:5.0f} ms  {stack}\n")
-        log.flush()
+            lines.append(f"  {n * SAMPLE_S * 1000:5.0f} ms  {stack}\n")
+        write_log("".join(lines))
 
 
 async def beat() -> None:
@@ -86,11 +81,8 @@ def run_with_beat(coro: Coroutine[Any, Any, Any], **kwargs: Any) -> Any:
     return original_run(main(), **kwargs)
 
 
-original_run = uvloop.run
-
-
 def main() -> int:
-    gc.callbacks.append(on_gc)
+    gc.callbacks.append(log_passes(3, write_log))
     thresholds_from_env()
     threading.Thread(target=watch, args=(threading.get_ident(),), daemon=True).start()
     uvloop.run = run_with_beat  # tierq.cli runs the server with uvloop.run
