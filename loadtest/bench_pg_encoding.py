@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.helpers import record_task  # noqa: E402
-from tierq.engine.model import Outcome, TaskState, Transition  # noqa: E402
+from tierq.model import Outcome, TaskState, Transition  # noqa: E402
 from tierq.storage.postgres import codecs  # noqa: E402
 
 Build = Callable[[Sequence[Any]], list[Any]]

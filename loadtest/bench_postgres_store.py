@@ -21,7 +21,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers import record_task
-from tierq.engine.model import Outcome, Task, TaskState, Transition
+from tierq.model import Outcome, Task, TaskState, Transition
 from tierq.storage.postgres.store import PostgresRecordStore
 
 DSN = os.environ.get("TIERQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

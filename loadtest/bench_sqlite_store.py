@@ -33,7 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.helpers import record_task
-from tierq.engine.model import Outcome, Task, TaskState, Transition
+from tierq.model import Outcome, Task, TaskState, Transition
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
 PAYLOAD = b'{"to": "someone@example.com", "subject": "hello", "n": 12345}'

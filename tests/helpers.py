@@ -13,10 +13,10 @@ import msgspec
 import orjson
 import pytest
 
-from tierq.api.schemas import TaskIn, to_task
 from tierq.engine.engine import Engine
-from tierq.engine.model import Task, TaskState
+from tierq.engine.intake import TaskIn, build_task
 from tierq.ids import new_id
+from tierq.model import Task, TaskState
 from tierq.storage.postgres.store import PostgresRecordStore
 
 POSTGRES_URL = os.environ.get(
@@ -51,7 +51,7 @@ def make_task(engine: Engine, type: str = "noop", payload: Any = None, **fields:
     """A task built the way the API builds one (validation, id, state, times)."""
     raw = msgspec.Raw(orjson.dumps({} if payload is None else payload))
     spec = TaskIn(type=type, payload=raw, **fields)
-    return to_task(spec, "$", engine.settings, engine.registry, engine.clock())
+    return build_task(spec, "$", engine.settings, engine.registry, engine.clock())
 
 
 async def submit(engine: Engine, *tasks: Task) -> list[str]:

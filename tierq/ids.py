@@ -63,14 +63,5 @@ def new_id(now: float | None = None) -> str:
     return f"{_prefix}{_HEX3[_counter]}-{tail[2:6]}-{tail[6:]}"
 
 
-def new_ids(count: int, now: float | None = None) -> list[str]:
-    return [new_id(now) for _ in range(count)]
-
-
 def is_valid_id(text: str) -> bool:
     return bool(_UUID_RE.match(text))
-
-
-def id_time(task_id: str) -> float:
-    """The creation time (seconds) encoded in an id."""
-    return int(task_id[:8] + task_id[9:13], 16) / 1000.0

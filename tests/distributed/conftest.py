@@ -26,8 +26,8 @@ from tierq.api.app import build_engine
 from tierq.config import Settings, from_mapping
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import close_registry
-from tierq.engine.model import Task
 from tierq.metrics import Metrics
+from tierq.model import Task
 
 POSTGRES_URL = os.environ.get(
     "TIERQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"

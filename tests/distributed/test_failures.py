@@ -14,7 +14,7 @@ from redis import asyncio as aioredis
 from tests.distributed.conftest import Cluster, counter_value, make_task, submit, wait_for
 from tierq.engine.engine import Engine
 from tierq.engine.handlers.base import Handler, TaskContext
-from tierq.engine.model import TaskState
+from tierq.model import TaskState
 
 pytestmark = pytest.mark.distributed
 
@@ -63,7 +63,7 @@ async def test_frozen_replica_is_rescued_and_fenced_off(cluster: Cluster) -> Non
         a.node_id, a.settings.heartbeat_ttl_s, a.clock(), a.replica_info()
     )
     assert registered is False
-    await a.check_dispatch(registered)
+    await a.repair.check(registered)
     assert a.memory.ready_count == 0
     assert set(a.workers.running_ids()) == running  # running handlers finish on their own
 
@@ -117,8 +117,8 @@ async def test_dispatch_tier_rebuilt_after_losing_its_data(cluster: Cluster) -> 
     b = await cluster.engine("b", workers=2, memory_limit=5)
     log.install(a)
     log.install(b)
-    generation = a._generation
-    assert b._generation == generation
+    generation = a.repair.generation
+    assert b.repair.generation == generation
 
     delayed = [make_task(a, type="counted", delay_seconds=1.5) for _ in range(50)]
     queued = [make_task(a, type="counted") for _ in range(40)]
@@ -127,9 +127,9 @@ async def test_dispatch_tier_rebuilt_after_losing_its_data(cluster: Cluster) -> 
 
     # Tasks some replica holds (queued, running, or finished but not yet flushed) may run
     # again after the wipe: their leases and acks vanish with it. Nothing else may.
-    at_risk = set(a._live) | set(b._live)
+    at_risk = a.held.ids() | b.held.ids()
     wiped = await cluster.wipe_redis()
-    at_risk |= set(a._live) | set(b._live)
+    at_risk |= a.held.ids() | b.held.ids()
     assert wiped > 0
     assert len(at_risk) <= 2 * 5 + 10
 
@@ -137,11 +137,11 @@ async def test_dispatch_tier_rebuilt_after_losing_its_data(cluster: Cluster) -> 
     # wipe lands after the line above (the test's first version missed those and failed
     # about one run in eight without anything being wrong).
     def noticed() -> bool:
-        at_risk.update(a._live, b._live)
-        return a._generation != generation and b._generation != generation
+        at_risk.update(a.held.ids(), b.held.ids())
+        return a.repair.generation != generation and b.repair.generation != generation
 
     await wait_for(noticed, 3)
-    assert a._generation == b._generation
+    assert a.repair.generation == b.repair.generation
 
     await wait_for(lambda: succeeded(cluster, ids), timeout=15)
     assert set(log.runs) == set(ids)
@@ -170,14 +170,14 @@ async def test_write_through_failure_is_repaired_by_rebuild(cluster: Cluster) ->
         await broken.aclose()
     task = results[0].task
     assert results[0].created
-    assert a.needs_rebuild is True
+    assert a.repair.needs_rebuild is True
     assert a.memory.held == 0  # not held: its lease was never written
     rows = await cluster.sql("SELECT state FROM {s}.tasks WHERE id = $1", task.id)
     assert [r["state"] for r in rows] == ["queued"]  # durable in the record tier
 
     # Redis answers again: the next heartbeat offers the record tier, and the task runs.
     await wait_for(lambda: succeeded(cluster, [task.id]), timeout=5)
-    assert a.needs_rebuild is False
+    assert a.repair.needs_rebuild is False
     executions = await cluster.executions()
     assert [(r["attempt"], r["outcome"]) for r in executions[task.id]] == [(1, "succeeded")]
 
@@ -193,15 +193,16 @@ async def test_write_through_failing_during_a_rebuild_keeps_the_rebuild_pending(
     # Only this test rebuilds, at the moments it chooses: stop() also waits for a heartbeat
     # already under way, whose repair step would otherwise run a rebuild of its own.
     await a.heartbeat.stop()
-    a.needs_rebuild = True
-    rebuild = asyncio.create_task(a.rebuild_dispatch())
+    a.repair.needs_rebuild = True
+    rebuild = asyncio.create_task(a.repair.rebuild())
     await asyncio.sleep(0)  # the rebuild is now waiting on its first record-tier page
     assert not rebuild.done()
-    a.needs_rebuild = True  # what a failed write-through does meanwhile (_write_through)
+    # What a failed write-through does meanwhile (DispatchRepair.write_through):
+    a.repair.needs_rebuild = True
     await rebuild
-    assert a.needs_rebuild is True
-    await a.rebuild_dispatch()  # nothing failed during this one
-    assert a.needs_rebuild is False
+    assert a.repair.needs_rebuild is True
+    await a.repair.rebuild()  # nothing failed during this one
+    assert a.repair.needs_rebuild is False
 
 
 async def test_lease_claimed_under_a_stale_running_copy_is_handed_back(cluster: Cluster) -> None:
@@ -223,10 +224,10 @@ async def test_lease_claimed_under_a_stale_running_copy_is_handed_back(cluster: 
     a.registry.add(Handler(name="gated", run=gated))
     (task_id,) = await submit(a, make_task(a, type="gated"))
     await wait_for(lambda: runs[task_id] == 1, timeout=5)
-    generation = a._generation
+    generation = a.repair.generation
     await cluster.wipe_redis()
     # The heartbeat notices, rebuilds, and the pager claims the task again meanwhile.
-    await wait_for(lambda: a._generation != generation, timeout=5)
+    await wait_for(lambda: a.repair.generation != generation, timeout=5)
     lease_key = a.dispatch.inner.keys.queue("default").lease  # type: ignore[attr-defined]
 
     async def claimed_again() -> bool:
@@ -237,5 +238,5 @@ async def test_lease_claimed_under_a_stale_running_copy_is_handed_back(cluster: 
     gate.set()
     await wait_for(lambda: succeeded(cluster, [task_id]), timeout=10)
     assert runs[task_id] == 2
-    assert not a._superseded
+    assert not a.held.superseded()
     assert await a.dispatch.depth() == {"ready": 0, "delayed": 0, "leased": 0}

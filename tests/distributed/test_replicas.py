@@ -12,7 +12,7 @@ import pytest
 from tests.distributed.conftest import Cluster, make_task, submit, wait_for
 from tierq.engine.engine import Engine
 from tierq.engine.handlers.base import Handler, TaskContext
-from tierq.engine.model import TaskState
+from tierq.model import TaskState
 
 pytestmark = pytest.mark.distributed
 
@@ -60,7 +60,7 @@ async def test_other_replica_claims_in_priority_order(cluster: Cluster) -> None:
     b = await cluster.engine("b", workers=1, memory_limit=1)
     (blocker,) = await submit(a, make_task(a, payload={"sleep_ms": 3000}))
     await wait_for(lambda: a.workers.busy == 1, timeout=5)
-    assert a.room() == 0
+    assert a.held.room() == 0
 
     rng = random.Random(3)
     priorities = [rng.choice([-5, 0, 1, 5, 10, 100]) for _ in range(14)]
@@ -173,7 +173,7 @@ async def test_cancel_announced_before_the_claim_lands_is_honoured(cluster: Clus
 
     b.registry.add(Handler(name="probe", run=probe))
     task = make_task(b, type="probe")
-    b._on_cancel_announced([task.id])
+    b.cancellation.on_announced([task.id])
     await b.store.task_insert_many([task])
     await b.store.task_cancel_many([task.id], b.clock())  # what the announcing replica did
     await b.dispatch.enqueue_many([task], None, b.clock())

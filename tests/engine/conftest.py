@@ -18,8 +18,8 @@ from tierq.api.app import build_engine
 from tierq.config import Settings, from_mapping
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import close_registry
-from tierq.engine.model import Task, TaskState
 from tierq.metrics import Metrics
+from tierq.model import Task, TaskState
 
 EngineFactory = Callable[..., Awaitable[Engine]]
 

@@ -13,7 +13,7 @@ import pytest
 from tests.helpers import record_task
 from tierq.config import ConfigError, from_mapping
 from tierq.engine.committer import SMALL_SUBMISSION, GroupCommitter
-from tierq.engine.model import Task, TaskState
+from tierq.model import Task, TaskState
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
 from .conftest import EngineFactory

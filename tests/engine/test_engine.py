@@ -12,7 +12,7 @@ import pytest
 
 from tierq.engine.engine import Engine
 from tierq.engine.handlers.base import TaskContext
-from tierq.engine.model import Outcome, TaskFilter, TaskState
+from tierq.model import Outcome, TaskFilter, TaskState
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
 from .conftest import EngineFactory, make_task, submit, wait_all, wait_for, wait_state
@@ -375,8 +375,13 @@ async def test_statistics_counts_match(make_engine: EngineFactory) -> None:
     assert sum(counts.values()) == 14
     page = await engine.list_tasks(TaskFilter(states=(TaskState.SCHEDULED,), size=10))
     assert sorted(t.id for t in page.items) == sorted(later[1:])
-    by_type = await engine.store.task_counts_by("type")
-    assert by_type[("noop", TaskState.SUCCEEDED)] == 7
-    assert by_type[("dummy", TaskState.FAILED)] == 3
+    noop_done = await engine.list_tasks(
+        TaskFilter(states=(TaskState.SUCCEEDED,), type="noop", size=50)
+    )
+    assert len(noop_done.items) == 7
+    dummy_failed = await engine.list_tasks(
+        TaskFilter(states=(TaskState.FAILED,), type="dummy", size=50)
+    )
+    assert len(dummy_failed.items) == 3
     with contextlib.suppress(Exception):
         await engine.stop()

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tests.helpers import record_task
 from tierq.engine.flusher import Flusher
-from tierq.engine.model import Outcome, TaskState, Transition
 from tierq.ids import new_id
+from tierq.model import Outcome, TaskState, Transition
 from tierq.storage.base import Ack
 from tierq.storage.sqlite.store import SQLiteRecordStore
 

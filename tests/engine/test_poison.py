@@ -20,8 +20,9 @@ import pytest
 from tests.helpers import postgres_store_in_fresh_schema, record_task
 from tierq.engine.committer import GroupCommitter
 from tierq.engine.flusher import Flusher
-from tierq.engine.model import Outcome, Task, TaskState, Transition
+from tierq.engine.instruments import EngineMetrics
 from tierq.metrics import Metrics
+from tierq.model import Outcome, Task, TaskState, Transition
 from tierq.storage.base import Ack, RecordStore, StoreDataError, StoreUnavailable
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
@@ -102,7 +103,8 @@ def make_flusher(store: RecordStore, rec: Recorder, metrics: Metrics) -> Flusher
         on_flushed=rec.on_flushed,
         interval_s=0.001,
         confirm_many=rec.confirm_many,
-        metrics=metrics,
+        # What the engine wires: the count is kept by its metrics module.
+        on_rejected=lambda _task_id: EngineMetrics(metrics).record_rejected(),
     )
 
 
@@ -356,8 +358,10 @@ async def test_flusher_outage_during_isolation_keeps_only_the_unwritten_rest(
             await store.close()
         return await store.task_transition_many(batch)
 
-    rec, metrics = Recorder(), Metrics()
-    flusher = Flusher(rec.ack_many, transition_many, rec.on_flushed, 0.001, metrics=metrics)
+    rec, rejected = Recorder(), []
+    flusher = Flusher(
+        rec.ack_many, transition_many, rec.on_flushed, 0.001, on_rejected=rejected.append
+    )
     for t in tasks:
         flusher.add(done(t))
     with pytest.raises(StoreUnavailable):
@@ -371,3 +375,4 @@ async def test_flusher_outage_during_isolation_keeps_only_the_unwritten_rest(
     assert [t.task_id for t in rec.flushed] == [t.id for t in tasks if t is not bad]
     assert await states(store, tasks) == [S.SUCCEEDED] * 3 + [S.QUEUED, S.SUCCEEDED]
     assert flusher.rejected == 1
+    assert rejected == [bad.id]

@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from tierq.api.app import build_engine
 from tierq.engine.engine import Conflict, Engine
 from tierq.engine.handlers import close_registry
-from tierq.engine.model import (
+from tierq.metrics import Metrics
+from tierq.model import (
     ALL_STATES,
     ALLOWED_TRANSITIONS,
     LIVE_STATES,
@@ -28,7 +29,6 @@ from tierq.engine.model import (
     Transition,
     transition_allowed,
 )
-from tierq.metrics import Metrics
 
 from .conftest import engine_settings, make_task, wait_for
 

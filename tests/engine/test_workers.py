@@ -10,7 +10,7 @@ import pytest
 
 from tierq.engine import workers
 from tierq.engine.handlers.base import TaskContext
-from tierq.engine.model import TaskState
+from tierq.model import TaskState
 
 from .conftest import EngineFactory, make_task, submit, wait_all
 

@@ -26,8 +26,8 @@ from hypothesis.stateful import (
     rule,
 )
 
-from tierq.engine.model import Task, TaskState
 from tierq.ids import new_id
+from tierq.model import Task, TaskState
 from tierq.storage.base import Ack
 from tierq.storage.redis import dispatch as dispatch_module
 from tierq.storage.redis.dispatch import RedisDispatch

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from tests.helpers import record_task
-from tierq.engine.model import Task, TaskState
 from tierq.ids import new_id
+from tierq.model import Task, TaskState
 from tierq.storage.base import Ack, StoreUnavailable
 from tierq.storage.redis.dispatch import RedisDispatch
 from tierq.storage.redis.eviction import EvictionPolicyError, judge_policy

@@ -16,7 +16,7 @@ import orjson
 import pytest
 
 from tests.helpers import record_task as make_task
-from tierq.engine.model import Outcome, Task, TaskState, Transition
+from tierq.model import Outcome, Task, TaskState, Transition
 from tierq.storage.base import StoreUnavailable
 from tierq.storage.postgres import queries
 from tierq.storage.postgres.store import PostgresRecordStore

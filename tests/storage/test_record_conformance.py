@@ -14,7 +14,8 @@ from typing import Any
 import orjson
 import pytest
 
-from tierq.engine.model import (
+from tierq.ids import new_id
+from tierq.model import (
     SORT_FIELDS,
     Outcome,
     Task,
@@ -22,7 +23,6 @@ from tierq.engine.model import (
     TaskState,
     Transition,
 )
-from tierq.ids import new_id
 from tierq.storage.base import RecordStore, StoreDataError
 
 NOW = 1_700_000_000.0
@@ -562,15 +562,6 @@ async def test_counts_follow_inserts_and_transitions(record_store: RecordStore) 
     brute = Counter(t.state for t in await all_tasks(record_store))
     assert await record_store.task_counts() == {s: brute.get(s, 0) for s in TaskState}
     assert sum((await record_store.task_counts()).values()) == len(tasks)
-
-
-async def test_counts_by_type_and_queue(record_store: RecordStore) -> None:
-    tasks = await _sample(record_store)
-    for column in ("type", "queue"):
-        want = Counter((getattr(t, column), t.state) for t in tasks)
-        assert await record_store.task_counts_by(column) == dict(want)
-    with pytest.raises(ValueError):
-        await record_store.task_counts_by("state")
 
 
 async def test_execution_list_oldest_first(record_store: RecordStore) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import record_task
-from tierq.engine.model import Task, TaskState
 from tierq.ids import new_id
+from tierq.model import Task, TaskState
 from tierq.storage.sqlite.batches import CHUNK, _statement, chunk_sizes, execute_rows
 from tierq.storage.sqlite.rows import prints_floats_exactly
 from tierq.storage.sqlite.store import SQLiteRecordStore

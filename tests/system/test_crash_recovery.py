@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tierq.engine.model import TaskFilter, TaskState
+from tierq.model import TaskFilter, TaskState
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
 pytestmark = pytest.mark.slow

@@ -130,16 +130,8 @@ def auth_middleware(keys: tuple[str, ...]) -> web.middleware:  # type: ignore[va
 async def metrics_endpoint(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     engine = request.app[ENGINE]
-    engine.update_gauges()
-    # Depth of the lower tiers, read at scrape time (O(1): maintained counters / set sizes).
-    # A tier that is down leaves its last values; the store error metrics say why.
-    try:
-        for state, n in (await engine.store.task_counts()).items():
-            metrics.queue_depth.labels("record", state.value).set(n)
-        for kind, n in (await engine.dispatch.depth()).items():
-            metrics.queue_depth.labels("dispatch", kind).set(n)
-    except Exception as exc:
-        log.warning("metrics: could not read tier depths: %s", exc)
+    # Depths of every tier, read at scrape time (O(1): maintained counters / set sizes).
+    await engine.update_gauges()
     return web.Response(
         body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

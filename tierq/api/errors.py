@@ -14,8 +14,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from tierq.api.schemas import FieldError, encode
+from tierq.api.schemas import encode
 from tierq.engine.engine import Conflict, InvalidDependency, NotFound, ShuttingDown
+from tierq.engine.errors import FieldError
 from tierq.storage.base import StoreDataError, StoreUnavailable
 
 log = logging.getLogger("tierq.api")

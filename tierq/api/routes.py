@@ -3,29 +3,19 @@ No queue logic here."""
 
 from __future__ import annotations
 
-import asyncio
 import re
-import time
 from typing import Any
 
 from aiohttp import web
 
 from tierq.api.errors import ApiError
-from tierq.api.schemas import (
-    FieldError,
-    TaskIn,
-    decode_tasks,
-    encode,
-    execution_out,
-    parse_priority,
-    task_out,
-    to_task,
-    to_tasks,
-)
+from tierq.api.schemas import decode_tasks, encode, execution_out, task_out
 from tierq.config import Settings
-from tierq.engine.engine import Engine, InvalidDependency, Submitted
-from tierq.engine.model import SORT_FIELDS, Task, TaskFilter, TaskState
+from tierq.engine.engine import Engine
+from tierq.engine.errors import FieldError
+from tierq.engine.intake import parse_priority
 from tierq.ids import is_valid_id
+from tierq.model import SORT_FIELDS, TaskFilter, TaskState
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
@@ -62,38 +52,15 @@ def task_id_param(request: web.Request) -> str:
     return task_id
 
 
-async def _submit(
-    engine: Engine, tasks: list[Task], specs: list[TaskIn], batch: bool
-) -> list[Submitted]:
-    try:
-        return await engine.submit_many(tasks)
-    except InvalidDependency as exc:
-        # The engine counts positions in the de-duplicated depends_on and always indexes a
-        # batch; the path must point into what the client sent ($.x for a single task).
-        position = specs[exc.index].depends_on.index(exc.dep_id)
-        prefix = f"$[{exc.index}]" if batch else "$"
-        raise FieldError(f"{prefix}.depends_on[{position}]", f"no task {exc.dep_id}") from None
-
-
 async def submit_one(request: web.Request) -> web.Response:
-    engine, settings = request.app[ENGINE], request.app[SETTINGS]
     specs = decode_tasks(await read_json_body(request), batch=False)
-    now = engine.clock()
-    task = to_task(specs[0], "$", settings, engine.registry, now)
-    (result,) = await _submit(engine, [task], specs, batch=False)
+    (result,) = await request.app[ENGINE].submit(specs, batch=False)
     return json_response(task_out(result.task), 201 if result.created else 200)
 
 
 async def submit_batch(request: web.Request) -> web.Response:
-    engine, settings = request.app[ENGINE], request.app[SETTINGS]
     specs = decode_tasks(await read_json_body(request), batch=True)
-    if not specs:
-        raise FieldError("$", "a batch needs at least one task")
-    if len(specs) > settings.max_batch:
-        raise FieldError("$", f"a batch holds at most {settings.max_batch} tasks")
-    now = engine.clock()
-    tasks = to_tasks(specs, settings, engine.registry, now)
-    results = await _submit(engine, tasks, specs, batch=True)
+    results = await request.app[ENGINE].submit(specs, batch=True)
     existing = [i for i, r in enumerate(results) if not r.created]
     return json_response(
         {"ids": [r.task.id for r in results], "count": len(results), "existing": existing}, 201
@@ -221,60 +188,12 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 
 async def statistics(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    # Both tiers at once: while a backlog drains, each read may wait for its tier (Redis
-    # waits for a CPU), and one after the other the waits added up.
-    try:
-        async with asyncio.TaskGroup() as group:
-            counting = group.create_task(engine.store.task_counts())
-            measuring = group.create_task(engine.dispatch.depth())
-    except ExceptionGroup as failed:
-        raise failed.exceptions[0] from None  # answered like the same error alone
-    counts, depth = counting.result(), measuring.result()
-    return json_response(
-        {
-            "counts": {state.value: n for state, n in counts.items()},
-            "total": sum(counts.values()),
-            "memory": {
-                "ready": engine.memory.ready_count,
-                "delayed": engine.memory.delayed_count,
-                "running": engine.workers.busy,
-                "limit": engine.memory.limit,
-                "unflushed": engine.flusher.backlog,
-            },
-            "dispatch": depth,
-            "node": engine.node_id,
-            "mode": "distributed" if engine.distributed else "embedded",
-        }
-    )
+    return json_response(await request.app[ENGINE].statistics())
 
 
 async def health(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    checks: dict[str, str] = {}
-    try:
-        await engine.store.ping()
-        checks["record_store"] = "ok"
-    except Exception as exc:  # reported, not raised: health must answer
-        checks["record_store"] = f"unavailable: {type(exc).__name__}"
-    try:
-        await engine.dispatch.depth()
-        checks["dispatch"] = "ok"
-    except Exception as exc:
-        checks["dispatch"] = f"unavailable: {type(exc).__name__}"
-    ok = engine.ready and all(v == "ok" for v in checks.values())
-    return json_response(
-        {
-            "status": "ok" if ok else "degraded",
-            "ready": engine.ready,
-            "draining": engine.draining,
-            "checks": checks,
-            "node": engine.node_id,
-            "mode": "distributed" if engine.distributed else "embedded",
-            "uptime_seconds": round(time.time() - engine.started_at, 3),
-        },
-        200 if ok else 503,
-    )
+    report = await request.app[ENGINE].health()
+    return json_response(report, 200 if report.ok else 503)
 
 
 async def health_live(request: web.Request) -> web.Response:
@@ -282,38 +201,12 @@ async def health_live(request: web.Request) -> web.Response:
 
 
 async def health_ready(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    if not engine.ready:
-        reason = "draining" if engine.draining else "starting"
-        return json_response({"status": reason}, 503)
-    try:
-        await engine.store.ping()
-    except Exception:
-        return json_response({"status": "record store unavailable"}, 503)
-    return json_response({"status": "ready"})
+    report = await request.app[ENGINE].readiness()
+    return json_response(report, 200 if report.ok else 503)
 
 
 async def health_workers(request: web.Request) -> web.Response:
-    engine = request.app[ENGINE]
-    replicas = await engine.dispatch.replicas(engine.clock())
-    return json_response(
-        {
-            "node": engine.node_id,
-            "workers": engine.workers.size,
-            "busy": engine.workers.busy,
-            "running": engine.workers.running_ids()[:100],
-            "replicas": [
-                {
-                    "node": r.owner,
-                    "last_heartbeat": r.last_heartbeat,
-                    "expires_at": r.expires_at,
-                    "leased": r.leased,
-                    "info": r.info,
-                }
-                for r in replicas
-            ],
-        }
-    )
+    return json_response(await request.app[ENGINE].workers_report())
 
 
 def add_routes(app: web.Application) -> None:

@@ -28,8 +28,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from tierq.engine.model import Task
 from tierq.engine.service import Service
+from tierq.model import Task
 from tierq.storage.base import StoreDataError
 
 log = logging.getLogger("tierq.engine")

@@ -1,26 +1,30 @@
-"""The engine: one task's way through, from submission to its last state change.
+"""The engine: the facade the API speaks to, and the place its services are composed.
 
-submit -> group commit to the record tier -> (distributed) write-through to the dispatch tier
--> memory tier (if it has room; leased to this process) -> worker -> flusher (batched acks to
-the dispatch tier, then batched transitions to the record tier).
+submit -> group commit to the record tier (committer) -> (distributed) write-through to the
+dispatch tier (repair) -> memory tier, if it has room, leased to this process (held) -> worker
+(workers) -> flusher (batched acks to the dispatch tier, then batched transitions to the record
+tier) -> what a durable batch finished: held copies let go (held), metrics (instruments),
+dependents released (dependencies).
 
-No HTTP, no SQL, no Redis commands here: only the storage interfaces.
+Each service owns its state and is handed what it uses; the wiring is all here, in
+``__init__``. No HTTP, no SQL, no Redis commands: only the storage interfaces.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from tierq.config import Settings
+from tierq.engine.cancellation import Cancellation
 from tierq.engine.committer import GroupCommitter
-from tierq.engine.control import Control
+from tierq.engine.dependencies import Dependencies
 from tierq.engine.errors import (
     Conflict,
+    FieldError,
     InvalidDependency,
     NotFound,
     ShuttingDown,
@@ -28,20 +32,36 @@ from tierq.engine.errors import (
 )
 from tierq.engine.flusher import Flusher
 from tierq.engine.handlers.base import HandlerRegistry
+from tierq.engine.held import HeldTasks
+from tierq.engine.instruments import EngineMetrics
+from tierq.engine.intake import TaskIn, build_task, build_tasks
+from tierq.engine.leases import LeaseClock
 from tierq.engine.liveness import Heartbeat, Rescuer
 from tierq.engine.looplag import LoopLagMonitor
 from tierq.engine.memory import MemoryTier
-from tierq.engine.model import (
+from tierq.engine.pager import Pager, WorkHint, WorkWatcher
+from tierq.engine.repair import DispatchRepair
+from tierq.engine.reports import (
+    RUNNING_SHOWN,
+    Health,
+    MemoryDepth,
+    Readiness,
+    Replica,
+    Statistics,
+    Workers,
+)
+from tierq.engine.service import Service
+from tierq.engine.workers import RetryPolicy, WorkerPool
+from tierq.metrics import Metrics
+from tierq.model import (
     TERMINAL_STATES,
+    Execution,
     Task,
+    TaskFilter,
+    TaskPage,
     TaskState,
     Transition,
 )
-from tierq.engine.pager import Pager, WorkWatcher
-from tierq.engine.recovery import Recovery
-from tierq.engine.service import Service
-from tierq.engine.workers import WorkerPool
-from tierq.metrics import Metrics
 from tierq.storage.base import Dispatch, RecordStore
 
 log = logging.getLogger("tierq.engine")
@@ -55,8 +75,13 @@ __all__ = [
     "Submitted",
 ]
 
+# Embedded, a submission due within this many seconds is kept in memory (its timer heap);
+# distributed, only tasks due now are (the rest wait in Redis for whichever replica is free).
+EMBEDDED_HOLD_AHEAD_S = 5.0
+MAX_CLAIM = 1000
 
-class Engine(Control, Recovery):
+
+class Engine:
     def __init__(
         self,
         settings: Settings,
@@ -74,55 +99,76 @@ class Engine(Control, Recovery):
         self.metrics = metrics
         self.node_id = node_id
         self.clock = clock
-        self.distributed = dispatch.capabilities.shared
+        self.distributed = distributed = dispatch.capabilities.shared
+        self.instruments = EngineMetrics(metrics)
         self.memory = MemoryTier(settings.memory_limit, clock)
+        self.held = held = HeldTasks(self.memory)
+        self.hint = hint = WorkHint()
+        self.leases = LeaseClock(
+            settings.heartbeat_ttl_s, settings.heartbeat_s, expires=dispatch.capabilities.shared
+        )
         self.committer = GroupCommitter(
             self._commit_group,
             settings.commit_window_ms / 1000.0,
             max_small_inflight=settings.commit_small_slots,
         )
-        self.flusher = Flusher(
+        self.flusher = flusher = Flusher(
             ack_many=lambda acks: dispatch.ack_many(node_id, acks, clock()),
             confirm_many=lambda ids: dispatch.confirm_many(node_id, ids),
             transition_many=store.task_transition_many,
             on_flushed=self._on_flushed,
             interval_s=settings.flush_interval_ms / 1000.0,
             batch_size=store.capabilities.transition_batch,
-            metrics=metrics,
             on_rejected=self._on_rejected,
         )
-        self.pager = Pager(self, tick_s=0.25 if self.distributed else 1.0)
-        self.heartbeat = Heartbeat(self)
-        self.rescuer = Rescuer(self)
-        self.watcher = WorkWatcher(self)
-        self.loop_lag = LoopLagMonitor(metrics.loop_lag_seconds.observe)
-        self.workers = WorkerPool(self, settings.workers)
+        self.repair = DispatchRepair(store, dispatch, held, hint, clock, node_id)
+        self.dependencies = Dependencies(
+            store, held, self.repair.enqueue_shared, hint, clock, distributed
+        )
         # Plain (sync) handlers run here: one thread per worker at most, so a worker never
         # waits for a thread behind DNS lookups in asyncio's small default pool.
         self.sync_executor = ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="tierq-sync"
         )
-        self.claim_batch = max(1, min(1000, settings.memory_limit))
-        # Tasks this process holds (memory tier, running, or terminal but not yet flushed):
-        # reads see them before their state reaches the record tier.
-        self._live: dict[str, Task] = {}
-        self._reserved = 0  # memory slots promised to submissions being committed
-        # Tasks being cancelled in the lower tiers -> a copy the pager claimed meanwhile.
-        self._cancelling: dict[str, Task | None] = {}
-        self._announced_cancels: dict[str, float] = {}
-        self._pending_deps = True  # pending (dependency-waiting) tasks may exist
-        self._generation = ""  # the dispatch tier's generation this replica last saw
-        # Until when this replica's leases are known to be alive (distributed: the last
-        # heartbeat that found it registered, plus the TTL, less one heartbeat of margin).
-        # Workers start no task past it. Embedded leases never expire.
-        self.lease_deadline = 0.0 if self.distributed else math.inf
-        self._lease_event: asyncio.Event | None = None
-        self._wait_observers: dict[str, Callable[[float], None]] = {}
-        self.needs_rebuild = False  # a write-through failed: offer the record tier again
-        self._unreleased: list[str] = []  # leases Redis may hold for us after a failed call
-        self._superseded: set[str] = set()
-        # Finished tasks whose dependents could not be resolved yet (a tier failed).
-        self._unreleased_dependents: list[str] = []
+        self.workers = WorkerPool(
+            settings.workers,
+            held,
+            flusher,
+            registry,
+            self.leases,
+            self.instruments,
+            RetryPolicy(settings.retry_base_ms / 1000.0, settings.retry_max_ms / 1000.0),
+            self.sync_executor,
+            clock,
+            node_id,
+            shared=distributed,
+        )
+        self.cancellation = Cancellation(
+            held,
+            store,
+            dispatch,
+            self.dependencies,
+            self.get,
+            self.workers.request_cancel,
+            flusher.add,
+            flusher.run_once,
+            clock,
+        )
+        self.pager = Pager(
+            held,
+            claim=lambda limit, now: dispatch.claim(node_id, limit, now),
+            accept=self.cancellation.accept_claimed,
+            hint=hint,
+            clock=clock,
+            tick_s=0.25 if distributed else 1.0,
+            batch=max(1, min(MAX_CLAIM, settings.memory_limit)),
+        )
+        self.heartbeat = Heartbeat(self._beat, self._after_beat, clock, settings.heartbeat_s)
+        self.rescuer = Rescuer(dispatch.rescue, flusher.add, hint, clock, settings.heartbeat_s)
+        self.watcher = WorkWatcher(dispatch.wait_for_work, hint)
+        self.loop_lag = LoopLagMonitor(metrics.loop_lag_seconds.observe)
+        self.memory.on_promoted = self._on_promoted
+        dispatch.listen_cancel(self.cancellation.on_announced)
         self.started_at = clock()
         self.draining = False
         self.ready = False
@@ -130,9 +176,6 @@ class Engine(Control, Recovery):
         self._services: list[Service] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
         self._shutdown_done: asyncio.Event | None = None
-        self.memory.on_low = self.pager.low
-        dispatch.listen_cancel(self._on_cancel_announced)
-        self.memory.on_promoted = self._on_promoted
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -140,7 +183,7 @@ class Engine(Control, Recovery):
         """Open the tiers, recover, and start services and workers (in one TaskGroup)."""
         await self.store.open()
         await self.dispatch.open()
-        await self.recover()
+        await self._recover()
         self._services = [self.committer, self.flusher, self.pager, self.heartbeat, self.loop_lag]
         if self.dispatch.capabilities.leases_expire:
             self._services.append(self.rescuer)
@@ -158,6 +201,17 @@ class Engine(Control, Recovery):
             "distributed" if self.distributed else "embedded",
         )
 
+    async def _recover(self) -> None:
+        """Start-up recovery. Embedded: this process owns the store, so every lease and every
+        running task belongs to a dead predecessor. Distributed: dead replicas' leases are
+        rescued by the rescuer; the dispatch tier is rebuilt from the record tier when it has
+        lost its data (this replica is the first to see it empty)."""
+        if not self.distributed:
+            await self.store.task_recover(self.clock(), None)
+        else:
+            await self.repair.open()
+        await self.dependencies.recover()
+
     async def _supervise(self, started: asyncio.Future[None]) -> None:
         self._shutdown_done = asyncio.Event()
         async with asyncio.TaskGroup() as group:
@@ -167,7 +221,7 @@ class Engine(Control, Recovery):
                 group.create_task(self.workers.run_worker(i), name=f"tierq-worker-{i}")
                 for i in range(self.workers.size)
             ]
-            self.metrics.workers_total.set(self.workers.size)
+            self.instruments.workers(self.workers.size)
             started.set_result(None)
             await self._shutdown_done.wait()
 
@@ -215,42 +269,91 @@ class Engine(Control, Recovery):
         log.info("engine %s stopped", self.node_id)
 
     async def _hand_back_queued(self) -> None:
-        tasks = self.memory.drain()
+        tasks = self.held.drop_queued()
         # Superseded leases go back too: whatever stale copy is still here, its report is
         # refused, so nothing is lost by letting another replica run the task.
-        superseded, self._superseded = sorted(self._superseded), set()
+        superseded = self.held.take_superseded(everything=True)
         if not tasks and not superseded:
             return
-        for task in tasks:
-            self._live.pop(task.id, None)
         ids = [t.id for t in tasks] + superseded
         # Let reports about these tasks (a retry scheduled, say) reach the record tier first.
         await self.flusher.run_once()
         await self.dispatch.release(self.node_id, ids)
         log.info("handed back %d queued tasks", len(ids))
 
+    # ---- after each heartbeat ----------------------------------------------------------------
+
+    async def _beat(self, checked_at: float) -> bool:
+        settings = self.settings
+        return await self.dispatch.heartbeat(
+            self.node_id, settings.heartbeat_ttl_s, checked_at, self.replica_info()
+        )
+
+    async def _after_beat(self, registered: bool, checked_at: float) -> None:
+        if self.distributed:
+            # Drop what was rescued from us first, then let workers start tasks again; the
+            # repairs (releases, a rebuild) may fail without holding the workers back.
+            await self.repair.check(registered)
+            self.leases.renew(checked_at)
+            await self.repair.repair()
+        await self.dependencies.retry_deferred()
+
+    def replica_info(self) -> dict[str, object]:
+        """What this replica tells the others with each heartbeat."""
+        return {
+            "held": self.memory.held,
+            "queued": self.memory.ready_count,
+            "delayed": self.memory.delayed_count,
+            "running": self.workers.busy,
+            "workers": self.workers.size,
+            "started_at": self.started_at,
+        }
+
     # ---- submission ------------------------------------------------------------------------
 
+    async def submit(self, specs: Sequence[TaskIn], batch: bool) -> list[Submitted]:
+        """Validate decoded task specs, build the tasks (ids, times, initial state) and make
+        them durable. Errors name the field path as the client sent it (``$`` for a single
+        task, ``$[i]`` in a batch)."""
+        if batch:
+            if not specs:
+                raise FieldError("$", "a batch needs at least one task")
+            if len(specs) > self.settings.max_batch:
+                raise FieldError("$", f"a batch holds at most {self.settings.max_batch} tasks")
+        now = self.clock()
+        if batch:
+            tasks = build_tasks(list(specs), self.settings, self.registry, now)
+        else:
+            tasks = [build_task(specs[0], "$", self.settings, self.registry, now)]
+        try:
+            return await self.submit_many(tasks)
+        except InvalidDependency as exc:
+            # Positions count in the de-duplicated depends_on; the path must point into what
+            # the client sent.
+            position = specs[exc.index].depends_on.index(exc.dep_id)
+            prefix = f"$[{exc.index}]" if batch else "$"
+            raise FieldError(f"{prefix}.depends_on[{position}]", f"no task {exc.dep_id}") from None
+
     async def submit_many(self, tasks: Sequence[Task]) -> list[Submitted]:
-        """Make ``tasks`` durable and queue them. Tasks are fully formed (ids, states, times)
-        by the caller; dependencies are checked here."""
+        """Make fully formed ``tasks`` durable and queue them; dependencies are checked here."""
         if self.draining:
             raise ShuttingDown("not accepting tasks: shutting down")
         now = self.clock()
-        await self._check_dependencies(tasks)
-        horizon = now + (0.0 if self.distributed else 5.0)
-        room = self.room()
+        await self.dependencies.check(tasks)
+        horizon = now + (0.0 if self.distributed else EMBEDDED_HOLD_AHEAD_S)
+        held = self.held
+        room = held.room()
         mine: list[Task] = []
         for task in tasks:
             if room > 0 and task.state is not TaskState.PENDING and task.run_at <= horizon:
                 task.lease_owner = self.node_id
                 mine.append(task)
                 room -= 1
-        self._reserved += len(mine)
+        held.reserve(len(mine))
         try:
             stored = await self.committer.submit(tasks)
         finally:
-            self._reserved -= len(mine)
+            held.reserve(-len(mine))
         results: list[Submitted] = []
         # Several tasks of one batch may share a key: each duplicate gets the holder's task.
         duplicates: dict[str, list[int]] = {}
@@ -273,18 +376,10 @@ class Engine(Control, Recovery):
             # The group's write-through cleared the lease of tasks it could not hand to Redis.
             mine = [t for t in mine if t.lease_owner == self.node_id]
         elif len(mine) < len(new):
-            self.pager.poke()
-        live = self._live
-        for task in mine:
-            live[task.id] = task
-        self.memory.push_many(mine)
-        self._count_submitted(new)
-        waiting = [t for t in new if t.state is TaskState.PENDING]
-        if waiting:
-            self._pending_deps = True
-            # A dependency that finished (or was already failed or cancelled) before these
-            # rows were committed will never trigger another release: resolve them now.
-            await self._release_dependents(sorted({d for t in waiting for d in t.depends_on}))
+            self.hint.poke()
+        held.push(mine)
+        self.instruments.submitted(new)
+        await self.dependencies.submitted(new)
         return results
 
     async def _commit_group(self, tasks: Sequence[Task]) -> list[str]:
@@ -292,48 +387,17 @@ class Engine(Control, Recovery):
         then (distributed) one write-through to the dispatch tier for the whole group."""
         stored = await self.store.task_insert_many(tasks)
         if self.distributed:
-            new = [t for t, sid in zip(tasks, stored, strict=True) if sid == t.id]
-            await self._write_through(new)
+            await self.repair.write_through(
+                [t for t, sid in zip(tasks, stored, strict=True) if sid == t.id]
+            )
         return stored
 
-    async def _write_through(self, new: list[Task]) -> None:
-        node = self.node_id
-        mine = [t for t in new if t.lease_owner == node]
-        shared = [t for t in new if t.lease_owner != node and t.state is not TaskState.PENDING]
-        now = self.clock()
-        # On failure the tasks are still durable in the record tier, so the answer is still
-        # 201; they reach the dispatch tier by the rebuild that runs once it answers again.
-        if mine:
-            try:
-                await self.dispatch.enqueue_many(mine, node, now)
-            except Exception as exc:
-                log.warning("write-through failed (%s); rebuild pending", exc)
-                self.needs_rebuild = True
-                # Held copies are given up (without a lease their reports would be refused).
-                # Redis may have applied the call before failing: release whatever lease it
-                # holds for us once it answers, or those tasks would wait for our death.
-                for task in mine:
-                    task.lease_owner = None
-                self._unreleased.extend(t.id for t in mine)
-        if shared:
-            try:
-                await self.enqueue_shared(shared)
-            except Exception as exc:
-                log.warning("write-through failed (%s); rebuild pending", exc)
-
-    def _count_submitted(self, tasks: Sequence[Task]) -> None:
-        by_type: dict[str, int] = {}
-        for task in tasks:
-            by_type[task.type] = by_type.get(task.type, 0) + 1
-        for type_name, n in by_type.items():
-            self.metrics.tasks_submitted.labels(type_name).inc(n)
-
     def _on_promoted(self, tasks: list[Task]) -> None:
+        """Delayed tasks held here came due (memory tier timer)."""
         now = self.clock()
         for task in tasks:
             if task.state is TaskState.SCHEDULED:
-                task.state = TaskState.QUEUED
-                task.updated_at = now
+                task.move(TaskState.QUEUED, now)
                 self.flusher.add(
                     Transition(
                         task.id, task.attempt, TaskState.QUEUED, now, lease_owner=self.node_id
@@ -343,54 +407,152 @@ class Engine(Control, Recovery):
     # ---- after a batch is durable ------------------------------------------------------------
 
     def _on_rejected(self, task_id: str) -> None:
-        """The record tier refused a transition for good: stop serving a finished copy of
-        the task that it will never hold (reads fall back to the record)."""
-        task = self._live.get(task_id)
-        if task is not None and task.state in TERMINAL_STATES:
-            del self._live[task_id]
+        """The record tier refused a transition for good."""
+        self.instruments.record_rejected()
+        self.held.drop_finished(task_id)
 
     async def _on_flushed(self, transitions: list[Transition], refused: list[str]) -> None:
-        live = self._live
-        metrics = self.metrics
-        finished: list[str] = []
-        completed: dict[str, int] = {}
-        cancelled: dict[str, int] = {}
-        # The histogram child of each type, looked up once per batch: labels() per task cost
-        # more than the observation itself.
-        observers: dict[str, Callable[[float], None]] = {}
-        terminal = TERMINAL_STATES
-        succeeded = TaskState.SUCCEEDED
-        for t in transitions:
-            state = t.state
-            if state in terminal:
-                task_id = t.task_id
-                finished.append(task_id)
-                task = live.get(task_id)
-                if task is None:
-                    continue
-                if task.attempt <= t.attempt and task.state in terminal:
-                    del live[task_id]
-                type_name = task.type
-                if state is succeeded:
-                    completed[type_name] = completed.get(type_name, 0) + 1
-                    if t.started_at is not None and t.finished_at is not None:
-                        observe = observers.get(type_name)
-                        if observe is None:
-                            observe = metrics.execution_seconds.labels(type_name).observe
-                            observers[type_name] = observe
-                        observe(t.finished_at - t.started_at)
-                elif state is TaskState.CANCELLED:
-                    cancelled[type_name] = cancelled.get(type_name, 0) + 1
-        for type_name, n in completed.items():
-            metrics.tasks_completed.labels(type_name).inc(n)
-        for type_name, n in cancelled.items():
-            metrics.tasks_cancelled.labels(type_name).inc(n)
+        self.instruments.finished(self.held.settle(transitions, refused))
         if refused:
-            metrics.stale_reports.inc(len(refused))
+            self.instruments.stale_reports(len(refused))
             log.warning("%d reports refused as stale (fencing token)", len(refused))
-            for task_id in refused:
-                task = live.get(task_id)
-                if task is not None and task.state in TERMINAL_STATES:
-                    del live[task_id]
-        if finished and self._pending_deps:
-            await self._release_dependents_safely(finished)
+        await self.dependencies.finished(
+            [t.task_id for t in transitions if t.state in TERMINAL_STATES]
+        )
+
+    # ---- reads and user actions --------------------------------------------------------------
+
+    async def get(self, task_id: str) -> Task:
+        task = self.held.get(task_id)
+        if task is not None:
+            return task
+        found = await self.store.task_get(task_id)
+        if found is None:
+            raise NotFound(f"no task {task_id}")
+        return found
+
+    async def list_tasks(self, flt: TaskFilter) -> TaskPage:
+        return await self.store.task_list(flt)
+
+    async def executions(self, task_id: str) -> list[Execution]:
+        await self.get(task_id)
+        await self._flush_if_held(task_id)
+        return await self.store.execution_list(task_id)
+
+    async def _flush_if_held(self, task_id: str) -> None:
+        if task_id in self.held:
+            await self.flusher.run_once()
+
+    async def cancel(self, task_id: str) -> Task:
+        return await self.cancellation.cancel(task_id)
+
+    async def retry(self, task_id: str) -> Task:
+        """Replay a failed (dead-lettered) or cancelled task: a new attempt budget."""
+        await self.get(task_id)
+        await self._flush_if_held(task_id)
+        task = await self.get(task_id)
+        if task.state not in (TaskState.FAILED, TaskState.CANCELLED):
+            raise Conflict(
+                f"task is {task.state.value}; only failed or cancelled tasks can be retried",
+                task.state,
+            )
+        changed = await self.store.task_retry_many([task_id], self.clock())
+        if not changed:
+            current = await self.get(task_id)
+            raise Conflict(f"task is {current.state.value}", current.state)
+        fresh = await self.get(task_id)
+        if self.distributed:
+            await self.repair.enqueue_shared([fresh])
+        self.hint.poke()
+        return fresh
+
+    # ---- reports -----------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        return "distributed" if self.distributed else "embedded"
+
+    async def statistics(self) -> Statistics:
+        # Both tiers at once: while a backlog drains, each read may wait for its tier (Redis
+        # waits for a CPU), and one after the other the waits added up.
+        try:
+            async with asyncio.TaskGroup() as group:
+                counting = group.create_task(self.store.task_counts())
+                measuring = group.create_task(self.dispatch.depth())
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None  # answered like the same error alone
+        counts = counting.result()
+        return Statistics(
+            counts={state.value: n for state, n in counts.items()},
+            total=sum(counts.values()),
+            memory=MemoryDepth(
+                ready=self.memory.ready_count,
+                delayed=self.memory.delayed_count,
+                running=self.workers.busy,
+                limit=self.memory.limit,
+                unflushed=self.flusher.backlog,
+            ),
+            dispatch=measuring.result(),
+            node=self.node_id,
+            mode=self.mode,
+        )
+
+    async def health(self) -> Health:
+        checks: dict[str, str] = {}
+        try:
+            await self.store.ping()
+            checks["record_store"] = "ok"
+        except Exception as exc:  # reported, not raised: health must answer
+            checks["record_store"] = f"unavailable: {type(exc).__name__}"
+        try:
+            await self.dispatch.depth()
+            checks["dispatch"] = "ok"
+        except Exception as exc:
+            checks["dispatch"] = f"unavailable: {type(exc).__name__}"
+        ok = self.ready and all(v == "ok" for v in checks.values())
+        return Health(
+            status="ok" if ok else "degraded",
+            ready=self.ready,
+            draining=self.draining,
+            checks=checks,
+            node=self.node_id,
+            mode=self.mode,
+            uptime_seconds=round(self.clock() - self.started_at, 3),
+        )
+
+    async def readiness(self) -> Readiness:
+        if not self.ready:
+            return Readiness("draining" if self.draining else "starting")
+        try:
+            await self.store.ping()
+        except Exception:
+            return Readiness("record store unavailable")
+        return Readiness("ready")
+
+    async def workers_report(self) -> Workers:
+        replicas = await self.dispatch.replicas(self.clock())
+        return Workers(
+            node=self.node_id,
+            workers=self.workers.size,
+            busy=self.workers.busy,
+            running=self.workers.running_ids()[:RUNNING_SHOWN],
+            replicas=[
+                Replica(r.owner, r.last_heartbeat, r.expires_at, r.leased, r.info) for r in replicas
+            ],
+        )
+
+    async def update_gauges(self) -> None:
+        """Set the depth gauges before a scrape. A tier that is down leaves its last values
+        (the store error metrics say why)."""
+        self.instruments.memory_depth(
+            self.memory.ready_count,
+            self.memory.delayed_count,
+            self.workers.busy,
+            self.flusher.backlog,
+        )
+        try:
+            counts = await self.store.task_counts()
+            self.instruments.tier_depth("record", ((s.value, n) for s, n in counts.items()))
+            self.instruments.tier_depth("dispatch", (await self.dispatch.depth()).items())
+        except Exception as exc:
+            log.warning("metrics: could not read tier depths: %s", exc)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierq.engine.model import Task, TaskState
+from tierq.model import Task, TaskState
 
 
 class EngineError(Exception):
@@ -21,6 +21,15 @@ class Conflict(EngineError):
     def __init__(self, message: str, state: TaskState) -> None:
         super().__init__(message)
         self.state = state
+
+
+class FieldError(EngineError):
+    """A request field is wrong; ``path`` is its JSON path, e.g. ``$[3].priority``."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{message} - at `{path}`")
+        self.path = path
+        self.message = message
 
 
 class ShuttingDown(EngineError):

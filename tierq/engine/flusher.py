@@ -30,9 +30,8 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-from tierq.engine.model import Transition
 from tierq.engine.service import Service
-from tierq.metrics import Metrics
+from tierq.model import Transition
 from tierq.storage.base import Ack, StoreDataError
 
 log = logging.getLogger("tierq.engine")
@@ -60,12 +59,11 @@ class Flusher(Service):
         max_buffer: int = 40_000,
         confirm_many: ConfirmMany | None = None,
         max_unconfirmed: int = 100_000,
-        metrics: Metrics | None = None,
         on_rejected: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__()
         # Told the id of each task whose transition was dropped for good (so the engine stops
-        # holding a copy the record tier will never confirm).
+        # holding a copy the record tier will never confirm, and counts it).
         self._on_rejected = on_rejected
         self._ack_many = ack_many
         self._transition_many = transition_many
@@ -91,7 +89,6 @@ class Flusher(Service):
         self._room: asyncio.Event | None = None
         self._lock: asyncio.Lock | None = None
         self.flushes = 0
-        self._metrics = metrics
         self.rejected = 0  # transitions dropped because the record store refused them for good
 
     def add(self, transition: Transition, ack: Ack | None = None) -> None:
@@ -287,8 +284,6 @@ class Flusher(Service):
 
     def _reject(self, transition: Transition, error: Exception) -> None:
         self.rejected += 1
-        if self._metrics is not None:
-            self._metrics.record_rejected.inc()
         if self._on_rejected is not None:
             self._on_rejected(transition.task_id)
         log.error(

@@ -8,62 +8,73 @@ same dead owner each lease returns to the queue exactly once. Rescued attempts a
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
 
-from tierq.engine.model import Outcome, TaskState, Transition
+from tierq.engine.pager import WorkHint
 from tierq.engine.service import Service
+from tierq.model import Outcome, TaskState, Transition
+from tierq.storage.base import Ack, RescuedLease
 
-if TYPE_CHECKING:
-    from tierq.engine.engine import Engine
+# (checked_at) -> whether the dispatch tier still had this replica registered
+Beat = Callable[[float], Awaitable[bool]]
+# (registered, checked_at): what must follow each beat (see Engine._after_beat)
+AfterBeat = Callable[[bool, float], Awaitable[None]]
+Report = Callable[[Transition, Ack | None], None]
 
 
 class Heartbeat(Service):
     name = "heartbeat"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self, beat: Beat, after_beat: AfterBeat, clock: Callable[[], float], interval_s: float
+    ) -> None:
         super().__init__()
-        self._engine = engine
+        self._beat = beat
+        self._after_beat = after_beat
+        self._clock = clock
+        self._interval_s = interval_s
         self.beats = 0
 
     def next_wait(self) -> float | None:
-        return self._engine.settings.heartbeat_s
+        return self._interval_s
 
     async def run_once(self) -> None:
-        engine = self._engine
-        checked_at = engine.clock()
-        registered = await engine.dispatch.heartbeat(
-            engine.node_id, engine.settings.heartbeat_ttl_s, checked_at, engine.replica_info()
-        )
+        checked_at = self._clock()
+        registered = await self._beat(checked_at)
         self.beats += 1
-        if engine.distributed:
-            # Drop what was rescued from us first, then let workers start tasks again; the
-            # repairs (releases, a rebuild) may fail without holding the workers back.
-            await engine.check_dispatch(registered)
-            engine.renew_leases(checked_at)
-            await engine.repair_dispatch()
-        await engine.retry_deferred()
+        await self._after_beat(registered, checked_at)
 
 
 class Rescuer(Service):
     name = "rescuer"
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(
+        self,
+        rescue: Callable[[float], Awaitable[list[RescuedLease]]],
+        report: Report,
+        hint: WorkHint,
+        clock: Callable[[], float],
+        interval_s: float,
+    ) -> None:
         super().__init__()
-        self._engine = engine
+        self._rescue = rescue
+        self._report = report
+        self._hint = hint
+        self._clock = clock
+        self._interval_s = interval_s
         self.rescued = 0
 
     def next_wait(self) -> float | None:
-        return self._engine.settings.heartbeat_s
+        return self._interval_s
 
     async def run_once(self) -> None:
-        engine = self._engine
-        now = engine.clock()
-        rescued = await engine.dispatch.rescue(now)
+        now = self._clock()
+        rescued = await self._rescue(now)
         if not rescued:
             return
         self.rescued += len(rescued)
         for lease in rescued:
-            engine.flusher.add(
+            self._report(
                 Transition(
                     lease.task_id,
                     lease.attempt,
@@ -74,6 +85,7 @@ class Rescuer(Service):
                     outcome=Outcome.ABANDONED,
                     lease_owner=None,
                     error=f"lease of {lease.owner} expired (no heartbeat)",
-                )
+                ),
+                None,
             )
-        engine.pager.poke()
+        self._hint.poke()

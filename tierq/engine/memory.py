@@ -20,7 +20,7 @@ import collections
 import heapq
 from collections.abc import Callable, Iterable
 
-from tierq.engine.model import Task, TaskState
+from tierq.model import Task, TaskState
 
 
 class MemoryTier:

@@ -12,17 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass
 
 import orjson
 
 from tierq.engine.backoff import retry_delay
-from tierq.engine.handlers.base import HandlerFn, PermanentError, TaskContext
-from tierq.engine.model import Outcome, Task, TaskState, Transition
+from tierq.engine.flusher import Flusher
+from tierq.engine.handlers.base import HandlerFn, HandlerRegistry, PermanentError, TaskContext
+from tierq.engine.held import HeldTasks
+from tierq.engine.instruments import EngineMetrics
+from tierq.engine.leases import LeaseClock
+from tierq.model import Outcome, Task, TaskState, Transition
 from tierq.storage.base import Ack
-
-if TYPE_CHECKING:
-    from tierq.engine.engine import Engine
 
 log = logging.getLogger("tierq.worker")
 
@@ -33,17 +36,47 @@ class _UserCancelled(Exception):
 
 # At most this many tasks start per event-loop iteration, across all workers: tasks that never
 # await (noop) would otherwise run back to back, and every request (its socket read, each store
-# reply it waits for) waits through the whole iteration, several times per request. Per worker
-# (four tasks each before yielding) an iteration of 64 workers held up to 256 tasks; during a
-# distributed drain the probes' p90 was 20-34 ms (BENCHMARKS.md, fifth session).
+# reply it waits for) waits through the whole iteration, several times per request. A budget
+# per worker instead grows the iteration with the pool (BENCHMARKS.md, "turn budget").
 TURN_TASKS = 64
 MAX_ERROR_CHARS = 4000
 
 
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_s: float
+    max_s: float
+
+
 class WorkerPool:
-    def __init__(self, engine: Engine, size: int) -> None:
-        self._engine = engine
+    def __init__(
+        self,
+        size: int,
+        held: HeldTasks,
+        flusher: Flusher,
+        registry: HandlerRegistry,
+        leases: LeaseClock,
+        instruments: EngineMetrics,
+        retry: RetryPolicy,
+        sync_executor: Executor,
+        clock: Callable[[], float],
+        node_id: str,
+        shared: bool,
+    ) -> None:
         self.size = size
+        self._held = held
+        self._memory = held.memory
+        self._flusher = flusher
+        self._registry = registry
+        self._leases = leases
+        self._instruments = instruments
+        self._retry = retry
+        self._sync_executor = sync_executor
+        self._clock = clock
+        self._node_id = node_id
+        # Distributed: every report settles the lease with the dispatch tier (an ack), and a
+        # retry goes back to the shared queue; embedded, the retry waits here.
+        self._shared = shared
         self.busy = 0
         # Handlers that can be interrupted run in a child task of their worker; a user's cancel
         # cancels that child only. A worker itself is only ever cancelled by shutdown, so a
@@ -74,18 +107,19 @@ class WorkerPool:
             await self._idle.wait()
 
     async def run_worker(self, index: int) -> None:
-        engine = self._engine
-        memory = engine.memory
-        flusher = engine.flusher
-        name = f"{engine.node_id}/w{index}"
+        memory = self._memory
+        flusher = self._flusher
+        leases = self._leases
+        clock = self._clock
+        name = f"{self._node_id}/w{index}"
         while True:
             if self._turn_used >= TURN_TASKS:
                 await asyncio.sleep(0)  # the next iteration, after its reset
                 continue
-            if engine.clock() > engine.lease_deadline:
+            if clock() > leases.deadline:
                 # This replica cannot prove its leases are alive (it was frozen, or Redis is
                 # unreachable): starting a task now could duplicate a rescued attempt.
-                await engine.lease_renewed()
+                await leases.wait_renewed()
                 continue
             task = memory.pop_ready()
             if task is None:
@@ -111,14 +145,13 @@ class WorkerPool:
         self._turn_used = 0
 
     async def _attempt(self, task: Task, worker: str) -> None:
-        engine = self._engine
-        handler = engine.registry.get(task.type)
-        now = engine.clock()
+        handler = self._registry.get(task.type)
+        clock = self._clock
+        now = clock()
         task.attempt += 1
-        task.state = TaskState.RUNNING
+        task.move(TaskState.RUNNING, now)
         task.started_at = now
-        task.updated_at = now
-        engine.observe_wait(task.type, now - task.run_at)
+        self._instruments.waited(task.type, now - task.run_at)
         if handler is None:
             # Registered at submit time but gone now (restarted without the module).
             self._finish(
@@ -138,14 +171,14 @@ class WorkerPool:
             task.attempt,
             task.payload,
             loop.time() + task.timeout_s,
-            engine.sync_executor,
+            self._sync_executor,
         )
         try:
             if handler.instant:
                 # Cannot await, overrun or be interrupted: no timer, no child task.
                 value = await handler.run(ctx)
             else:
-                engine.flusher.add(
+                self._flusher.add(
                     Transition(
                         task.id,
                         task.attempt,
@@ -156,7 +189,7 @@ class WorkerPool:
                         None,
                         None,
                         None,
-                        engine.node_id,
+                        self._node_id,
                         worker,
                     )
                 )
@@ -166,7 +199,7 @@ class WorkerPool:
             self._finish(
                 task,
                 worker,
-                engine.clock(),
+                clock(),
                 TaskState.CANCELLED,
                 Outcome.CANCELLED,
                 error="cancelled while running",
@@ -189,7 +222,7 @@ class WorkerPool:
             self._failed(task, worker, Outcome.FAILED, _describe(exc), permanent=False)
         else:
             self._finish(
-                task, worker, engine.clock(), TaskState.SUCCEEDED, Outcome.SUCCEEDED, None, result
+                task, worker, clock(), TaskState.SUCCEEDED, Outcome.SUCCEEDED, None, result
             )
 
     async def _interruptible(self, run: HandlerFn, ctx: TaskContext, task: Task) -> object:
@@ -213,23 +246,16 @@ class WorkerPool:
     def _failed(
         self, task: Task, worker: str, outcome: Outcome, error: str, permanent: bool
     ) -> None:
-        engine = self._engine
-        now = engine.clock()
+        now = self._clock()
         if permanent or task.attempts_left <= 0:
             self._finish(task, worker, now, TaskState.FAILED, outcome, error=error)
             return
-        settings = engine.settings
-        delay = retry_delay(
-            task.attempt - task.attempt_base,
-            settings.retry_base_ms / 1000.0,
-            settings.retry_max_ms / 1000.0,
-        )
+        delay = retry_delay(task.attempt - task.attempt_base, self._retry.base_s, self._retry.max_s)
         task.run_at = now + delay
-        task.state = TaskState.SCHEDULED
+        task.move(TaskState.SCHEDULED, now)
         task.last_error = error
-        task.updated_at = now
-        keep = not engine.dispatch.capabilities.shared
-        engine.flusher.add(
+        keep = not self._shared
+        self._flusher.add(
             Transition(
                 task.id,
                 task.attempt,
@@ -241,16 +267,16 @@ class WorkerPool:
                 error=error,
                 worker=worker,
                 outcome=outcome,
-                lease_owner=engine.node_id if keep else None,
+                lease_owner=self._node_id if keep else None,
             ),
             None if keep else Ack(task.id, task.attempt, TaskState.SCHEDULED, task.run_at),
         )
-        engine.on_attempt_failed(task, final=False)
+        self._instruments.attempt_failed(task.type, final=False)
         if keep:
             # Embedded: the retry waits in this process's timer heap (still leased to it).
-            engine.memory.push(task)
+            self._memory.push(task)
         else:
-            engine.forget(task.id)
+            self._held.forget(task.id)
 
     def _finish(
         self,
@@ -262,16 +288,14 @@ class WorkerPool:
         error: str | None = None,
         result: bytes | None = None,
     ) -> None:
-        engine = self._engine
-        task.state = state
+        task.move(state, now)
         task.finished_at = now
-        task.updated_at = now
         task.result = result
         if error is not None:
             task.last_error = error
         # Positional, in Transition's field order (run_at, started_at, finished_at, result,
         # error, lease_owner, worker, outcome): once per task, keywords cost twice as much.
-        engine.flusher.add(
+        self._flusher.add(
             Transition(
                 task.id,
                 task.attempt,
@@ -286,19 +310,17 @@ class WorkerPool:
                 worker,
                 outcome,
             ),
-            Ack(task.id, task.attempt, state) if engine.distributed else None,
+            Ack(task.id, task.attempt, state) if self._shared else None,
         )
         if state is TaskState.FAILED:
-            engine.on_attempt_failed(task, final=True)
+            self._instruments.attempt_failed(task.type, final=True)
 
     def _hand_back(self, task: Task, worker: str) -> None:
         """Shutdown interrupted the attempt: back to the queue, to run again elsewhere."""
-        engine = self._engine
-        now = engine.clock()
-        task.state = TaskState.QUEUED
+        now = self._clock()
+        task.move(TaskState.QUEUED, now)
         task.run_at = now
-        task.updated_at = now
-        engine.flusher.add(
+        self._flusher.add(
             Transition(
                 task.id,
                 task.attempt,
@@ -312,9 +334,7 @@ class WorkerPool:
                 error="interrupted by shutdown",
                 lease_owner=None,
             ),
-            Ack(task.id, task.attempt, TaskState.QUEUED, now)
-            if engine.dispatch.capabilities.shared
-            else None,
+            Ack(task.id, task.attempt, TaskState.QUEUED, now) if self._shared else None,
         )
 
 

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from tierq.engine.model import (
+from tierq.model import (
     DependencyRelease,
     Execution,
     RecoveryReport,
@@ -49,10 +49,6 @@ class RecordCapabilities:
 
     # Several processes may share the store (PostgreSQL); False means one process owns it.
     shared: bool
-    # LISTEN/NOTIFY-style wake-ups are available.
-    listen: bool
-    # SELECT ... FOR UPDATE SKIP LOCKED is available for claiming.
-    skip_locked: bool
     # The most transitions one write should carry. A store whose writes all queue behind
     # one another (SQLite's single writer) keeps this small, so a client's write never waits
     # long behind a flush; a store that writes concurrently takes larger, cheaper batches.
@@ -180,12 +176,6 @@ class RecordStore(abc.ABC):
         counts = await self._task_counts()
         return {state: counts.get(state, 0) for state in TaskState}
 
-    async def task_counts_by(self, column: str) -> dict[tuple[str, TaskState], int]:
-        """Tasks per (``type`` or ``queue``, state). A scan; used by statistics, cached."""
-        if column not in ("type", "queue"):
-            raise ValueError(f"cannot group by {column!r}")
-        return await self._task_counts_by(column)
-
     async def execution_list(self, task_id: str) -> list[Execution]:
         """Every attempt of a task, oldest first."""
         return await self._execution_list(task_id)
@@ -232,9 +222,6 @@ class RecordStore(abc.ABC):
 
     @abc.abstractmethod
     async def _task_counts(self) -> dict[TaskState, int]: ...
-
-    @abc.abstractmethod
-    async def _task_counts_by(self, column: str) -> dict[tuple[str, TaskState], int]: ...
 
     @abc.abstractmethod
     async def _execution_list(self, task_id: str) -> list[Execution]: ...

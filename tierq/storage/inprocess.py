@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-from tierq.engine.model import Task
+from tierq.model import Task
 from tierq.storage.base import (
     Ack,
     Dispatch,

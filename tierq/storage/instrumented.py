@@ -13,7 +13,8 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
-from tierq.engine.model import (
+from tierq.metrics import Metrics
+from tierq.model import (
     DependencyRelease,
     Execution,
     RecoveryReport,
@@ -23,7 +24,6 @@ from tierq.engine.model import (
     TaskState,
     Transition,
 )
-from tierq.metrics import Metrics
 from tierq.storage.base import (
     Ack,
     Dispatch,
@@ -117,9 +117,6 @@ class InstrumentedRecordStore(RecordStore):
 
     async def _task_counts(self) -> dict[TaskState, int]:
         return await self._timed("counts", self.inner._task_counts())
-
-    async def _task_counts_by(self, column: str) -> dict[tuple[str, TaskState], int]:
-        return await self._timed("counts_by", self.inner._task_counts_by(column))
 
     async def _execution_list(self, task_id: str) -> list[Execution]:
         return await self._timed("executions", self.inner._execution_list(task_id))

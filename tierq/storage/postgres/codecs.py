@@ -25,7 +25,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from tierq.engine.model import Execution, Outcome, Task, TaskState, Transition
+from tierq.model import Execution, Outcome, Task, TaskState, Transition
 from tierq.storage.base import StoreDataError
 
 # Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01 UTC).

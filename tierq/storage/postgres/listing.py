@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tierq.engine.model import SORT_FIELDS, TaskFilter
+from tierq.model import SORT_FIELDS, TaskFilter
 from tierq.storage.postgres.queries import TASK_LIST_SELECT
 
 # Sort columns other than created_at; id breaks ties so pages never overlap or skip.

@@ -58,5 +58,4 @@ TASK_RELEASE_DEPENDENTS = _sql("task_release_dependents")
 TASK_GET_MANY = _sql("task_get_many")
 TASK_LIST_SELECT = _sql("task_list_select")
 TASK_COUNTS = _sql("task_counts")
-TASK_COUNTS_BY = {"type": _sql("task_counts_by_type"), "queue": _sql("task_counts_by_queue")}
 EXECUTION_LIST = _sql("execution_list")

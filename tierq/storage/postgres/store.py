@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "the PostgreSQL record store needs asyncpg: pip install 'tierq[distributed]'"
     ) from exc
 
-from tierq.engine.model import (
+from tierq.model import (
     DependencyRelease,
     Execution,
     RecoveryReport,
@@ -116,7 +116,7 @@ async def _keep_session(conn: Conn) -> None:
 
 
 class PostgresRecordStore(RecordStore):
-    capabilities = RecordCapabilities(shared=True, listen=True, skip_locked=True)
+    capabilities = RecordCapabilities(shared=True)
 
     def __init__(
         self,
@@ -335,10 +335,6 @@ class PostgresRecordStore(RecordStore):
     async def _task_counts(self) -> dict[TaskState, int]:
         rows = await self._run(lambda c: c.fetch(q.TASK_COUNTS))
         return {_STATES[r[0]]: r[1] for r in rows}
-
-    async def _task_counts_by(self, column: str) -> dict[tuple[str, TaskState], int]:
-        rows = await self._run(lambda c: c.fetch(q.TASK_COUNTS_BY[column]))
-        return {(r[0], _STATES[r[1]]): r[2] for r in rows}
 
     async def _execution_list(self, task_id: str) -> list[Execution]:
         if not valid_ids([task_id]):

@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from tierq.engine.model import Task, TaskState
+from tierq.model import Task, TaskState
 
 
 class _Body(msgspec.Struct):

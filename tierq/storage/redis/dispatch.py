@@ -25,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tierq.engine.model import Task, TaskState
+from tierq.model import Task, TaskState
 from tierq.storage import offload
 from tierq.storage.base import Ack, Dispatch, DispatchCapabilities, StoreUnavailable
 from tierq.storage.redis.codec import decode_task, encode_task

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from tierq.engine.model import SORT_FIELDS, Execution, Outcome, Task, TaskFilter, TaskState
+from tierq.model import SORT_FIELDS, Execution, Outcome, Task, TaskFilter, TaskState
 from tierq.storage.sqlite.sqlfiles import load, load_sections
 
 _STATES: dict[str, TaskState] = {s.value: s for s in TaskState}

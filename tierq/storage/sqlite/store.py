@@ -19,7 +19,7 @@ from typing import IO, TypeVar
 
 import orjson
 
-from tierq.engine.model import (
+from tierq.model import (
     DependencyRelease,
     Execution,
     RecoveryReport,
@@ -53,8 +53,6 @@ _SQL = {
         "task_release",
         "task_release_all",
         "task_counts",
-        "task_counts_by_type",
-        "task_counts_by_queue",
         "execution_list",
         "ping",
         "optimize",
@@ -92,9 +90,7 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
 
 class SQLiteRecordStore(RecordStore):
     # transition_batch: a flush of 1,000 holds the writer for ~20-30 ms (one write at a time).
-    capabilities = RecordCapabilities(
-        shared=False, listen=False, skip_locked=False, transition_batch=1_000
-    )
+    capabilities = RecordCapabilities(shared=False, transition_batch=1_000)
 
     def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
         synchronous = synchronous.upper()
@@ -229,12 +225,6 @@ class SQLiteRecordStore(RecordStore):
             return {rows.state_from_text(s): n for s, n in orjson.loads(found).items()}
 
         return await self._read(job)
-
-    async def _task_counts_by(self, column: str) -> dict[tuple[str, TaskState], int]:
-        sql = _SQL[f"task_counts_by_{column}"]
-        return await self._read(
-            lambda conn: {(k, rows.state_from_text(s)): n for k, s, n in conn.execute(sql)}
-        )
 
     async def _execution_list(self, task_id: str) -> list[Execution]:
         return await self._read(

@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from tierq.engine.model import (
+from tierq.model import (
     TERMINAL_STATES,
     DependencyRelease,
     RecoveryReport,

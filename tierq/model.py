@@ -45,8 +45,9 @@ LIVE_STATES: frozenset[TaskState] = frozenset(
 )
 ALL_STATES: tuple[TaskState, ...] = tuple(TaskState)
 
-# Which state may follow which. Tests check every transition the engine makes against this
-# table (property test in tests/engine/test_state_machine.py); stores enforce the terminal rule.
+# Which state may follow which. Every state change the engine makes in memory goes through
+# ``Task.move``, which consults this table, so a change it does not allow is a bug that fails at
+# once (in tests, the first run that makes it). Stores enforce the terminal rule on their side.
 ALLOWED_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
     TaskState.PENDING: frozenset({TaskState.QUEUED, TaskState.SCHEDULED, TaskState.CANCELLED}),
     TaskState.SCHEDULED: frozenset({TaskState.QUEUED, TaskState.CANCELLED}),
@@ -68,6 +69,11 @@ ALLOWED_TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
 
 def transition_allowed(old: TaskState, new: TaskState) -> bool:
     return new in ALLOWED_TRANSITIONS[old]
+
+
+class IllegalTransition(AssertionError):
+    """The engine tried a state change that ``ALLOWED_TRANSITIONS`` forbids: a bug, never a
+    user error (users asking for an impossible change get ``Conflict`` before any move)."""
 
 
 class Priority(enum.IntEnum):
@@ -132,6 +138,13 @@ class Task:
     @property
     def attempts_left(self) -> int:
         return self.max_retries + 1 - (self.attempt - self.attempt_base)
+
+    def move(self, state: TaskState, at: float) -> None:
+        """Change state at time ``at``, as the transition table allows, or raise."""
+        if state not in ALLOWED_TRANSITIONS[self.state]:
+            raise IllegalTransition(f"task {self.id}: {self.state.value} -> {state.value}")
+        self.state = state
+        self.updated_at = at
 
 
 @dataclass(slots=True)

@@ -1,0 +1,181 @@
+"""Keeping the dispatch tier (Redis) in step with the record tier, distributed.
+
+Owns what this replica knows about the dispatch tier's health: the generation it last saw (a
+new one means Redis lost its data), whether a rebuild is owed (a write-through failed), and
+leases Redis may hold for us without our holding the task (a call that failed after Redis may
+have applied it). The heartbeat drives it: ``check`` before workers may start tasks again,
+``repair`` after.
+
+What must stay true: every durable live task reaches the dispatch tier (by its write-through,
+or by a rebuild once Redis answers again); a lease this replica holds the task of is never
+released (a second replica would run it while we do).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from tierq.engine.held import HeldTasks
+from tierq.engine.pager import WorkHint
+from tierq.model import Task, TaskFilter, TaskState
+from tierq.storage.base import Dispatch, RecordStore
+
+log = logging.getLogger("tierq.engine")
+
+REBUILD_PAGE = 5000
+
+
+class DispatchRepair:
+    def __init__(
+        self,
+        store: RecordStore,
+        dispatch: Dispatch,
+        held: HeldTasks,
+        hint: WorkHint,
+        clock: Callable[[], float],
+        node_id: str,
+    ) -> None:
+        self._store = store
+        self._dispatch = dispatch
+        self._held = held
+        self._hint = hint
+        self._clock = clock
+        self._node_id = node_id
+        self.generation = ""  # the dispatch tier's generation this replica last saw
+        self.needs_rebuild = False  # a write-through failed: offer the record tier again
+        self._unreleased: list[str] = []  # leases Redis may hold for us after a failed call
+
+    async def open(self) -> None:
+        """Start-up: learn the generation; rebuild when this replica is the first to see the
+        dispatch tier empty."""
+        self.generation, created = await self._dispatch.generation()
+        if created:
+            await self.rebuild()
+
+    # ---- writing through -----------------------------------------------------------------------
+
+    async def enqueue_shared(self, tasks: Sequence[Task]) -> None:
+        """Offer durable tasks to every replica; on failure the next rebuild offers them."""
+        try:
+            await self._dispatch.enqueue_many(tasks, None, self._clock())
+        except Exception:
+            self.needs_rebuild = True
+            raise
+
+    async def write_through(self, new: Sequence[Task]) -> None:
+        """A group commit's new tasks go to the dispatch tier: the ones this replica keeps
+        leased to itself, the rest for any replica. On failure the tasks are still durable
+        (the answer is still 201); they arrive by the rebuild once Redis answers again."""
+        node = self._node_id
+        mine = [t for t in new if t.lease_owner == node]
+        shared = [t for t in new if t.lease_owner != node and t.state is not TaskState.PENDING]
+        if mine:
+            try:
+                await self._dispatch.enqueue_many(mine, node, self._clock())
+            except Exception as exc:
+                log.warning("write-through failed (%s); rebuild pending", exc)
+                self.needs_rebuild = True
+                # Held copies are given up (without a lease their reports would be refused).
+                # Redis may have applied the call before failing: release whatever lease it
+                # holds for us once it answers, or those tasks would wait for our death.
+                for task in mine:
+                    task.lease_owner = None
+                self._unreleased.extend(t.id for t in mine)
+        if shared:
+            try:
+                await self.enqueue_shared(shared)
+            except Exception as exc:
+                log.warning("write-through failed (%s); rebuild pending", exc)
+
+    # ---- after each heartbeat ------------------------------------------------------------------
+
+    async def check(self, registered: bool) -> None:
+        """Before workers may start tasks again: forget what this replica no longer owns
+        because the dispatch tier lost its data or this replica was declared dead."""
+        generation, created = await self._dispatch.generation()
+        if generation != self.generation:
+            log.warning("the dispatch tier lost its data (new generation %s)", generation)
+            self.generation = generation
+            # Another replica may have rebuilt the new generation first and our pager claimed
+            # some of these from it: those leases are ours and alive (we heartbeat), so they
+            # must go back or the tasks wait forever. Old-generation ids are no-ops there.
+            self._unreleased.extend(self._drop_queued("the dispatch tier was reset"))
+            self.needs_rebuild = self.needs_rebuild or created
+        elif not registered:
+            self._drop_queued("this replica was declared dead and its leases rescued")
+
+    async def repair(self) -> None:
+        """After the heartbeat's checks: hand back leases Redis may hold for us without our
+        holding the task, and rebuild the dispatch tier when it needs it."""
+        held = self._held
+        if self._unreleased:
+            # A task we hold again (claimed since) keeps its lease.
+            ids = [i for i in self._unreleased if i not in held]
+            self._unreleased = []
+            try:
+                await self._dispatch.release(self._node_id, ids)
+            except BaseException:
+                self._unreleased = ids + self._unreleased
+                raise
+        # Superseded leases wait until the stale copy is gone; nothing can claim the task
+        # meanwhile (the lease is ours), so no newer copy can be here when it is released.
+        gone = held.take_superseded()
+        if gone:
+            try:
+                await self._dispatch.release(self._node_id, gone)
+            except BaseException:
+                held.keep_superseded(gone)
+                raise
+        if self.needs_rebuild:
+            await self.rebuild()
+
+    def _drop_queued(self, why: str) -> list[str]:
+        """Queued tasks held in memory: their leases belong to someone else now. Running ones
+        finish; their reports will be refused by the fencing token."""
+        dropped = self._held.drop_queued()
+        if dropped:
+            log.warning("dropped %d held tasks: %s", len(dropped), why)
+        return [t.id for t in dropped]
+
+    # ---- rebuilding ----------------------------------------------------------------------------
+
+    async def rebuild(self) -> int:
+        """Put every queued, scheduled or running task of the record tier (back) into the
+        dispatch tier, which skips the ones it still has. Running ones count: after a data
+        loss nobody holds a lease on them any more, and a late completion is refused.
+
+        The flag is cleared before the scan, never after: a write-through that fails while
+        the scan runs may belong to rows the scan has already passed (keyset order is by
+        creation time, and a group commit can land behind the cursor), so it must leave the
+        flag set for the next heartbeat to rebuild again."""
+        self.needs_rebuild = False
+        try:
+            total = await self._offer_record_tier()
+        except BaseException:
+            self.needs_rebuild = True
+            raise
+        log.warning("rebuilt the dispatch tier: offered %d live tasks from the record tier", total)
+        self._hint.poke()
+        return total
+
+    async def _offer_record_tier(self) -> int:
+        total = 0
+        after: str | None = None
+        while True:
+            page = await self._store.task_list(
+                TaskFilter(
+                    states=(TaskState.QUEUED, TaskState.SCHEDULED, TaskState.RUNNING),
+                    sort_field="created_at",
+                    descending=False,
+                    size=REBUILD_PAGE,
+                    after_id=after,
+                )
+            )
+            if page.items:
+                await self._dispatch.enqueue_many(page.items, None, self._clock())
+                total += len(page.items)
+            if not page.has_more or not page.items:
+                break
+            after = page.items[-1].id
+        return total

@@ -1,1 +1,0 @@
-SELECT type, state, count(*) FROM tasks GROUP BY type, state

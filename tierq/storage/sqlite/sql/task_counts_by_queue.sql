@@ -1,1 +1,0 @@
-SELECT queue, state, count(*) FROM tasks GROUP BY queue, state
