@@ -82,14 +82,12 @@ async def serve(settings: Settings) -> None:
     gc.freeze()
     # Tasks, transitions and acks live for milliseconds to seconds, but with the default
     # young threshold (700) they survive two young passes and pile into the old generation,
-    # whose full passes then ran 13 times in a 200k-task drain, up to 187 ms each (the
-    # loop stalls longest of anything we measured). With 20,000 they mostly die young: two
-    # full passes per drain, <= 40 ms (BENCHMARKS.md, second session, profile item 3).
-    # The middle generation's passes walk every report still waiting for its flush (tens of
-    # thousands during a drain): with Python's 20 young passes per middle pass they came every
-    # 3-4 s of a drain and stalled the loop 35-100 ms each, the probes' p99. With 1,000 they
-    # come every few minutes under load; what they collect is cyclic garbage only (everything
-    # else is freed by reference counting), which this process makes little of (fifth session).
+    # whose full passes were the longest loop stalls measured. With 20,000 they mostly die
+    # young. The middle generation's passes walk every report still waiting for its flush
+    # (tens of thousands during a drain): at Python's 20 young passes per middle pass they
+    # stalled the loop every few seconds of a drain; at 1,000 they come every few minutes
+    # under load. They collect cyclic garbage only (everything else is freed by reference
+    # counting), which this process makes little of. Figures: BENCHMARKS.md, "GC thresholds".
     gc.set_threshold(GC_YOUNG_THRESHOLD, GC_MIDDLE_THRESHOLD, 10)
     site = web.TCPSite(runner, settings.host, settings.port, backlog=2048, reuse_address=True)
     await site.start()

@@ -85,9 +85,9 @@ class Settings:
         default=2,
         metadata=_doc(
             "Group commit: transactions of small submissions (at most 16 tasks, a single POST) "
-            "in flight at once, apart from those of large batches. 2 cut single-submit p99 at "
-            "2,000/s by ~13% where the CPU had room; 1 costs the least CPU per submission "
-            "where it has none (BENCHMARKS.md)."
+            "in flight at once, apart from those of large batches. 2 lowers single-submit "
+            "latency where the CPU has room; 1 costs the least CPU per submission where it has "
+            "none (BENCHMARKS.md)."
         ),
     )
     flush_interval_ms: float = field(

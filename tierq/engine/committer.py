@@ -13,13 +13,12 @@ only the refused ones get the error. An unavailable store fails the whole group 
 
 Small submissions (at most ``SMALL_SUBMISSION`` tasks: a single POST) have their own lane:
 they are grouped only with each other, taken first, and have ``max_small_inflight``
-transaction slots of their own, apart from the ``max_inflight`` of large groups. Grouped with
-1,000-task batches they waited for those batches' inserts (single submits at p99 ~105 ms
-while a backlog was being submitted, embedded). The small lane's slot count is a setting
-(``commit_small_slots``): where CPU is the limit, every extra slot in flight splits single
-submits into more, smaller transactions, each costing two round trips of Python on the loop
-whatever its size; where it is not, a second slot spares a submission the wait for the
-commit already in flight (p99 at 2,000/s 9.5-9.7 -> 8.2-8.4 ms, fifth session).
+transaction slots of their own, apart from the ``max_inflight`` of large groups: grouped with
+1,000-task batches, a single submit waits for those batches' inserts. The small lane's slot
+count is a setting (``commit_small_slots``): where CPU is the limit, every extra slot in flight
+splits single submits into more, smaller transactions, each costing two round trips of Python
+on the loop whatever its size; where it is not, a second slot spares a submission the wait for
+the commit already in flight. Figures: BENCHMARKS.md, "group commit".
 """
 
 from __future__ import annotations
@@ -55,8 +54,7 @@ class GroupCommitter(Service):
         self._window_s = window_s
         self._max_tasks = max_tasks
         # Transactions allowed in flight at once: while one waits for its fsync the next
-        # groups can already be sent (the record store merges or orders them itself). Four
-        # rather than two took single-submit p99 at 2,000/s from 10.7-11.8 ms to 8.5-8.8 ms.
+        # groups can already be sent (the record store merges or orders them itself).
         self._max_inflight = max_inflight
         self._max_small_inflight = max_small_inflight
         self._inflight = 0  # large groups in flight

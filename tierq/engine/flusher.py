@@ -219,9 +219,9 @@ class Flusher(Service):
             self._room.set()
         await self._on_flushed(transitions, stale + refused_by_store)
         if self._unconfirmed:
-            # The confirm runs while the next batch is acked and written: a draining
-            # replica was flush-bound at ack + write + confirm in a row (~160 + 460 + 140 ms
-            # per 8,500), and its unflushed backlog and RSS grew. One confirm at a time.
+            # The confirm runs while the next batch is acked and written: ack, write and
+            # confirm in a row made a draining replica flush-bound, and its unflushed backlog
+            # and RSS grew. One confirm at a time.
             previous, self._confirming = self._confirming, None
             if previous is not None:
                 await previous

@@ -196,7 +196,7 @@ def transition_document(transitions: Sequence[Transition]) -> bytes:
     """The one parameter of sql/task_transition.sql: the batch as a JSON array of objects.
 
     Why not twelve arrays: asyncpg encodes array elements on the event loop, through a
-    Python call per timestamp, and an 8,000-transition flush held the loop for ~45 ms. This
+    Python call per timestamp, and a large flush held the loop for tens of milliseconds. This
     document is built by one C call (in a worker thread for large batches) and crosses the
     loop as a single bytes value. ``result`` travels as a JSON string holding the JSON, so
     JSON ``null`` stays a value and only a missing result is SQL NULL, as before.

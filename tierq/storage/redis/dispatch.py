@@ -37,8 +37,8 @@ from tierq.storage.redis.liveness import Liveness
 # Redis runs one script at a time and nothing else meanwhile, so the tasks one script call
 # handles bound how long every other client (a single submit's write-through, statistics,
 # heartbeats) can wait behind it. A batch is still one round trip: its chunks go in one
-# pipeline, and Redis serves other clients between them. 1,000-task calls took 6-11 ms
-# each (median, SLOWLOG) during a 200k drain on two shared cores, up to 27 ms.
+# pipeline, and Redis serves other clients between them (SLOWLOG figures of 1,000-task
+# calls: BENCHMARKS.md, "Redis script chunks").
 SCRIPT_CHUNK = 250
 # Due delayed tasks moved per script call, for the same reason; when a large backlog falls
 # due at once, the rest move on the next claim or promote.
@@ -325,7 +325,7 @@ class RedisDispatch(Liveness, Dispatch):
         """Task counts over every queue, in one round trip when the queue names are those
         seen last time: the names are read in the same round trip as the sizes of the
         queues known so far, and only queues new since then cost a second one. (Statistics
-        call this; while a backlog drains every round trip may wait ~10-30 ms for Redis.)"""
+        call this; while a backlog drains every round trip may wait for a busy Redis.)"""
         known = self._depth_queues
         names, *sizes = await self._run([("SMEMBERS", self.keys.queues), *self._sizes(known)])
         queues = sorted(q.decode() for q in names)

@@ -1,10 +1,10 @@
 """Multi-row statements: one ``sqlite3_step`` per chunk of rows, not one per row.
 
 ``executemany`` steps once per row, and sqlite3 releases the GIL around every step, so every
-row cost the writer thread a GIL hand-back from the event loop's thread: ~0.8 ms per row
-while the loop was busy, against ~15-25 µs when it was idle (loadtest/bench_sqlite_store.py
---busy). A statement whose ``VALUES`` list holds many rows is one step, and it was also
-faster than ``executemany`` with an idle loop (BENCHMARKS.md, "Third session").
+row costs the writer thread a GIL hand-back from the event loop's thread, which is slow while
+the loop is busy (loadtest/bench_sqlite_store.py --busy measures it). A statement whose
+``VALUES`` list holds many rows is one step, and it is also faster than ``executemany`` with
+an idle loop (BENCHMARKS.md, "multi-row statements").
 
 A statement file marks where the rows go with ``{rows}``; only groups of ``?`` are put
 there, never values. Row counts are cut into chunks of fixed sizes (``CHUNK``, then powers of

@@ -10,8 +10,8 @@ Jobs are urgent (a client waits on them: submissions, cancels) or background (th
 claims and flushes, which keep the writer busy for as long as a backlog lasts); small urgent
 jobs (a few rows) go before larger ones. Urgent jobs overtake waiting background jobs, and a
 group that ran one commits as soon as no other urgent job waits, so a single submission
-waits for about one job, not for the queue behind it: with a backlog draining, single
-submits waited ~60 ms at p50 behind FIFO groups of claims and 10,000-row flushes. So that
+waits for about one job, not for the queue behind it (behind FIFO groups of claims and
+10,000-row flushes it waited for all of them while a backlog drained). So that
 heavy submission cannot starve the drain, the writer time urgent jobs take is owed to the
 background (up to ``MAX_BACKGROUND_DEBT_S``): the next groups run background jobs first
 until it is repaid, which splits a saturated writer about evenly, as FIFO did. Otherwise

@@ -89,7 +89,8 @@ def _connect(path: str, synchronous: str) -> sqlite3.Connection:
 
 
 class SQLiteRecordStore(RecordStore):
-    # transition_batch: a flush of 1,000 holds the writer for ~20-30 ms (one write at a time).
+    # transition_batch: small, because the writer does one write at a time and a client's
+    # write waits behind a whole flush.
     capabilities = RecordCapabilities(shared=False, transition_batch=1_000)
 
     def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
