@@ -295,7 +295,7 @@ async def test_flusher_keeps_the_batch_while_the_store_is_unavailable(
 # ---- through the API -----------------------------------------------------------------------
 
 
-async def test_api_refused_submission_is_a_500_with_request_id_others_succeed(
+async def test_api_refused_submission_is_a_422_with_its_request_id_others_succeed(
     tmp_path: Path,
 ) -> None:
     from aiohttp.test_utils import TestClient, TestServer
@@ -325,9 +325,15 @@ async def test_api_refused_submission_is_a_500_with_request_id_others_succeed(
         conn.close()
         bodies = [{"type": "noop", "name": n} for n in ("a", "poison", "b")]
         responses = await asyncio.gather(
-            *(client.post("/api/v1/tasks", json=body) for body in bodies)
+            *(
+                client.post("/api/v1/tasks", json=body, headers={"X-Request-ID": f"req-{i}"})
+                for i, body in enumerate(bodies)
+            )
         )
         texts = [await r.text() for r in responses]
+        # Each answer, the refused one included, carries its own request's id (the server
+        # logs the database's words under it).
+        assert [r.headers["X-Request-ID"] for r in responses] == ["req-0", "req-1", "req-2"]
         good = [r.status for i, r in enumerate(responses) if i != 1]
         assert all(200 <= s < 300 for s in good), texts
         # The client's own data was refused: a 4xx naming it, without the database's words.

@@ -156,7 +156,8 @@ class RedisServer:
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            pytest.skip("redis-server not installed")
+            # Never a skip: scripts/ensure-services.sh installs it before the tests run.
+            pytest.fail("redis-server not installed (scripts/ensure-services.sh installs it)")
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
         args += ["--appendonly", "no", "--dir", str(self.workdir)]
         with open(self.workdir / "redis.log", "ab") as log:
@@ -173,10 +174,18 @@ class RedisServer:
 
 
 def _postgres_bin(name: str) -> str:
+    """Debian's versioned directory first (its binaries are not on PATH), then PATH, as
+    scripts/ensure-services.sh looks; missing is a failure, never a skip."""
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    if not found:
-        pytest.skip(f"no PostgreSQL {name} under /usr/lib/postgresql/*/bin")
-    return found[-1]
+    if found:
+        return found[-1]
+    on_path = shutil.which(name)
+    if on_path is None:
+        pytest.fail(
+            f"no PostgreSQL {name} under /usr/lib/postgresql/*/bin or on PATH "
+            "(scripts/ensure-services.sh installs it)"
+        )
+    return on_path
 
 
 class PostgresServer:

@@ -156,6 +156,9 @@ async def test_sigkill_mid_execution_loses_nothing(
         await asyncio.sleep(0.01)
     server.kill()
     running = await running_in_record(server.db)
+    # The checks of re-runs below loop over these: the kill must have caught some running,
+    # or the test would pass without checking any re-run.
+    assert running, "the kill caught no task running"
 
     server = launch(servers, tmp_path)
     await server.wait_ready(session)

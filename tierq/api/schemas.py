@@ -75,7 +75,7 @@ def task_out(task: Task) -> dict[str, Any]:
         "idempotency_key": task.idempotency_key,
         "depends_on": list(task.depends_on),
         "last_error": task.last_error,
-        "worker": task.lease_owner,
+        "lease_owner": task.lease_owner,  # the replica holding its lease (none when free)
     }
 
 

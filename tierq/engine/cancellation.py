@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from tierq.engine.dependencies import Dependencies
 from tierq.engine.errors import Conflict
+from tierq.engine.flusher import Reports
 from tierq.engine.held import HeldTasks
 from tierq.model import TERMINAL_STATES, Task, TaskState, Transition
 from tierq.storage.base import Ack, Dispatch, RecordStore
@@ -25,8 +26,6 @@ ANNOUNCED_CANCEL_LIMIT = 10_000  # past this many remembered, the expired ones a
 # How long a user's cancel waits for an interrupted handler to end before it answers.
 INTERRUPT_WAIT_S = 1.0
 
-Report = Callable[[Transition, Ack | None], None]
-
 
 class Cancellation:
     def __init__(
@@ -37,7 +36,7 @@ class Cancellation:
         dependencies: Dependencies,
         get: Callable[[str], Awaitable[Task]],
         interrupt: Callable[[str], asyncio.Task[object] | None],
-        report: Report,
+        reports: Reports,
         flush: Callable[[], Awaitable[None]],
         clock: Callable[[], float],
     ) -> None:
@@ -47,7 +46,7 @@ class Cancellation:
         self._dependencies = dependencies
         self._get = get
         self._interrupt = interrupt
-        self._report = report
+        self._reports = reports
         self._flush = flush
         self._clock = clock
         self._distributed = dispatch.capabilities.shared
@@ -89,7 +88,7 @@ class Cancellation:
         task.move(TaskState.CANCELLED, now)
         task.finished_at = now
         task.last_error = "cancelled"
-        self._report(
+        self._reports.add(
             Transition(
                 task.id,
                 task.attempt,

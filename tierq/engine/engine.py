@@ -150,7 +150,7 @@ class Engine:
             self.dependencies,
             self.get,
             self.workers.request_cancel,
-            flusher.add,
+            flusher,
             flusher.run_once,
             clock,
         )
@@ -164,7 +164,7 @@ class Engine:
             batch=max(1, min(MAX_CLAIM, settings.memory_limit)),
         )
         self.heartbeat = Heartbeat(self._beat, self._after_beat, clock, settings.heartbeat_s)
-        self.rescuer = Rescuer(dispatch.rescue, flusher.add, hint, clock, settings.heartbeat_s)
+        self.rescuer = Rescuer(dispatch.rescue, flusher, hint, clock, settings.heartbeat_s)
         self.watcher = WorkWatcher(dispatch.wait_for_work, hint)
         self.loop_lag = LoopLagMonitor(metrics.loop_lag_seconds.observe)
         self.memory.on_promoted = self._on_promoted

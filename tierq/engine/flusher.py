@@ -29,6 +29,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from tierq.engine.service import Service
 from tierq.model import Transition
@@ -41,6 +42,12 @@ TransitionMany = Callable[[Sequence[Transition]], Awaitable[list[str]]]
 # Called after a batch is durable: (applied transitions, ids refused as stale).
 OnFlushed = Callable[[list[Transition], list[str]], Awaitable[None]]
 ConfirmMany = Callable[[Sequence[str]], Awaitable[None]]
+
+
+class Reports(Protocol):
+    """Where a service hands its state changes: the flusher (or a test's recorder)."""
+
+    def add(self, transition: Transition, ack: Ack | None = None) -> None: ...
 
 
 class Flusher(Service):
@@ -77,7 +84,7 @@ class Flusher(Service):
         # is never confirmed before its own transition is in the record tier.
         self._acks: dict[tuple[str, int], list[Ack]] = {}
         # A batch whose acks are settled but whose record write failed: retried first.
-        self._retry: tuple[list[Transition], list[str]] | None = None
+        self._settled_unwritten: tuple[list[Transition], list[str]] | None = None
         self._confirm_many = confirm_many
         # Ids acked as terminal in the batch being written, then recorded but not confirmed.
         # Ids dropped past the bound stay in the dispatch tier until this process is gone,
@@ -118,7 +125,7 @@ class Flusher(Service):
 
     @property
     def backlog(self) -> int:
-        return len(self._buffer) + (len(self._retry[0]) if self._retry else 0)
+        return len(self._buffer) + (len(self._settled_unwritten[0]) if self._settled_unwritten else 0)
 
     async def wait_room(self) -> None:
         """Back-pressure for workers: wait while the buffer is over its bound."""
@@ -133,8 +140,8 @@ class Flusher(Service):
 
     async def run(self) -> None:
         while not self._stopping:
-            await self._sleep(None if not self._buffer and not self._retry else 0)
-            if not self._buffer and not self._retry:
+            await self._sleep(None if not self._buffer and not self._settled_unwritten else 0)
+            if not self._buffer and not self._settled_unwritten:
                 continue
             if len(self._buffer) < self._batch_size and not self._stopping:
                 # Give the batch time to fill (woken early when it reaches batch_size).
@@ -148,7 +155,7 @@ class Flusher(Service):
 
     async def drain(self) -> None:
         attempts = 0
-        while self._buffer or self._retry:
+        while self._buffer or self._settled_unwritten:
             try:
                 await self.run_once()
             except Exception:
@@ -169,10 +176,10 @@ class Flusher(Service):
             try:
                 # The buffer is first in, first out (a coalesced report keeps its place), so
                 # this many batches cover everything present now, whatever arrives meanwhile.
-                rounds = -(-len(self._buffer) // self._batch_size) + (1 if self._retry else 0)
+                rounds = -(-len(self._buffer) // self._batch_size) + (1 if self._settled_unwritten else 0)
                 for _ in range(max(1, rounds)):
                     await self._flush()
-                    if not self._buffer and self._retry is None:
+                    if not self._buffer and self._settled_unwritten is None:
                         break
             finally:
                 # Confirmed too when this returns (callers and tests rely on it).
@@ -181,7 +188,7 @@ class Flusher(Service):
                     await confirming
 
     async def _flush(self) -> None:
-        if self._retry is None:
+        if self._settled_unwritten is None:
             if not self._buffer:
                 return
             transitions, keyed_acks = self._take()
@@ -199,18 +206,18 @@ class Flusher(Service):
                 # process reported about them may reach the record tier.
                 refused = set(stale)
                 transitions = [t for t in transitions if t.task_id not in refused]
-            self._retry = (transitions, stale)
+            self._settled_unwritten = (transitions, stale)
             if acks and self._confirm_many is not None:
                 skip = set(stale)
                 self._settled = [
                     a.task_id for a in acks if a.state.terminal and a.task_id not in skip
                 ]
-        transitions, stale = self._retry
+        transitions, stale = self._settled_unwritten
         try:
             refused_by_store = await self._transition_many(transitions)
         except StoreDataError as exc:
             transitions, refused_by_store = await self._isolate(transitions, stale, exc)
-        self._retry = None
+        self._settled_unwritten = None
         if self._settled:
             self._unconfirmed += self._settled
             self._settled = []
@@ -278,7 +285,7 @@ class Flusher(Service):
         """Isolation was cut short by an unavailable store: report what is durable, keep the
         rest (and the confirms still owed) for the retry."""
         self._drop_settled(rejected)
-        self._retry = (rest, [])
+        self._settled_unwritten = (rest, [])
         if written or refused or stale:
             await self._on_flushed(written, stale + refused)
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+from tierq.engine.flusher import Reports
 from tierq.engine.pager import WorkHint
 from tierq.engine.service import Service
 from tierq.model import Outcome, TaskState, Transition
-from tierq.storage.base import Ack, RescuedLease
+from tierq.storage.base import RescuedLease
 
 # (checked_at) -> whether the dispatch tier still had this replica registered
 Beat = Callable[[float], Awaitable[bool]]
 # (registered, checked_at): what must follow each beat (see Engine._after_beat)
 AfterBeat = Callable[[bool, float], Awaitable[None]]
-Report = Callable[[Transition, Ack | None], None]
 
 
 class Heartbeat(Service):
@@ -51,14 +51,14 @@ class Rescuer(Service):
     def __init__(
         self,
         rescue: Callable[[float], Awaitable[list[RescuedLease]]],
-        report: Report,
+        reports: Reports,
         hint: WorkHint,
         clock: Callable[[], float],
         interval_s: float,
     ) -> None:
         super().__init__()
         self._rescue = rescue
-        self._report = report
+        self._reports = reports
         self._hint = hint
         self._clock = clock
         self._interval_s = interval_s
@@ -74,7 +74,7 @@ class Rescuer(Service):
             return
         self.rescued += len(rescued)
         for lease in rescued:
-            self._report(
+            self._reports.add(
                 Transition(
                     lease.task_id,
                     lease.attempt,
@@ -85,7 +85,6 @@ class Rescuer(Service):
                     outcome=Outcome.ABANDONED,
                     lease_owner=None,
                     error=f"lease of {lease.owner} expired (no heartbeat)",
-                ),
-                None,
+                )
             )
         self._hint.poke()
