@@ -125,7 +125,9 @@ class Flusher(Service):
 
     @property
     def backlog(self) -> int:
-        return len(self._buffer) + (len(self._settled_unwritten[0]) if self._settled_unwritten else 0)
+        return len(self._buffer) + (
+            len(self._settled_unwritten[0]) if self._settled_unwritten else 0
+        )
 
     async def wait_room(self) -> None:
         """Back-pressure for workers: wait while the buffer is over its bound."""
@@ -176,7 +178,9 @@ class Flusher(Service):
             try:
                 # The buffer is first in, first out (a coalesced report keeps its place), so
                 # this many batches cover everything present now, whatever arrives meanwhile.
-                rounds = -(-len(self._buffer) // self._batch_size) + (1 if self._settled_unwritten else 0)
+                rounds = -(-len(self._buffer) // self._batch_size) + (
+                    1 if self._settled_unwritten else 0
+                )
                 for _ in range(max(1, rounds)):
                     await self._flush()
                     if not self._buffer and self._settled_unwritten is None:
