@@ -277,12 +277,19 @@ class RescuedLease:
     owner: str
 
 
+_ACKABLE_LIVE = frozenset({TaskState.SCHEDULED, TaskState.QUEUED})
+
+
 class Dispatch(abc.ABC):
     """The queue replicas pull from. Leases carry the attempt as a fencing token.
 
     Every task handed to the dispatch tier is already durable in the record store; the
     dispatch tier may therefore lose everything (Redis restarted empty) and be rebuilt from
     the record store with ``enqueue_many`` (idempotent: a task already present is left as is).
+
+    The public batch methods do the shared work (empty batches cost nothing, acks are
+    checked) and call one primitive each (``_enqueue_many``, ...), which backends implement
+    and may assume non-empty, valid input.
     """
 
     capabilities: DispatchCapabilities
@@ -293,25 +300,34 @@ class Dispatch(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
-    @abc.abstractmethod
     async def enqueue_many(
         self, tasks: Sequence[Task], lease_owner: str | None, now: float
     ) -> None:
         """Add tasks. With ``lease_owner`` they are leased to it at once (it has room for them
         in its memory tier); otherwise due ones go to the ready set, later ones to the
         delayed set. Tasks already known to the dispatch tier are not added twice."""
+        if tasks:
+            await self._enqueue_many(tasks, lease_owner, now)
 
-    @abc.abstractmethod
     async def claim(self, owner: str, limit: int, now: float) -> list[Task]:
         """Promote due delayed tasks, then lease up to ``limit`` ready tasks to ``owner`` in
         run order (priority, run_at, arrival). Returned tasks carry their stored attempt;
         the lease is for attempt + 1."""
+        if limit <= 0:
+            return []
+        return await self._claim(owner, limit, now)
 
-    @abc.abstractmethod
     async def ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
-        """Settle leased attempts; return the task ids refused (stale or foreign lease)."""
+        """Settle leased attempts; return the task ids refused (stale or foreign lease). An
+        ack ends an attempt as terminal, or sends the task back as scheduled (a retry in
+        backoff) or queued (handed back); any other state is a caller's bug (ValueError)."""
+        if not acks:
+            return []
+        for a in acks:
+            if not (a.state.terminal or a.state in _ACKABLE_LIVE):
+                raise ValueError(f"cannot ack task {a.task_id} as {a.state}")
+        return await self._ack_many(owner, acks, now)
 
-    @abc.abstractmethod
     async def confirm_many(self, owner: str, ids: Sequence[str]) -> None:
         """The record tier has these terminal outcomes: forget the tasks.
 
@@ -320,23 +336,57 @@ class Dispatch(abc.ABC):
         returns them like leases, so an outcome lost with the process is run again rather
         than lost. Ids not acked by ``owner``, already confirmed, rescued or enqueued again
         since are left alone, so a retried or repeated confirm is harmless."""
+        if ids:
+            await self._confirm_many(owner, ids)
 
-    @abc.abstractmethod
     async def cancel_many(self, ids: Sequence[str]) -> list[str]:
         """Remove not-leased tasks; return the ids removed. Leased ones are left alone."""
+        if not ids:
+            return []
+        return await self._cancel_many(ids)
 
-    @abc.abstractmethod
     async def announce_cancel(self, ids: Sequence[str]) -> None:
         """Tell every replica (the owners of leased ones among ``ids``) that these tasks were
         cancelled: a replica holding one drops it, or interrupts it if it is running."""
+        if ids:
+            await self._announce_cancel(ids)
+
+    async def release(self, owner: str, ids: Sequence[str]) -> int:
+        """Hand back leased tasks that never started, to the ready set, attempt unchanged."""
+        if not ids:
+            return 0
+        return await self._release(owner, ids)
+
+    # ---- primitives: what a backend implements -------------------------------------------
+
+    @abc.abstractmethod
+    async def _enqueue_many(
+        self, tasks: Sequence[Task], lease_owner: str | None, now: float
+    ) -> None: ...
+
+    @abc.abstractmethod
+    async def _claim(self, owner: str, limit: int, now: float) -> list[Task]: ...
+
+    @abc.abstractmethod
+    async def _ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def _confirm_many(self, owner: str, ids: Sequence[str]) -> None: ...
+
+    @abc.abstractmethod
+    async def _cancel_many(self, ids: Sequence[str]) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def _announce_cancel(self, ids: Sequence[str]) -> None: ...
+
+    @abc.abstractmethod
+    async def _release(self, owner: str, ids: Sequence[str]) -> int: ...
+
+    # ---- single calls, not batches ---------------------------------------------------------
 
     @abc.abstractmethod
     def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:
         """Call ``callback`` with the ids of every cancel announced by any replica."""
-
-    @abc.abstractmethod
-    async def release(self, owner: str, ids: Sequence[str]) -> int:
-        """Hand back leased tasks that never started, to the ready set, attempt unchanged."""
 
     @abc.abstractmethod
     async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> bool:

@@ -38,34 +38,34 @@ class InProcessDispatch(Dispatch):
     async def close(self) -> None:
         return None
 
-    async def enqueue_many(
+    async def _enqueue_many(
         self, tasks: Sequence[Task], lease_owner: str | None, now: float
     ) -> None:
         # The record insert already stored each task with its lease (or none): nothing to add.
         return None
 
-    async def claim(self, owner: str, limit: int, now: float) -> list[Task]:
+    async def _claim(self, owner: str, limit: int, now: float) -> list[Task]:
         return await self._store.task_claim(owner, limit, now, self.horizon_s)
 
-    async def ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
+    async def _ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
         # The record transition carries the outcome; one owner means no lease can be stale.
         return []
 
-    async def confirm_many(self, owner: str, ids: Sequence[str]) -> None:
+    async def _confirm_many(self, owner: str, ids: Sequence[str]) -> None:
         # The record store is the queue: nothing is kept apart from it to forget.
         return None
 
-    async def cancel_many(self, ids: Sequence[str]) -> list[str]:
+    async def _cancel_many(self, ids: Sequence[str]) -> list[str]:
         return list(ids)
 
-    async def announce_cancel(self, ids: Sequence[str]) -> None:
+    async def _announce_cancel(self, ids: Sequence[str]) -> None:
         # One process: the engine that cancelled holds every lease itself.
         return None
 
     def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:
         return None
 
-    async def release(self, owner: str, ids: Sequence[str]) -> int:
+    async def _release(self, owner: str, ids: Sequence[str]) -> int:
         return await self._store.task_release(owner, ids)
 
     async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> bool:

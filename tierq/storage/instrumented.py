@@ -137,31 +137,31 @@ class InstrumentedDispatch(Dispatch):
     async def close(self) -> None:
         await self._timed("close", self.inner.close())
 
-    async def enqueue_many(
+    async def _enqueue_many(
         self, tasks: Sequence[Task], lease_owner: str | None, now: float
     ) -> None:
-        await self._timed("enqueue", self.inner.enqueue_many(tasks, lease_owner, now), len(tasks))
+        await self._timed("enqueue", self.inner._enqueue_many(tasks, lease_owner, now), len(tasks))
 
-    async def claim(self, owner: str, limit: int, now: float) -> list[Task]:
-        return await self._timed("claim", self.inner.claim(owner, limit, now))
+    async def _claim(self, owner: str, limit: int, now: float) -> list[Task]:
+        return await self._timed("claim", self.inner._claim(owner, limit, now))
 
-    async def ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
-        return await self._timed("ack", self.inner.ack_many(owner, acks, now), len(acks))
+    async def _ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
+        return await self._timed("ack", self.inner._ack_many(owner, acks, now), len(acks))
 
-    async def confirm_many(self, owner: str, ids: Sequence[str]) -> None:
-        await self._timed("confirm", self.inner.confirm_many(owner, ids), len(ids))
+    async def _confirm_many(self, owner: str, ids: Sequence[str]) -> None:
+        await self._timed("confirm", self.inner._confirm_many(owner, ids), len(ids))
 
-    async def cancel_many(self, ids: Sequence[str]) -> list[str]:
-        return await self._timed("cancel", self.inner.cancel_many(ids), len(ids))
+    async def _cancel_many(self, ids: Sequence[str]) -> list[str]:
+        return await self._timed("cancel", self.inner._cancel_many(ids), len(ids))
 
-    async def announce_cancel(self, ids: Sequence[str]) -> None:
-        await self._timed("announce_cancel", self.inner.announce_cancel(ids), len(ids))
+    async def _announce_cancel(self, ids: Sequence[str]) -> None:
+        await self._timed("announce_cancel", self.inner._announce_cancel(ids), len(ids))
 
     def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:
         self.inner.listen_cancel(callback)
 
-    async def release(self, owner: str, ids: Sequence[str]) -> int:
-        return await self._timed("release", self.inner.release(owner, ids), len(ids))
+    async def _release(self, owner: str, ids: Sequence[str]) -> int:
+        return await self._timed("release", self.inner._release(owner, ids), len(ids))
 
     async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> bool:
         return await self._timed("heartbeat", self.inner.heartbeat(owner, ttl, now, info))

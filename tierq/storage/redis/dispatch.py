@@ -148,11 +148,9 @@ class RedisDispatch(Liveness, Dispatch):
 
     # ---- writes ------------------------------------------------------------------------
 
-    async def enqueue_many(
+    async def _enqueue_many(
         self, tasks: Sequence[Task], lease_owner: str | None, now: float
     ) -> None:
-        if not tasks:
-            return
         by_queue = await offload.build(_enqueue_args, tasks)
         cmds: list[Command] = [("SADD", self.keys.queues, *by_queue)]
         owner = lease_owner or ""
@@ -167,9 +165,7 @@ class RedisDispatch(Liveness, Dispatch):
                 cmds.append(self._eval("enqueue", keys, [now, owner, wake, *part]))
         await self._run(cmds)
 
-    async def claim(self, owner: str, limit: int, now: float) -> list[Task]:
-        if limit <= 0:
-            return []
+    async def _claim(self, owner: str, limit: int, now: float) -> list[Task]:
         queues = await self._queues()
         if not queues:
             return []
@@ -221,9 +217,7 @@ class RedisDispatch(Liveness, Dispatch):
             plan[q] += 1
         return plan
 
-    async def ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
-        if not acks:
-            return []
+    async def _ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
         by_queue: dict[str | None, list[Any]] = defaultdict(list)
         terminal: dict[str, str] = {}
         for a in acks:
@@ -232,12 +226,10 @@ class RedisDispatch(Liveness, Dispatch):
                 if queue is not None:
                     terminal[a.task_id] = queue
                 kind, run_at, hexed = "t", now, ""
-            elif a.state in _ACK_KIND:
+            else:  # the base class let only scheduled and queued through besides terminal
                 kind = _ACK_KIND[a.state]
                 run_at = now if a.run_at is None else a.run_at
                 hexed = "" if a.run_at is None and kind == "q" else run_at_hex(run_at)
-            else:
-                raise ValueError(f"cannot ack task {a.task_id} as {a.state}")
             by_queue[queue] += (
                 a.task_id,
                 a.attempt,
@@ -261,9 +253,7 @@ class RedisDispatch(Liveness, Dispatch):
             for queue in await self._targets(by_queue)
         ]
 
-    async def confirm_many(self, owner: str, ids: Sequence[str]) -> None:
-        if not ids:
-            return
+    async def _confirm_many(self, owner: str, ids: Sequence[str]) -> None:
         cmds: list[Command] = [
             self._eval("confirm", [*qk.core, qk.acked(owner)], part)
             for qk, ids_here in await self._routed(ids)
@@ -271,9 +261,7 @@ class RedisDispatch(Liveness, Dispatch):
         ]
         await self._run(cmds)
 
-    async def release(self, owner: str, ids: Sequence[str]) -> int:
-        if not ids:
-            return 0
+    async def _release(self, owner: str, ids: Sequence[str]) -> int:
         cmds: list[Command] = [
             self._eval(
                 "release",
@@ -285,9 +273,7 @@ class RedisDispatch(Liveness, Dispatch):
         ]
         return sum(int(n) for n in await self._run(cmds))
 
-    async def cancel_many(self, ids: Sequence[str]) -> list[str]:
-        if not ids:
-            return []
+    async def _cancel_many(self, ids: Sequence[str]) -> list[str]:
         queues = await self._queues()
         cmds = [
             self._eval("cancel", self.keys.queue(q).core, part)
@@ -387,7 +373,7 @@ class RedisDispatch(Liveness, Dispatch):
             refused_everywhere &= got
         return refused | refused_everywhere
 
-    async def announce_cancel(self, ids: Sequence[str]) -> None:
+    async def _announce_cancel(self, ids: Sequence[str]) -> None:
         if ids:
             await self._run([("PUBLISH", self.keys.cancel_channel, ",".join(ids))])
 
