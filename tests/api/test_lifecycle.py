@@ -70,8 +70,11 @@ async def test_fail_always_is_dead_lettered_then_retried(client: Client) -> None
     resp = await client.post(f"{TASKS}/{task['id']}/retry")
     assert resp.status == 200, await resp.text()
     retried = await resp.json()
-    assert retried["status"] in ("queued", "running", "scheduled", "failed")
-    assert retried["status"] != "failed" or retried["attempt"] > 2
+    # The replay is queued with a fresh budget; a worker may already have taken it by the
+    # time it is read back, and each later state says how far its attempts got.
+    expected_attempt = {"queued": 2, "running": 3, "scheduled": 3, "failed": 4}
+    assert retried["status"] in expected_attempt, retried
+    assert retried["attempt"] == expected_attempt[retried["status"]], retried
     # A replay gets a fresh budget: two more attempts, then dead-lettered again.
     again = await wait_status(client, task["id"], "failed")
     assert again["attempt"] == 4

@@ -72,7 +72,10 @@ async def test_http_api_across_two_replicas(clients: tuple[Client, Client]) -> N
     later = await call(a, "POST", "/api/v1/tasks", 201, json={**spec, "delay_seconds": 60})
     cancelled = await call(b, "POST", f"/api/v1/tasks/{later['id']}/cancel", 200)
     assert cancelled["status"] == "cancelled"
-    assert (await wait_status(a, later["id"], "cancelled"))["status"] == "cancelled"
+    seen_on_a = await wait_status(a, later["id"], "cancelled")
+    # A sees B's cancel as B made it: ended now, never started, no lease left.
+    assert seen_on_a["finished_at"] is not None and seen_on_a["started_at"] is None
+    assert seen_on_a["attempt"] == 0 and seen_on_a["lease_owner"] is None
     await call(a, "POST", f"/api/v1/tasks/{later['id']}/retry", 200)
     await wait_status(b, later["id"], "succeeded")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import record_task
+from tests.helpers import record_task, wait_for
 from tierq.config import ConfigError, from_mapping
 from tierq.engine.committer import SMALL_SUBMISSION, GroupCommitter
 from tierq.model import Task, TaskState
@@ -78,7 +78,8 @@ async def test_a_small_submission_does_not_wait_for_large_groups(tmp_path: Path)
     try:
         large = [[record_task() for _ in range(50)] for _ in range(4)]
         pending_large = [asyncio.ensure_future(committer.submit(s)) for s in large]
-        await asyncio.sleep(0.05)  # two large groups in flight (all slots), two waiting
+        # Two large groups in flight (all slots), two waiting.
+        await wait_for(lambda: len(group_sizes) == 2, timeout=5)
         single = [record_task()]
         # Its own lane and its own slot: committed while every large group still hangs.
         assert await asyncio.wait_for(committer.submit(single), 5) == [single[0].id]
@@ -110,10 +111,14 @@ async def test_small_submissions_share_the_small_lanes_slots(tmp_path: Path, slo
         first = []
         for _ in range(slots):
             first.append(asyncio.ensure_future(committer.submit([record_task()])))
-            await asyncio.sleep(0.02)  # in flight, alone, before the next one arrives
+            # In flight, alone, before the next one arrives.
+            await wait_for(lambda n=len(first): insert_many.running == n, timeout=5)
         singles = [[record_task()] for _ in range(31 - slots)]
         rest = [asyncio.ensure_future(committer.submit(s)) for s in singles]
-        await asyncio.sleep(0.02)
+        # Every one of them reached the committer (a submit waits once it has been taken in);
+        # then a loop turn more for any insert the committer might wrongly start.
+        await wait_for(lambda: committer.waiting == len(singles), timeout=5)
+        await asyncio.sleep(0)
         # The large lane's four slots are not the small lane's: still ``slots`` at a time.
         assert insert_many.running == slots and group_sizes == [1] * slots
         release.set()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from tests.helpers import wait_for
 from tierq.engine.service import Service
 
 
@@ -29,10 +30,11 @@ class Ticker(Service):
 async def test_stop_waits_for_a_service_it_started() -> None:
     ticker = Ticker()
     await ticker.start()
-    await asyncio.sleep(0.02)
+    await wait_for(lambda: ticker.steps >= 2, timeout=5)
     await ticker.stop()
     assert ticker.drained
     steps = ticker.steps
+    # Nothing to wait on for "no more steps": give a loop that still ran time for two.
     await asyncio.sleep(0.02)
     assert ticker.steps == steps
 
@@ -43,8 +45,7 @@ async def test_stop_stops_a_service_run_inside_a_task_group() -> None:
     ticker = Ticker()
     async with asyncio.TaskGroup() as group:
         running = group.create_task(ticker.run())
-        await asyncio.sleep(0.02)
-        assert ticker.steps > 0
+        await wait_for(lambda: ticker.steps >= 2, timeout=5)
         await ticker.stop()
         assert running.done() and ticker.drained
         steps = ticker.steps

@@ -839,3 +839,19 @@ async def test_idempotency_key_with_nul_keeps_its_first_task(record_store: Recor
     stored = await record_store.task_insert_many([again, twin, twin_again])
     assert stored == [kept, twin.id, twin.id]
     assert (await record_store.task_counts())[S.QUEUED] == 2
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (TaskFilter(size=0), "size"),
+        (TaskFilter(page=-1), "page"),
+        (TaskFilter(sort_field="payload"), "sort"),
+        (TaskFilter(sort_field="priority", after_id=new_id(NOW)), "after_id"),
+    ],
+)
+async def test_list_filters_are_checked_alike_by_every_backend(
+    record_store: RecordStore, bad: TaskFilter, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        await record_store.task_list(bad)

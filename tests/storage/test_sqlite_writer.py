@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for
 from tierq.storage.sqlite.connection import GROUP_BUDGET_S, ConnectionThread
 
 
@@ -56,7 +57,7 @@ async def test_urgent_job_overtakes_queued_background_jobs(writer: ConnectionThr
         asyncio.ensure_future(writer.submit(logging_job(f"bg{i}", order))) for i in range(2)
     ]
     urgent = asyncio.ensure_future(writer.submit(logging_job("urgent", order), urgent=True))
-    await asyncio.sleep(0.05)  # let the loop hand them all to the writer's queue
+    await wait_for(lambda: writer.waiting() == 4, timeout=5)  # all in the writer's queue
     release.set()
     # The urgent job ran right after the job that was running, and its group committed
     # without waiting for the queued background work (still blocked here).
@@ -151,7 +152,7 @@ async def test_a_failing_job_fails_alone_in_a_mixed_group(writer: ConnectionThre
     a = asyncio.ensure_future(writer.submit(logging_job("a", order), urgent=True))
     bad = asyncio.ensure_future(writer.submit(failing, urgent=True))
     b = asyncio.ensure_future(writer.submit(logging_job("b", order)))
-    await asyncio.sleep(0.05)
+    await wait_for(lambda: writer.waiting() == 3, timeout=5)
     release.set()
     assert await a == "a"
     with pytest.raises(sqlite3.IntegrityError):
@@ -174,7 +175,7 @@ async def test_small_urgent_jobs_go_before_larger_ones(writer: ConnectionThread)
     small = asyncio.ensure_future(
         writer.submit(logging_job("small", order), urgent=True, small=True)
     )
-    await asyncio.sleep(0.05)
+    await wait_for(lambda: writer.waiting() == 3, timeout=5)
     release.set()
     await asyncio.gather(blocker, small, *large)
     assert order == ["small", "large0", "large1"]

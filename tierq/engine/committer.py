@@ -73,6 +73,11 @@ class GroupCommitter(Service):
         self.wake()
         return await future
 
+    @property
+    def waiting(self) -> int:
+        """Submissions waiting for a transaction (not yet in one)."""
+        return len(self._small) + len(self._pending)
+
     def next_wait(self) -> float | None:
         return None
 

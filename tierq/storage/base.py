@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from tierq.model import (
+    SORT_FIELDS,
     DependencyRelease,
     Execution,
     RecoveryReport,
@@ -167,8 +168,16 @@ class RecordStore(abc.ABC):
         return found[0] if found else None
 
     async def task_list(self, flt: TaskFilter) -> TaskPage:
+        """One page of ``flt``. The filter is checked here, once for every backend: the
+        backends build their query from a filter they may trust."""
         if flt.size <= 0:
             raise ValueError("size must be positive")
+        if flt.page < 0:
+            raise ValueError("page must not be negative")
+        if flt.sort_field not in SORT_FIELDS:
+            raise ValueError(f"cannot sort by {flt.sort_field!r}; one of {SORT_FIELDS}")
+        if flt.after_id is not None and flt.sort_field != "created_at":
+            raise ValueError("after_id pages only the created_at sort")
         return await self._task_list(flt)
 
     async def task_counts(self) -> dict[TaskState, int]:

@@ -27,6 +27,7 @@ import orjson
 
 from tierq.model import Execution, Outcome, Task, TaskState, Transition
 from tierq.storage.base import StoreDataError
+from tierq.storage.text import without_nul
 
 # Microseconds between the Unix epoch and PostgreSQL's epoch (2000-01-01 UTC).
 _PG_EPOCH_US = 946_684_800_000_000
@@ -39,10 +40,8 @@ _JSON_NUL = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
 
 
 def storable_text(value: str | None) -> str | None:
-    """``value`` with every NUL replaced by U+FFFD (text columns refuse NUL)."""
-    if value is None or "\x00" not in value:
-        return value
-    return value.replace("\x00", "\ufffd")
+    """``value`` with every NUL replaced (text columns refuse NUL; see storage/text.py)."""
+    return None if value is None else without_nul(value)
 
 
 def storable_jsonb(data: bytes) -> bytes:

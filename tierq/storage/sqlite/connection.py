@@ -116,6 +116,10 @@ class ConnectionThread:
     def start(self) -> None:
         self._thread.start()
 
+    def waiting(self) -> int:
+        """Jobs submitted and not yet taken up by the thread (exact while it runs a job)."""
+        return self._jobs.qsize()
+
     async def submit(
         self, job: Callable[[sqlite3.Connection], T], *, urgent: bool = False, small: bool = False
     ) -> T:

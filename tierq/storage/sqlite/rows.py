@@ -12,8 +12,9 @@ from typing import Any
 
 import orjson
 
-from tierq.model import SORT_FIELDS, Execution, Outcome, Task, TaskFilter, TaskState
+from tierq.model import Execution, Outcome, Task, TaskFilter, TaskState
 from tierq.storage.sqlite.sqlfiles import load, load_sections
+from tierq.storage.text import without_nul
 
 _STATES: dict[str, TaskState] = {s.value: s for s in TaskState}
 _OUTCOMES: dict[str, Outcome] = {o.value: o for o in Outcome}
@@ -74,15 +75,6 @@ def task_params(t: Task) -> TaskRow:
         t.finished_at,
         t.lease_owner,
     )
-
-
-def without_nul(text: str) -> str:
-    """``text`` with NUL replaced by U+FFFD, for text that travels inside a JSON document:
-    SQLite's JSON functions (3.40) end a string at an escaped NUL. The PostgreSQL store
-    makes the same replacement (it stores no NUL at all)."""
-    if "\x00" not in text:
-        return text
-    return text.replace("\x00", "\ufffd")
 
 
 def task_from_row(r: Sequence[Any]) -> Task:
@@ -196,11 +188,7 @@ def json_list(values: Sequence[str]) -> str:
 def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
     """SQL and parameters of one page of ``flt``: one row, a JSON array of up to
     ``size + 1`` ids in page order (one more than the page, so the caller can tell whether
-    there is a next page)."""
-    if flt.sort_field not in SORT_FIELDS:
-        raise ValueError(f"cannot sort by {flt.sort_field!r}; one of {SORT_FIELDS}")
-    if flt.after_id is not None and flt.sort_field != "created_at":
-        raise ValueError("after_id pages only the created_at sort")
+    there is a next page). ``RecordStore.task_list`` has checked the filter."""
     terms: list[str] = []
     params: list[Any] = []
     if flt.states is not None:

@@ -32,6 +32,7 @@ from tierq.storage.sqlite import rows
 from tierq.storage.sqlite.batches import execute_rows
 from tierq.storage.sqlite.connection import Replay
 from tierq.storage.sqlite.sqlfiles import load
+from tierq.storage.text import without_nul
 
 _SQL = {
     name: load(name)
@@ -113,10 +114,10 @@ def insert_job(tasks: Sequence[Task]) -> Job:
 
 
 def _stored_keys(tasks: Sequence[Task]) -> dict[int, str]:
-    """Idempotency keys by task index, as stored (NUL replaced, rows.without_nul): the
+    """Idempotency keys by task index, as stored (NUL replaced, storage/text.py): the
     lookups by key must use them or miss."""
     return {
-        i: rows.without_nul(t.idempotency_key)
+        i: without_nul(t.idempotency_key)
         for i, t in enumerate(tasks)
         if t.idempotency_key is not None
     }
