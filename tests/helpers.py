@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 import orjson
@@ -25,6 +25,7 @@ POSTGRES_URL = os.environ.get(
 
 
 RECORD_NOW = 1_700_000_000.0
+T = TypeVar("T")
 
 
 def record_task(now: float = RECORD_NOW, **overrides: Any) -> Task:
@@ -57,6 +58,24 @@ def make_task(engine: Engine, type: str = "noop", payload: Any = None, **fields:
 async def submit(engine: Engine, *tasks: Task) -> list[str]:
     results = await engine.submit_many(list(tasks))
     return [r.task.id for r in results]
+
+
+async def poll_until(
+    fetch: Callable[[], Awaitable[T]],
+    done: Callable[[T], bool],
+    timeout: float = 10.0,
+    every: float = 0.02,
+    what: str = "condition",
+) -> T:
+    """Fetch until ``done(value)``; return that value, or fail showing the last one fetched."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await fetch()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} not met within {timeout}s; last: {value!r}")
+        await asyncio.sleep(every)
 
 
 async def wait_for(

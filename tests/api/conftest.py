@@ -3,8 +3,6 @@ tier in tmp_path, in-process dispatch). Start-up runs the engine; clean-up stops
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from tests.helpers import poll_until
 from tierq.api.app import create_app
 from tierq.config import from_mapping
 
@@ -81,14 +80,12 @@ async def wait_status(
     client: Client, task_id: str, *statuses: str, timeout: float = 5.0
 ) -> dict[str, Any]:
     """Poll until the task is in one of ``statuses``; fail with its last state otherwise."""
-    deadline = time.monotonic() + timeout
-    task: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        task = await get_task(client, task_id)
-        if task["status"] in statuses:
-            return task
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"task {task_id} not {statuses} within {timeout}s: {task}")
+    return await poll_until(
+        lambda: get_task(client, task_id),
+        lambda task: task["status"] in statuses,
+        timeout,
+        what=f"task {task_id} {statuses}",
+    )
 
 
 async def statistics(client: Client) -> dict[str, Any]:

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
-
 from tests.api.conftest import Client, MakeClient, expect_error, submit, wait_status
+from tests.helpers import poll_until
 
 TASKS = "/api/v1/tasks"
 
@@ -58,17 +56,17 @@ async def test_ready_is_503_after_engine_stops(make_client: MakeClient) -> None:
 async def test_metrics_exposes_prometheus_text(client: Client) -> None:
     task = await submit(client, type="dummy", payload={"sleep_ms": 1})
     await wait_status(client, task["id"], "succeeded")
+
     # Completions are counted when their batch is flushed, a moment after the state change.
-    deadline = time.monotonic() + 3
-    text = ""
-    while time.monotonic() < deadline:
+    async def scrape() -> str:
         resp = await client.get("/metrics")
         assert resp.status == 200
         assert resp.content_type == "text/plain"
-        text = await resp.text()
-        if 'tierq_task_execution_seconds_count{type="dummy"} 1.0' in text:
-            break
-        await asyncio.sleep(0.02)
+        return await resp.text()
+
+    text = await poll_until(
+        scrape, lambda t: 'tierq_task_execution_seconds_count{type="dummy"} 1.0' in t, 3
+    )
     assert 'tierq_tasks_submitted_total{type="dummy"} 1.0' in text
     assert "tierq_task_execution_seconds_bucket" in text
     assert 'tierq_task_execution_seconds_count{type="dummy"} 1.0' in text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 
@@ -15,6 +14,7 @@ from tests.api.conftest import (
     submit_batch,
     wait_status,
 )
+from tests.helpers import poll_until
 
 TASKS = "/api/v1/tasks"
 
@@ -55,16 +55,14 @@ async def test_fail_always_is_dead_lettered_then_retried(client: Client) -> None
     assert failed["attempt"] == 2  # first run + one retry
     assert failed["attempts_left"] == 0
     assert "fail_always" in failed["last_error"]
+
     # The dead letter shows up in the list once the final transition is recorded.
-    deadline = time.monotonic() + 3
-    ids: list[str] = []
-    while time.monotonic() < deadline:
+    async def dead_letters() -> list[str]:
         resp = await client.get(TASKS, params={"status": "failed"})
         assert resp.status == 200
-        ids = [t["id"] for t in (await resp.json())["items"]]
-        if task["id"] in ids:
-            break
-        await asyncio.sleep(0.02)
+        return [t["id"] for t in (await resp.json())["items"]]
+
+    ids = await poll_until(dead_letters, lambda ids: task["id"] in ids, 3)
     assert ids == [task["id"]]
 
     resp = await client.post(f"{TASKS}/{task['id']}/retry")

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from typing import Any
 
 from tests.api.conftest import Client, expect_error, statistics, submit, submit_batch
+from tests.helpers import poll_until
 
 TASKS = "/api/v1/tasks"
 STATES = ("pending", "scheduled", "queued", "running", "succeeded", "failed", "cancelled")
@@ -142,14 +141,12 @@ async def test_bad_list_parameters_are_400_naming_the_parameter(client: Client) 
 
 async def wait_counts(client: Client, expected: dict[str, int], timeout: float = 5.0) -> dict:
     """Statistics read the record tier, which trails the engine by a flush: poll."""
-    deadline = time.monotonic() + timeout
-    stats: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        stats = await statistics(client)
-        if all(stats["counts"][k] == v for k, v in expected.items()):
-            return stats
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"counts never reached {expected}: {stats['counts']}")
+    return await poll_until(
+        lambda: statistics(client),
+        lambda stats: all(stats["counts"][k] == v for k, v in expected.items()),
+        timeout,
+        what=f"counts {expected}",
+    )
 
 
 async def test_statistics_counts_every_state(client: Client) -> None:

@@ -3,8 +3,6 @@ tier): what one replica accepts, the other can read, cancel, retry and list."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,6 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tests.distributed.conftest import Cluster
+from tests.helpers import poll_until
 from tierq.api.app import create_app
 
 pytestmark = pytest.mark.distributed
@@ -41,14 +40,12 @@ async def call(client: Client, method: str, path: str, status: int, **kw: Any) -
 
 
 async def wait_status(client: Client, task_id: str, status: str, timeout: float = 10) -> Any:
-    deadline = time.monotonic() + timeout
-    task: Any = None
-    while time.monotonic() < deadline:
-        task = await call(client, "GET", f"/api/v1/tasks/{task_id}", 200)
-        if task["status"] == status:
-            return task
-        await asyncio.sleep(0.02)
-    raise AssertionError(f"task {task_id} not {status} within {timeout}s: {task}")
+    return await poll_until(
+        lambda: call(client, "GET", f"/api/v1/tasks/{task_id}", 200),
+        lambda task: task["status"] == status,
+        timeout,
+        what=f"task {task_id} {status}",
+    )
 
 
 async def test_http_api_across_two_replicas(clients: tuple[Client, Client]) -> None:
