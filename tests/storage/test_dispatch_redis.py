@@ -29,10 +29,24 @@ def make_task(**kw: Any) -> Task:
 
 
 async def purge(d: RedisDispatch) -> None:
-    client = d._client
-    keys = [k async for k in client.scan_iter(match="{" + d.keys.prefix + "*", count=1000)]
-    for i in range(0, len(keys), 1000):
-        await client.delete(*keys[i : i + 1000])
+    """Delete every key of ``d``'s prefix, on a connection of the test's own."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in client.scan_iter(match="{" + d.keys.prefix + "*", count=1000)]
+        for i in range(0, len(keys), 1000):
+            await client.delete(*keys[i : i + 1000])
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[aioredis.Redis]:
+    """The test's own connection to the Redis the dispatch tier uses, to look at its keys."""
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        yield client
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture
@@ -182,18 +196,22 @@ async def test_delayed_promotion_at_injected_time(dispatch: RedisDispatch) -> No
 # ---- acks and fencing -----------------------------------------------------------------
 
 
-async def test_lease_token_is_attempt_plus_one(dispatch: RedisDispatch) -> None:
+async def test_lease_token_is_attempt_plus_one(
+    dispatch: RedisDispatch, raw: aioredis.Redis
+) -> None:
     task = make_task(attempt=2)
     await dispatch.enqueue_many([task], None, NOW)
     (got,) = await dispatch.claim("a", 1, NOW)
     assert got.attempt == 2
-    lease = await dispatch._client.hget(dispatch.keys.queue("default").lease, task.id)
+    lease = await raw.hget(dispatch.keys.queue("default").lease, task.id)
     assert lease == b"a|3"
     assert await dispatch.ack_many("a", [Ack(task.id, 2, TaskState.SUCCEEDED)], NOW) == [task.id]
     assert await dispatch.ack_many("a", [Ack(task.id, 3, TaskState.SUCCEEDED)], NOW) == []
 
 
-async def test_ack_terminal_keeps_task_until_confirm(dispatch: RedisDispatch) -> None:
+async def test_ack_terminal_keeps_task_until_confirm(
+    dispatch: RedisDispatch, raw: aioredis.Redis
+) -> None:
     tasks = [make_task() for _ in range(3)]
     await dispatch.enqueue_many(tasks, None, NOW)
     await dispatch.claim("a", 3, NOW)
@@ -202,7 +220,7 @@ async def test_ack_terminal_keeps_task_until_confirm(dispatch: RedisDispatch) ->
     assert await dispatch.ack_many("a", acks, NOW) == []
     assert await dispatch.depth() == {"ready": 0, "delayed": 0, "leased": 0}
     qk = dispatch.keys.queue("default")
-    client = dispatch._client
+    client = raw
     # Not claimable, but kept (with the acked token) until the outcome is recorded.
     assert await dispatch.claim("b", 10, NOW) == []
     assert await client.hlen(qk.body) == 3
@@ -217,7 +235,7 @@ async def test_ack_terminal_keeps_task_until_confirm(dispatch: RedisDispatch) ->
 
 
 async def test_unconfirmed_terminal_ack_is_rescued_when_owner_dies(
-    dispatch: RedisDispatch,
+    dispatch: RedisDispatch, raw: aioredis.Redis
 ) -> None:
     """The replica acked (Redis ended the lease) and died before its record write: the
     task must run again, not vanish."""
@@ -241,14 +259,14 @@ async def test_unconfirmed_terminal_ack_is_rescued_when_owner_dies(
     # a's late confirm (its record write landed after all) leaves b's run alone.
     await dispatch.confirm_many("a", [done.id])
     qk = dispatch.keys.queue("default")
-    assert await dispatch._client.hexists(qk.body, done.id)
+    assert await raw.hexists(qk.body, done.id)
     assert await dispatch.ack_many("b", [Ack(done.id, 3, TaskState.SUCCEEDED)], NOW + 6) == []
     await dispatch.confirm_many("b", [done.id])
-    assert not await dispatch._client.hexists(qk.body, done.id)
+    assert not await raw.hexists(qk.body, done.id)
 
 
 async def test_confirm_of_unknown_or_foreign_ids_is_harmless(
-    dispatch: RedisDispatch, other: RedisDispatch
+    dispatch: RedisDispatch, other: RedisDispatch, raw: aioredis.Redis
 ) -> None:
     acked, ready, leased = make_task(queue="q1"), make_task(queue="q2"), make_task(queue="q1")
     await dispatch.enqueue_many([acked, leased], "a", NOW)
@@ -259,7 +277,7 @@ async def test_confirm_of_unknown_or_foreign_ids_is_harmless(
     await dispatch.confirm_many("a", [ready.id, leased.id, new_id(NOW)])
     await dispatch.confirm_many("a", [])
     assert await dispatch.depth() == {"ready": 1, "delayed": 0, "leased": 1}
-    client = dispatch._client
+    client = raw
     assert await client.hexists(dispatch.keys.queue("q1").body, acked.id)
     # Another replica (no routing cache) confirms a's ack by id alone; twice is harmless.
     await other.confirm_many("a", [acked.id])
@@ -269,7 +287,9 @@ async def test_confirm_of_unknown_or_foreign_ids_is_harmless(
     assert {t.id for t in await dispatch.claim("c", 5, NOW)} == {ready.id}
 
 
-async def test_refused_acks_never_enter_the_acked_hash(dispatch: RedisDispatch) -> None:
+async def test_refused_acks_never_enter_the_acked_hash(
+    dispatch: RedisDispatch, raw: aioredis.Redis
+) -> None:
     task = make_task()
     await dispatch.enqueue_many([task], None, NOW)
     await dispatch.heartbeat("a", 5.0, NOW, {})
@@ -280,20 +300,22 @@ async def test_refused_acks_never_enter_the_acked_hash(dispatch: RedisDispatch) 
     assert await dispatch.ack_many("b", foreign, NOW) == [task.id]  # wrong owner
     qk = dispatch.keys.queue("default")
     for owner in ("a", "b"):
-        assert await dispatch._client.exists(qk.acked(owner)) == 0
+        assert await raw.exists(qk.acked(owner)) == 0
     # Rescue returns the lease once, not a second time as an acked task.
     rescued = await dispatch.rescue(NOW + 5)
     assert [(r.task_id, r.attempt) for r in rescued] == [(task.id, 1)]
 
 
-async def test_cancel_leaves_unconfirmed_tasks(dispatch: RedisDispatch) -> None:
+async def test_cancel_leaves_unconfirmed_tasks(
+    dispatch: RedisDispatch, raw: aioredis.Redis
+) -> None:
     task = make_task()
     await dispatch.enqueue_many([task], "a", NOW)
     assert await dispatch.ack_many("a", [Ack(task.id, 1, TaskState.SUCCEEDED)], NOW) == []
     assert await dispatch.cancel_many([task.id]) == []
     qk = dispatch.keys.queue("default")
-    assert await dispatch._client.hexists(qk.body, task.id)
-    assert await dispatch._client.hexists(qk.acked("a"), task.id)
+    assert await raw.hexists(qk.body, task.id)
+    assert await raw.hexists(qk.acked("a"), task.id)
 
 
 async def test_enqueue_takes_back_an_unconfirmed_task(dispatch: RedisDispatch) -> None:
@@ -461,7 +483,7 @@ async def test_generation_changes_when_redis_loses_data(
     assert await dispatch.generation() == (new, False)
 
 
-async def test_replicas_listing(dispatch: RedisDispatch) -> None:
+async def test_replicas_listing(dispatch: RedisDispatch, raw: aioredis.Redis) -> None:
     await dispatch.enqueue_many([make_task(queue=q) for q in ("x", "y", "y")], None, NOW)
     await dispatch.heartbeat("a", 10.0, NOW, {"host": "h1", "workers": 4})
     await dispatch.heartbeat("b", 2.0, NOW, {})
@@ -473,7 +495,7 @@ async def test_replicas_listing(dispatch: RedisDispatch) -> None:
     ]
     assert live[0].info == {"host": "h1", "workers": 4} and live[0].last_heartbeat == NOW
     assert [r.owner for r in await dispatch.replicas(NOW + 2)] == ["a"]
-    ttl = await dispatch._client.pttl(dispatch.keys.replica("a"))
+    ttl = await raw.pttl(dispatch.keys.replica("a"))
     assert 0 < ttl <= 10_000
 
 
