@@ -761,9 +761,9 @@ async def test_sqlite_database_from_migration_1_upgrades(tmp_path: Any) -> None:
     old = [make_task(), make_task(state=S.SCHEDULED), make_task(lease_owner="n")]
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute(load("schema_migrations"))
-    version, script = migrations()[0]
-    assert version == 1
-    for stmt in statements(script):
+    first = migrations()[0]
+    assert first.version == 1
+    for stmt in statements(first.sql):
         conn.execute(stmt)
     conn.execute(load("migration_record"), (1, NOW))
     params = [rows.task_params(t) for t in old]

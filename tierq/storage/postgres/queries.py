@@ -3,40 +3,18 @@
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
 from importlib import resources
 
+from tierq.storage.migrations import discover
+
 _PKG = resources.files(__package__ or "tierq.storage.postgres")
-_MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
 def _sql(name: str) -> str:
     return (_PKG / "sql" / f"{name}.sql").read_text(encoding="utf-8")
 
 
-@dataclass(frozen=True, slots=True)
-class Migration:
-    version: int
-    name: str
-    sql: str
-
-
-def _migrations() -> tuple[Migration, ...]:
-    found = []
-    for entry in (_PKG / "migrations").iterdir():
-        match = _MIGRATION_NAME.match(entry.name)
-        if match:
-            text = entry.read_text(encoding="utf-8")
-            found.append(Migration(int(match.group(1)), entry.name, text))
-    found.sort(key=lambda m: m.version)
-    versions = [m.version for m in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"duplicate migration numbers in {versions}")
-    return tuple(found)
-
-
-MIGRATIONS = _migrations()
+MIGRATIONS = discover(__package__ or "tierq.storage.postgres")
 
 MIGRATE_LOCK = _sql("migrate_lock")
 SCHEMA_CREATE = _sql("schema_create")

@@ -34,6 +34,7 @@ from tierq.model import (
 )
 from tierq.storage import offload
 from tierq.storage.base import RecordCapabilities, RecordStore, StoreDataError, StoreUnavailable
+from tierq.storage.migrations import pending
 from tierq.storage.postgres import queries as q
 from tierq.storage.postgres.codecs import (
     execution_from_row,
@@ -180,11 +181,9 @@ class PostgresRecordStore(RecordStore):
             if create_schema is not None:
                 await conn.execute(create_schema)
             await conn.execute(q.MIGRATIONS_TABLE)
-            done = {r[0] for r in await conn.fetch(q.MIGRATIONS_APPLIED)}
+            done = [r[0] for r in await conn.fetch(q.MIGRATIONS_APPLIED)]
             applied: list[int] = []
-            for migration in q.MIGRATIONS:
-                if migration.version in done:
-                    continue
+            for migration in pending(q.MIGRATIONS, done):
                 await conn.execute(migration.sql)
                 await conn.execute(q.MIGRATION_RECORD, migration.version, migration.name)
                 applied.append(migration.version)

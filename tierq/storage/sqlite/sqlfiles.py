@@ -8,8 +8,10 @@ from __future__ import annotations
 import sqlite3
 from importlib import resources
 
+from tierq.storage.migrations import Migration, discover
+
 _SQL = resources.files("tierq.storage.sqlite") / "sql"
-_MIGRATIONS = resources.files("tierq.storage.sqlite") / "migrations"
+_MIGRATIONS = discover("tierq.storage.sqlite")
 
 
 def load(name: str) -> str:
@@ -27,17 +29,9 @@ def load_sections(name: str) -> dict[str, str]:
     return {key: "\n".join(lines).strip() for key, lines in sections.items()}
 
 
-def migrations() -> list[tuple[int, str]]:
-    """(version, script) of every ``migrations/NNN_name.sql``, in version order."""
-    found: list[tuple[int, str]] = []
-    for entry in _MIGRATIONS.iterdir():
-        if entry.name.endswith(".sql"):
-            found.append((int(entry.name.split("_", 1)[0]), entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _ in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"duplicate sqlite migration numbers: {versions}")
-    return found
+def migrations() -> tuple[Migration, ...]:
+    """Every ``migrations/NNN_name.sql`` of this backend, in version order."""
+    return _MIGRATIONS
 
 
 def statements(script: str) -> list[str]:

@@ -31,6 +31,7 @@ from tierq.model import (
 )
 from tierq.storage import offload
 from tierq.storage.base import RecordCapabilities, RecordStore, StoreDataError, StoreUnavailable
+from tierq.storage.migrations import pending
 from tierq.storage.sqlite import rows, writes
 from tierq.storage.sqlite.connection import ConnectionThread
 from tierq.storage.sqlite.sqlfiles import load, migrations, statements
@@ -250,13 +251,11 @@ def _migrate(conn: sqlite3.Connection) -> list[int]:
     conn.execute(_SQL["schema_migrations"])
     done = {r[0] for r in conn.execute(_SQL["migrations_applied"])}
     applied: list[int] = []
-    for version, script in migrations():
-        if version in done:
-            continue
-        for stmt in statements(script):
+    for migration in pending(migrations(), done):
+        for stmt in statements(migration.sql):
             conn.execute(stmt)
-        conn.execute(_SQL["migration_record"], (version, time.time()))
-        applied.append(version)
+        conn.execute(_SQL["migration_record"], (migration.version, time.time()))
+        applied.append(migration.version)
     return applied
 
 
