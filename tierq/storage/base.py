@@ -30,6 +30,10 @@ from tierq.model import (
 log = logging.getLogger("tierq.storage")
 
 
+def _run_order(task: Task) -> tuple[int, float, str]:
+    return task.sort_key
+
+
 class StoreUnavailable(Exception):
     """The backend cannot be reached or refused the operation for a transient reason.
 
@@ -127,7 +131,11 @@ class RecordStore(abc.ABC):
         """
         if limit <= 0:
             return []
-        return await self._task_claim(owner, limit, now, horizon)
+        claimed = await self._task_claim(owner, limit, now, horizon)
+        # In run order whatever order the backend read them in (UPDATE ... RETURNING and
+        # SQLite's JSON reads promise none); the memory tier pushes them in this order.
+        claimed.sort(key=_run_order)
+        return claimed
 
     async def task_release(self, owner: str, ids: Sequence[str] | None = None) -> int:
         """Clear ``owner``'s leases on non-running tasks (all of them when ``ids`` is None)."""
@@ -153,7 +161,10 @@ class RecordStore(abc.ABC):
         become cancelled. Only dependents of ``finished_ids`` are looked at."""
         if not finished_ids:
             return DependencyRelease()
-        return await self._task_release_dependents(finished_ids, now)
+        release = await self._task_release_dependents(finished_ids, now)
+        release.ready.sort(key=_run_order)
+        release.cancelled.sort()
+        return release
 
     # ---- reads -----------------------------------------------------------------------------
 

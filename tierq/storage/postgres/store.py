@@ -279,9 +279,7 @@ class PostgresRecordStore(RecordStore):
 
     async def _task_claim(self, owner: str, limit: int, now: float, horizon: float) -> list[Task]:
         rows = await self._run(lambda c: c.fetch(q.TASK_CLAIM, owner, limit, now, now + horizon))
-        tasks = [task_from_row(r) for r in rows]
-        tasks.sort(key=lambda t: t.sort_key)
-        return tasks
+        return [task_from_row(r) for r in rows]
 
     async def _task_release(self, owner: str, ids: Sequence[str] | None) -> int:
         if ids is None:
@@ -313,7 +311,6 @@ class PostgresRecordStore(RecordStore):
                 cancelled.append(task.id)
             else:
                 ready.append(task)
-        ready.sort(key=lambda t: t.sort_key)
         return DependencyRelease(ready=ready, cancelled=cancelled)
 
     # ---- reads -----------------------------------------------------------------------------

@@ -240,9 +240,7 @@ class SQLiteRecordStore(RecordStore):
 
 
 def _claimed_tasks(found: Sequence[object], as_json: bool) -> list[Task]:
-    claimed = rows.decode_tasks(found, as_json)
-    claimed.sort(key=lambda t: t.sort_key)  # the read's order is unspecified
-    return claimed
+    return rows.decode_tasks(found, as_json)  # put in run order by RecordStore.task_claim
 
 
 def _migrate(conn: sqlite3.Connection) -> list[int]:

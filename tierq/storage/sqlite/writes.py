@@ -331,7 +331,6 @@ def release_dependents_job(finished_ids: Sequence[str], now: float) -> Job:
         deltas["cancelled"] += len(cancelled)
         deltas["pending"] -= len(cancelled) + len(ready)
         _add_counts(conn, deltas)
-        ready.sort(key=lambda t: t.sort_key)
-        return DependencyRelease(ready=ready, cancelled=sorted(cancelled))
+        return DependencyRelease(ready=ready, cancelled=cancelled)
 
     return job
