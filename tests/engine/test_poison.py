@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
 import orjson
 import pytest
 
-from tests.helpers import postgres_store_in_fresh_schema, record_task
+from tests.helpers import postgres_store_in_fresh_schema, record_task, wait_for
 from tierq.engine.committer import GroupCommitter
 from tierq.engine.flusher import Flusher
 from tierq.engine.instruments import EngineMetrics
@@ -117,12 +117,6 @@ async def states(store: RecordStore, tasks: Sequence[Task]) -> list[TaskState]:
     return [got[t.id] for t in tasks]
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not await check():
-            await asyncio.sleep(0.01)
-
-
 # ---- flusher -------------------------------------------------------------------------------
 
 
@@ -172,14 +166,14 @@ async def test_flusher_loop_keeps_running_after_a_refused_transition(
         async def first_batch_done() -> bool:
             return flusher.backlog == 0 and flusher.rejected == 1
 
-        await eventually(first_batch_done)
+        await wait_for(first_batch_done, timeout=5)
         # Not wedged: a later report is written as usual.
         flusher.add(done(tasks[3]))
 
         async def later_written() -> bool:
             return (await states(store, [tasks[3]])) == [S.SUCCEEDED]
 
-        await eventually(later_written)
+        await wait_for(later_written, timeout=5)
     finally:
         await flusher.stop()
     assert await states(store, tasks) == [S.QUEUED, S.SUCCEEDED, S.SUCCEEDED, S.SUCCEEDED]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_for
 from tierq.config import ConfigError, Settings
 from tierq.engine.handlers import build_registry, close_registry
 from tierq.engine.handlers.base import PayloadError, PermanentError, TaskError
@@ -154,11 +155,7 @@ async def test_cancellation_kills_and_reraises(make_registry, make_ctx):
     shell = make_registry("sleep").get("shell")
     marker = "32.0417"
     task = asyncio.create_task(shell.run(make_ctx("shell", {"argv": ["sleep", marker]})))
-    for _ in range(100):
-        await asyncio.sleep(0.02)
-        if _running(marker):
-            break
-    assert _running(marker), "sleep never started"
+    await wait_for(lambda: bool(_running(marker)), timeout=5, every=0.02)  # sleep started
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
