@@ -7,17 +7,21 @@ from __future__ import annotations
 import asyncio
 import math
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import record_task
+from tests.helpers import record_task, wait_for
 from tests.system.cluster import RedisServer
 from tierq.engine.cancellation import Cancellation
 from tierq.engine.dependencies import Dependencies
 from tierq.engine.errors import Conflict, InvalidDependency, NotFound
+from tierq.engine.flusher import Flusher
+from tierq.engine.handlers.base import Handler, HandlerRegistry, PermanentError, TaskContext
 from tierq.engine.held import HeldTasks
 from tierq.engine.instruments import EngineMetrics
 from tierq.engine.leases import LeaseClock
@@ -25,6 +29,7 @@ from tierq.engine.liveness import Heartbeat, Rescuer
 from tierq.engine.memory import MemoryTier
 from tierq.engine.pager import Pager, WorkHint
 from tierq.engine.repair import DispatchRepair
+from tierq.engine.workers import RetryPolicy, WorkerPool
 from tierq.metrics import Metrics
 from tierq.model import IllegalTransition, Outcome, Task, TaskState, Transition
 from tierq.storage.base import Ack, RecordStore, RescuedLease, StoreUnavailable
@@ -502,3 +507,76 @@ def test_engine_metrics_count_by_type_through_one_label_cache() -> None:
     assert sample("tierq_task_execution_seconds_sum", {"type": "a"}) == 2.0
     instruments.submitted(tasks[:1])  # the cached child counts on
     assert sample("tierq_tasks_submitted_total", {"type": "a"}) == 3
+
+
+# ---- WorkerPool ----------------------------------------------------------------------------------
+
+
+async def test_worker_pool_reports_each_outcome_and_hands_back_at_shutdown() -> None:
+    """A pool on its own: a memory tier, a real flusher writing to a recorder, a registry."""
+    wall = time.time
+    held = HeldTasks(MemoryTier(10, wall))
+    written: list[Transition] = []
+
+    async def transition_many(batch: Sequence[Transition]) -> list[str]:
+        written.extend(batch)
+        return []
+
+    async def no_acks(acks: Sequence[Ack]) -> list[str]:
+        return []
+
+    async def flushed(transitions: list[Transition], refused: list[str]) -> None:
+        return None
+
+    flusher = Flusher(no_acks, transition_many, flushed, interval_s=0.001)
+    registry = HandlerRegistry()
+    hold = asyncio.Event()
+
+    async def ok(ctx: TaskContext) -> object:
+        return {"n": 1}
+
+    async def boom(ctx: TaskContext) -> object:
+        raise PermanentError("refused by the handler")
+
+    async def stuck(ctx: TaskContext) -> object:
+        await hold.wait()
+        return None
+
+    for name, fn in (("ok", ok), ("boom", boom), ("stuck", stuck)):
+        registry.add(Handler(name=name, run=fn))
+    metrics = Metrics()
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        pool = WorkerPool(
+            1,
+            held,
+            flusher,
+            registry,
+            LeaseClock(6.0, 1.0, expires=False),
+            EngineMetrics(metrics),
+            RetryPolicy(0.01, 0.05),
+            executor,
+            wall,
+            "node",
+            shared=False,
+        )
+        now = wall()
+        tasks = [record_task(now, type=t, max_retries=0) for t in ("ok", "boom", "stuck")]
+        held.push(tasks)
+        worker = asyncio.create_task(pool.run_worker(0))
+        await wait_for(lambda: pool.busy == 1 and pool.running_ids() == [tasks[2].id], 5)
+        worker.cancel()  # shutdown while "stuck" runs
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+    await flusher.run_once()
+    final = {t.task_id: t for t in written if t.outcome is not None}
+    assert final[tasks[0].id].state is TaskState.SUCCEEDED
+    assert final[tasks[0].id].result == b'{"n":1}'
+    assert final[tasks[1].id].state is TaskState.FAILED
+    assert "refused by the handler" in (final[tasks[1].id].error or "")
+    assert (final[tasks[2].id].state, final[tasks[2].id].outcome) == (
+        TaskState.QUEUED,
+        Outcome.INTERRUPTED,
+    )
+    assert pool.busy == 0
+    sample = metrics.registry.get_sample_value
+    assert sample("tierq_tasks_failed_total", {"type": "boom", "final": "true"}) == 1
