@@ -140,6 +140,6 @@ async def test_the_engine_takes_the_small_lanes_slots_from_its_settings(
     make_engine: EngineFactory,
 ) -> None:
     engine = await make_engine(commit_small_slots=3)
-    assert engine.committer._max_small_inflight == 3
+    assert engine.committer.small_slots == 3
     with pytest.raises(ConfigError, match="TIERQ_COMMIT_SMALL_SLOTS: must be at least 1"):
         from_mapping({"commit_small_slots": 0})

@@ -74,6 +74,11 @@ class GroupCommitter(Service):
         return await future
 
     @property
+    def small_slots(self) -> int:
+        """Transactions of small submissions allowed in flight at once."""
+        return self._max_small_inflight
+
+    @property
     def waiting(self) -> int:
         """Submissions waiting for a transaction (not yet in one)."""
         return len(self._small) + len(self._pending)
