@@ -855,3 +855,15 @@ async def test_list_filters_are_checked_alike_by_every_backend(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         await record_store.task_list(bad)
+
+
+async def test_scan_yields_every_task_of_the_states_oldest_first_in_pages(
+    record_store: RecordStore,
+) -> None:
+    tasks = [make_task(created_at=NOW + i) for i in range(7)]
+    tasks += [make_task(created_at=NOW + 10, state=S.SCHEDULED, run_at=NOW + 100)]
+    await insert(record_store, *tasks)
+    pages = [p async for p in record_store.task_scan((S.QUEUED,), page_size=3)]
+    assert [len(p) for p in pages] == [3, 3, 1]
+    assert [t.id for p in pages for t in p] == [t.id for t in tasks[:7]]
+    assert [p async for p in record_store.task_scan((S.FAILED,))] == []

@@ -17,12 +17,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from tierq.engine.errors import InvalidDependency
 from tierq.engine.held import HeldTasks
 from tierq.engine.pager import WorkHint
-from tierq.model import Task, TaskFilter, TaskState
+from tierq.model import Task, TaskState
 from tierq.storage.base import RecordStore
 
 log = logging.getLogger("tierq.engine")
-
-SWEEP_PAGE = 5000
 
 
 class Dependencies:
@@ -128,21 +126,8 @@ class Dependencies:
         if not counts[TaskState.PENDING]:
             return
         deps: set[str] = set()
-        after: str | None = None
-        while True:
-            page = await self._store.task_list(
-                TaskFilter(
-                    states=(TaskState.PENDING,),
-                    sort_field="created_at",
-                    descending=False,
-                    size=SWEEP_PAGE,
-                    after_id=after,
-                )
-            )
-            for task in page.items:
+        async for page in self._store.task_scan((TaskState.PENDING,)):
+            for task in page:
                 deps.update(task.depends_on)
-            if not page.has_more or not page.items:
-                break
-            after = page.items[-1].id
         if deps:
             await self.release(sorted(deps))

@@ -18,12 +18,10 @@ from collections.abc import Callable, Sequence
 
 from tierq.engine.held import HeldTasks
 from tierq.engine.pager import WorkHint
-from tierq.model import Task, TaskFilter, TaskState
+from tierq.model import Task, TaskState
 from tierq.storage.base import Dispatch, RecordStore
 
 log = logging.getLogger("tierq.engine")
-
-REBUILD_PAGE = 5000
 
 
 class DispatchRepair:
@@ -161,21 +159,8 @@ class DispatchRepair:
 
     async def _offer_record_tier(self) -> int:
         total = 0
-        after: str | None = None
-        while True:
-            page = await self._store.task_list(
-                TaskFilter(
-                    states=(TaskState.QUEUED, TaskState.SCHEDULED, TaskState.RUNNING),
-                    sort_field="created_at",
-                    descending=False,
-                    size=REBUILD_PAGE,
-                    after_id=after,
-                )
-            )
-            if page.items:
-                await self._dispatch.enqueue_many(page.items, None, self._clock())
-                total += len(page.items)
-            if not page.has_more or not page.items:
-                break
-            after = page.items[-1].id
+        live = (TaskState.QUEUED, TaskState.SCHEDULED, TaskState.RUNNING)
+        async for page in self._store.task_scan(live):
+            await self._dispatch.enqueue_many(page, None, self._clock())
+            total += len(page)
         return total

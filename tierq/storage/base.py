@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 
 from tierq.model import (
@@ -28,6 +28,11 @@ from tierq.model import (
 )
 
 log = logging.getLogger("tierq.storage")
+
+
+# Rows per page of a full scan (recovery, dispatch rebuild): large enough to amortise the
+# round trip, small enough that one page is a short query.
+SCAN_PAGE = 5000
 
 
 def _run_order(task: Task) -> tuple[int, float, str]:
@@ -190,6 +195,28 @@ class RecordStore(abc.ABC):
         if flt.after_id is not None and flt.sort_field != "created_at":
             raise ValueError("after_id pages only the created_at sort")
         return await self._task_list(flt)
+
+    async def task_scan(
+        self, states: tuple[TaskState, ...], page_size: int = SCAN_PAGE
+    ) -> AsyncIterator[list[Task]]:
+        """Every task in ``states``, oldest first, one page at a time (keyset paging on the
+        time-ordered id, so rows committed meanwhile behind the cursor are not seen)."""
+        after: str | None = None
+        while True:
+            page = await self.task_list(
+                TaskFilter(
+                    states=states,
+                    sort_field="created_at",
+                    descending=False,
+                    size=page_size,
+                    after_id=after,
+                )
+            )
+            if page.items:
+                yield page.items
+            if not page.has_more or not page.items:
+                return
+            after = page.items[-1].id
 
     async def task_counts(self) -> dict[TaskState, int]:
         """Tasks per state, every state present (0 where none). Maintained counters, O(1)."""
