@@ -22,6 +22,7 @@ from tierq.storage.postgres.store import PostgresRecordStore
 POSTGRES_URL = os.environ.get(
     "TIERQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
+REDIS_URL = os.environ.get("TIERQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 RECORD_NOW = 1_700_000_000.0
@@ -111,3 +112,16 @@ async def postgres_store_in_fresh_schema() -> AsyncIterator[PostgresRecordStore]
     finally:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await conn.close()
+
+
+async def purge_redis_prefix(prefix: str) -> None:
+    """Delete every key under a dispatch tier's key prefix, on a connection of the test's own."""
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        keys = [k async for k in client.scan_iter(match="{" + prefix + "*", count=1000)]
+        for i in range(0, len(keys), 1000):
+            await client.delete(*keys[i : i + 1000])
+    finally:
+        await client.aclose()

@@ -9,7 +9,6 @@ bounded time: no test asserts on a bare sleep.
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,19 +19,14 @@ import pytest
 from redis import asyncio as aioredis
 
 # Re-exported: the tests import them from here.
+from tests.helpers import POSTGRES_URL, REDIS_URL, submit, wait_for  # noqa: F401
 from tests.helpers import make_task as _make_task
-from tests.helpers import submit, wait_for  # noqa: F401
 from tierq.api.app import build_engine
 from tierq.config import Settings, from_mapping
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import close_registry
 from tierq.metrics import Metrics
 from tierq.model import Task
-
-POSTGRES_URL = os.environ.get(
-    "TIERQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL = os.environ.get("TIERQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 # Fast liveness (a silent replica is dead after 1 s), fast retries and flushes, and no grace
 # period, so a stop never waits for long-sleeping dummies.

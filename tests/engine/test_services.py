@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -15,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import record_task, wait_for
+from tests.helpers import REDIS_URL, purge_redis_prefix, record_task, wait_for
 from tests.system.cluster import RedisServer
 from tierq.engine.cancellation import Cancellation
 from tierq.engine.dependencies import Dependencies
@@ -38,7 +37,6 @@ from tierq.storage.redis.dispatch import RedisDispatch
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
 NOW = 1_700_000_000.0
-REDIS_URL = os.environ.get("TIERQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def clock() -> float:
@@ -434,6 +432,7 @@ async def redis_dispatch() -> AsyncIterator[RedisDispatch]:
     try:
         yield d
     finally:
+        await purge_redis_prefix(d.keys.prefix)
         await d.close()
 
 

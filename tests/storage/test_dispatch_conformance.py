@@ -5,7 +5,6 @@ SQLite record store, then handed to the dispatch tier (the group commit's write-
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -13,14 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import record_task
+from tests.helpers import REDIS_URL, purge_redis_prefix, record_task
 from tierq.model import Task, TaskState
 from tierq.storage.base import Ack, Dispatch, RecordStore
 from tierq.storage.inprocess import InProcessDispatch
 from tierq.storage.redis.dispatch import RedisDispatch
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
-REDIS_URL = os.environ.get("TIERQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NOW = 1_800_000_000.0
 
 
@@ -48,9 +46,7 @@ async def tiers(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         yield Tiers(store, dispatch)
     finally:
         if isinstance(dispatch, RedisDispatch):
-            from tests.storage.test_dispatch_redis import purge
-
-            await purge(dispatch)
+            await purge_redis_prefix(dispatch.keys.prefix)
         await dispatch.close()
         await store.close()
 

@@ -26,13 +26,13 @@ from hypothesis.stateful import (
     rule,
 )
 
+from tests.helpers import REDIS_URL
 from tierq.ids import new_id
 from tierq.model import Task, TaskState
 from tierq.storage.base import Ack
 from tierq.storage.redis import dispatch as dispatch_module
 from tierq.storage.redis.dispatch import RedisDispatch
 
-REDIS_URL = os.environ.get("TIERQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 START = 1_800_000_000.0
 TTL = 6.0  # heartbeat_ttl: how long an owner that claims without heartbeating stays alive
 OWNERS = ("a", "b", "c")

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from tests.helpers import record_task
+from tests.helpers import REDIS_URL, purge_redis_prefix, record_task
 from tierq.ids import new_id
 from tierq.model import Task, TaskState
 from tierq.storage.base import Ack, StoreUnavailable
@@ -20,7 +20,6 @@ from tierq.storage.redis.dispatch import SCRIPT_CHUNK, RedisDispatch
 from tierq.storage.redis.eviction import EvictionPolicyError, judge_policy
 from tierq.storage.redis.keys import member, run_at_from_member
 
-REDIS_URL = os.environ.get("TIERQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NOW = 1_800_000_000.0
 
 
@@ -29,14 +28,7 @@ def make_task(**kw: Any) -> Task:
 
 
 async def purge(d: RedisDispatch) -> None:
-    """Delete every key of ``d``'s prefix, on a connection of the test's own."""
-    client = aioredis.Redis.from_url(REDIS_URL)
-    try:
-        keys = [k async for k in client.scan_iter(match="{" + d.keys.prefix + "*", count=1000)]
-        for i in range(0, len(keys), 1000):
-            await client.delete(*keys[i : i + 1000])
-    finally:
-        await client.aclose()
+    await purge_redis_prefix(d.keys.prefix)
 
 
 @pytest.fixture

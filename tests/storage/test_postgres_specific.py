@@ -5,7 +5,6 @@ connection failures surfacing as StoreUnavailable."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import socket
 import uuid
@@ -15,6 +14,7 @@ import asyncpg
 import orjson
 import pytest
 
+from tests.helpers import POSTGRES_URL
 from tests.helpers import record_task as make_task
 from tierq.model import Outcome, Task, TaskState, Transition
 from tierq.storage.base import StoreUnavailable
@@ -23,9 +23,6 @@ from tierq.storage.postgres.store import PostgresRecordStore
 
 pytestmark = pytest.mark.distributed
 
-POSTGRES_URL = os.environ.get(
-    "TIERQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
 NOW = 1_800_000_000.0
 
 

@@ -28,10 +28,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-POSTGRES_URL = os.environ.get(
-    "TIERQ_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
-REDIS_URL = os.environ.get("TIERQ_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+from tests.helpers import POSTGRES_URL, REDIS_URL  # noqa: F401 - the system tests import them here
 
 
 def free_port() -> int:
