@@ -16,7 +16,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tierq.api.errors import REQUEST_ID, ApiError, Handler, to_response
-from tierq.api.routes import ENGINE, SETTINGS, add_routes
+from tierq.api.routes import ENGINE, add_routes
 from tierq.config import Settings
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import build_registry, close_registry
@@ -147,7 +147,6 @@ def create_app(
         middlewares.append(auth_middleware(settings.api_keys))
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[ENGINE] = engine
-    app[SETTINGS] = settings
     app[METRICS] = metrics
     add_routes(app)
     app.router.add_get("/metrics", metrics_endpoint)

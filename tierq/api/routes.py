@@ -10,7 +10,6 @@ from aiohttp import web
 
 from tierq.api.errors import ApiError
 from tierq.api.schemas import decode_tasks, encode, execution_out, task_out
-from tierq.config import Settings
 from tierq.engine.engine import Engine
 from tierq.engine.errors import FieldError
 from tierq.engine.intake import parse_priority
@@ -18,7 +17,6 @@ from tierq.ids import is_valid_id
 from tierq.model import SORT_FIELDS, TaskFilter, TaskState
 
 ENGINE = web.AppKey("engine", Engine)
-SETTINGS = web.AppKey("settings", Settings)
 MAX_PAGE_SIZE = 1000
 # OFFSET paging reads and discards every skipped row: deeper than this, keyset paging only.
 MAX_OFFSET = 100_000
