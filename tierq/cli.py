@@ -105,8 +105,8 @@ async def serve(settings: Settings) -> None:
     # Stop taking work at once: readiness turns 503 and submissions get 503 + Retry-After
     # while the listener closes and running tasks finish.
     engine = app[ENGINE]
-    engine.draining = True
-    engine.ready = False
+    engine.lifecycle.draining = True
+    engine.lifecycle.ready = False
     log.info("shutting down: no new work, running tasks get %.0fs", settings.shutdown_grace_s)
     # Closes the listener, waits for in-flight requests, then stops the engine (on_cleanup):
     # running tasks finish or are handed back, every batch is flushed.

@@ -135,6 +135,28 @@ class Settings:
         ),
     )
 
+    event_log: bool = field(
+        default=True,
+        metadata=_doc(
+            "Keep the event log (GET /api/v1/events, wait_seconds, events across replicas). "
+            "false: events reach this process's own subscribers only (metrics, notifications)."
+        ),
+    )
+    event_retention_s: float = field(
+        default=86_400.0, metadata=_doc("Event log: events older than this are trimmed.")
+    )
+    event_retention_count: int = field(
+        default=1_000_000,
+        metadata=_doc("Event log: at most this many newest events are kept (older are trimmed)."),
+    )
+    event_client_buffer: int = field(
+        default=10_000,
+        metadata=_doc(
+            "Live stream: events buffered per connection; a client that falls this far behind "
+            "is disconnected (it resumes from its cursor)."
+        ),
+    )
+
     def __post_init__(self) -> None:
         _check(self.port >= 0 and self.port < 65536, "port", "must be 0..65535")
         _check(self.workers >= 1, "workers", "must be at least 1")
@@ -153,6 +175,9 @@ class Settings:
         _check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "must be >= 0")
         _check(self.default_max_retries >= 0, "default_max_retries", "must be >= 0")
         _check(self.default_timeout_s > 0, "default_timeout_s", "must be > 0")
+        _check(self.event_retention_s > 0, "event_retention_s", "must be > 0")
+        _check(self.event_retention_count >= 1, "event_retention_count", "must be at least 1")
+        _check(self.event_client_buffer >= 100, "event_client_buffer", "must be at least 100")
         _check(
             self.sqlite_synchronous in ("OFF", "NORMAL", "FULL", "EXTRA"),
             "sqlite_synchronous",

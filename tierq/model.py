@@ -11,6 +11,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+import msgspec
+
 
 class TaskState(enum.StrEnum):
     """The life of a task. Terminal states never change again except by an explicit retry.
@@ -172,6 +174,9 @@ class Transition:
     lease_owner: str | None = None
     worker: str | None = None
     outcome: Outcome | None = None
+    # The task reported on, where the reporter holds it: events read its queue, type and
+    # priority from it instead of looking it up (stores ignore it).
+    task: Task | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -227,3 +232,71 @@ class DependencyRelease:
 
     ready: list[Task] = field(default_factory=list)  # now queued or scheduled
     cancelled: list[str] = field(default_factory=list)  # a dependency failed or was cancelled
+
+
+class EventType(enum.StrEnum):
+    """What happened to a task (or, for ``webhook_disabled``, to a webhook subscription).
+
+    Each is published once, after the change it reports is durable in the record tier.
+    """
+
+    SUBMITTED = "submitted"
+    STARTED = "started"
+    SUCCEEDED = "succeeded"
+    ATTEMPT_FAILED = "attempt_failed"  # an attempt failed; ``retry_at`` says when the next runs
+    FAILED = "failed"  # every attempt failed: the dead-letter state
+    CANCELLED = "cancelled"
+    RELEASED = "released"  # a lease returned to the queue (its replica died or shut down)
+    RETRIED = "retried"  # replayed by hand from failed or cancelled
+    WEBHOOK_DISABLED = "webhook_disabled"
+
+
+TERMINAL_EVENTS: frozenset[str] = frozenset(
+    {EventType.SUCCEEDED, EventType.FAILED, EventType.CANCELLED}
+)
+
+
+class Event(msgspec.Struct, omit_defaults=True):
+    """One event as the event log keeps it (JSON) and subscribers receive it.
+
+    Bounded in size on purpose: no payload, no result, an error summary of at most
+    ``EVENT_ERROR_CHARS`` characters. ``cursor`` is set by the event log when it is read back
+    (the position to resume after); it is empty on a freshly published event. Not frozen only
+    so a log can set the cursor without a copy: nobody else changes an event.
+    """
+
+    at: float
+    event: str
+    task_id: str = ""
+    queue: str = ""
+    type: str = ""
+    priority: int = 0
+    attempt: int = 0
+    node: str = ""
+    tenant: str = "default"
+    error: str | None = None
+    duration_s: float | None = None
+    retry_at: float | None = None
+    subscription_id: str | None = None
+    cursor: str = ""
+
+
+EVENT_ERROR_CHARS = 500
+
+
+@dataclass(slots=True, frozen=True)
+class EventFilter:
+    """What a reader of the event log wants; ``None`` means any."""
+
+    task_id: str | None = None
+    queue: str | None = None
+    type: str | None = None
+    events: frozenset[str] | None = None
+
+    def matches(self, event: Event) -> bool:
+        return (
+            (self.task_id is None or event.task_id == self.task_id)
+            and (self.queue is None or event.queue == self.queue)
+            and (self.type is None or event.type == self.type)
+            and (self.events is None or event.event in self.events)
+        )

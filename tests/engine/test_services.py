@@ -19,6 +19,7 @@ from tests.system.cluster import RedisServer
 from tierq.engine.cancellation import Cancellation
 from tierq.engine.dependencies import Dependencies
 from tierq.engine.errors import Conflict, InvalidDependency, NotFound
+from tierq.engine.events import EventSource
 from tierq.engine.flusher import Flusher
 from tierq.engine.handlers.base import Handler, HandlerRegistry, PermanentError, TaskContext
 from tierq.engine.held import HeldTasks
@@ -482,21 +483,19 @@ async def test_a_failed_write_through_gives_up_held_leases_and_owes_a_rebuild(
 
 
 def test_engine_metrics_count_by_type_through_one_label_cache() -> None:
+    """The metrics subscribe to the event bus: fed the events of a submitted group and of a
+    flushed batch, as the engine's seams make them."""
     metrics = Metrics()
     instruments = EngineMetrics(metrics)
+    source = EventSource("n1", lambda: NOW)
     tasks = [record_task(type="a"), record_task(type="a"), record_task(type="b")]
-    instruments.submitted(tasks)
+    instruments.on_events(source.submitted(tasks))
     instruments.attempt_failed("a", final=True)
-    finished = [
-        (
-            Transition(
-                tasks[0].id, 1, TaskState.SUCCEEDED, NOW, started_at=NOW, finished_at=NOW + 2
-            ),
-            tasks[0],
-        ),
-        (Transition(tasks[2].id, 1, TaskState.CANCELLED, NOW), tasks[2]),
+    flushed = [
+        Transition(tasks[0].id, 1, TaskState.SUCCEEDED, NOW, started_at=NOW, finished_at=NOW + 2),
+        Transition(tasks[2].id, 1, TaskState.CANCELLED, NOW),
     ]
-    instruments.finished(finished)
+    instruments.on_events(source.flushed(flushed, {t.id: t for t in tasks}))
     sample = metrics.registry.get_sample_value
     assert sample("tierq_tasks_submitted_total", {"type": "a"}) == 2
     assert sample("tierq_tasks_submitted_total", {"type": "b"}) == 1
@@ -504,7 +503,7 @@ def test_engine_metrics_count_by_type_through_one_label_cache() -> None:
     assert sample("tierq_tasks_completed_total", {"type": "a"}) == 1
     assert sample("tierq_tasks_cancelled_total", {"type": "b"}) == 1
     assert sample("tierq_task_execution_seconds_sum", {"type": "a"}) == 2.0
-    instruments.submitted(tasks[:1])  # the cached child counts on
+    instruments.on_events(source.submitted(tasks[:1]))  # the cached child counts on
     assert sample("tierq_tasks_submitted_total", {"type": "a"}) == 3
 
 

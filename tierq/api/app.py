@@ -21,7 +21,7 @@ from tierq.config import Settings
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import build_registry, close_registry
 from tierq.metrics import Metrics
-from tierq.storage.factory import make_dispatch, make_record_store
+from tierq.storage.factory import make_dispatch, make_event_log, make_record_store
 from tierq.storage.instrumented import instrument_dispatch, instrument_record_store
 
 log = logging.getLogger("tierq.api")
@@ -41,7 +41,13 @@ def build_engine(settings: Settings, metrics: Metrics) -> Engine:
     dispatch = instrument_dispatch(make_dispatch(settings, store), metrics)
     registry = build_registry(settings)
     return Engine(
-        settings, store, dispatch, registry, metrics, node_id=settings.node_id or default_node_id()
+        settings,
+        store,
+        dispatch,
+        registry,
+        metrics,
+        node_id=settings.node_id or default_node_id(),
+        event_log=make_event_log(settings),
     )
 
 
@@ -131,7 +137,7 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     engine = request.app[ENGINE]
     # Depths of every tier, read at scrape time (O(1): maintained counters / set sizes).
-    await engine.update_gauges()
+    await engine.reports.update_gauges()
     return web.Response(
         body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

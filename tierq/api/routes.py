@@ -186,11 +186,11 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 
 async def statistics(request: web.Request) -> web.Response:
-    return json_response(await request.app[ENGINE].statistics())
+    return json_response(await request.app[ENGINE].reports.statistics())
 
 
 async def health(request: web.Request) -> web.Response:
-    report = await request.app[ENGINE].health()
+    report = await request.app[ENGINE].reports.health()
     return json_response(report, 200 if report.ok else 503)
 
 
@@ -199,12 +199,12 @@ async def health_live(request: web.Request) -> web.Response:
 
 
 async def health_ready(request: web.Request) -> web.Response:
-    report = await request.app[ENGINE].readiness()
+    report = await request.app[ENGINE].reports.readiness()
     return json_response(report, 200 if report.ok else 503)
 
 
 async def health_workers(request: web.Request) -> web.Response:
-    return json_response(await request.app[ENGINE].workers_report())
+    return json_response(await request.app[ENGINE].reports.workers())
 
 
 def add_routes(app: web.Application) -> None:

@@ -39,6 +39,7 @@ class Cancellation:
         reports: Reports,
         flush: Callable[[], Awaitable[None]],
         clock: Callable[[], float],
+        on_cancelled: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self._held = held
         self._store = store
@@ -49,6 +50,9 @@ class Cancellation:
         self._reports = reports
         self._flush = flush
         self._clock = clock
+        # Told the ids this service cancelled by a direct record write, for their events
+        # (cancels of held tasks go through the flusher, which publishes them).
+        self._on_cancelled = on_cancelled
         self._distributed = dispatch.capabilities.shared
         # Tasks being cancelled in the lower tiers -> a copy a claim brought in meanwhile.
         self._cancelling: dict[str, Task | None] = {}
@@ -97,6 +101,7 @@ class Cancellation:
                 finished_at=now,
                 error="cancelled",
                 lease_owner=None,
+                task=task,
             ),
             Ack(task.id, task.attempt + 1, TaskState.CANCELLED) if self._distributed else None,
         )
@@ -157,6 +162,8 @@ class Cancellation:
             raise Conflict(
                 f"task is {current.state.value} and cannot be cancelled here", current.state
             )
+        if self._on_cancelled is not None:
+            await self._on_cancelled(done)
         await self._dependencies.cancelled(done)
         return await self._get(task_id)
 

@@ -32,6 +32,7 @@ class Dependencies:
         hint: WorkHint,
         clock: Callable[[], float],
         distributed: bool,
+        on_cancelled: Callable[[list[str]], Awaitable[None]] | None = None,
     ) -> None:
         self._store = store
         self._held = held
@@ -39,6 +40,8 @@ class Dependencies:
         self._hint = hint
         self._clock = clock
         self._distributed = distributed
+        # Told the ids of dependents this service cancelled (durably), for their events.
+        self._on_cancelled = on_cancelled
         self.may_wait = True  # pending (dependency-waiting) tasks may exist
         self._deferred: list[str] = []  # finished ids whose dependents wait for a retry
 
@@ -106,6 +109,8 @@ class Dependencies:
                 await self._enqueue_shared(release.ready)
             self._hint.poke()
         if release.cancelled:
+            if self._on_cancelled is not None:
+                await self._on_cancelled(release.cancelled)
             # Their own dependents must hear about it too.
             await self.release(release.cancelled)
         if not release.ready and not release.cancelled and not self._distributed:

@@ -30,6 +30,7 @@ from tierq.engine.errors import (
     ShuttingDown,
     Submitted,
 )
+from tierq.engine.events import EventBus, EventSource, EventTrimmer, event_type_of
 from tierq.engine.flusher import Flusher
 from tierq.engine.handlers.base import HandlerRegistry
 from tierq.engine.held import HeldTasks
@@ -41,20 +42,13 @@ from tierq.engine.looplag import LoopLagMonitor
 from tierq.engine.memory import MemoryTier
 from tierq.engine.pager import Pager, WorkHint, WorkWatcher
 from tierq.engine.repair import DispatchRepair
-from tierq.engine.reports import (
-    RUNNING_SHOWN,
-    Health,
-    MemoryDepth,
-    Readiness,
-    Replica,
-    Statistics,
-    Workers,
-)
+from tierq.engine.reporting import Lifecycle, Reporter
 from tierq.engine.service import Service
 from tierq.engine.workers import RetryPolicy, WorkerPool
 from tierq.metrics import Metrics
 from tierq.model import (
     TERMINAL_STATES,
+    EventType,
     Execution,
     Task,
     TaskFilter,
@@ -63,6 +57,7 @@ from tierq.model import (
     Transition,
 )
 from tierq.storage.base import Dispatch, RecordStore
+from tierq.storage.eventlog import EventLog
 
 log = logging.getLogger("tierq.engine")
 
@@ -91,6 +86,7 @@ class Engine:
         metrics: Metrics,
         node_id: str,
         clock: Callable[[], float] = time.time,
+        event_log: EventLog | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -101,6 +97,11 @@ class Engine:
         self.clock = clock
         self.distributed = distributed = dispatch.capabilities.shared
         self.instruments = EngineMetrics(metrics)
+        # Events: made where a batch is durable (the committer's group, the flusher's batch,
+        # the direct record writes of cancel and retry), published on the bus.
+        self.events = EventSource(node_id, clock)
+        self.bus = EventBus(event_log)
+        self.bus.subscribe(self.instruments.on_events)
         self.memory = MemoryTier(settings.memory_limit, clock)
         self.held = held = HeldTasks(self.memory)
         self.hint = hint = WorkHint()
@@ -123,7 +124,7 @@ class Engine:
         )
         self.repair = DispatchRepair(store, dispatch, held, hint, clock, node_id)
         self.dependencies = Dependencies(
-            store, held, self.repair.enqueue_shared, hint, clock, distributed
+            store, held, self.repair.enqueue_shared, hint, clock, distributed, self._on_cancelled
         )
         # Plain (sync) handlers run here: one thread per worker at most, so a worker never
         # waits for a thread behind DNS lookups in asyncio's small default pool.
@@ -153,6 +154,7 @@ class Engine:
             flusher,
             flusher.run_once,
             clock,
+            self._on_cancelled,
         )
         self.pager = Pager(
             held,
@@ -167,11 +169,27 @@ class Engine:
         self.rescuer = Rescuer(dispatch.rescue, flusher, hint, clock, settings.heartbeat_s)
         self.watcher = WorkWatcher(dispatch.wait_for_work, hint)
         self.loop_lag = LoopLagMonitor(metrics.loop_lag_seconds.observe)
+        self.trimmer = (
+            EventTrimmer(
+                event_log, clock, settings.event_retention_s, settings.event_retention_count
+            )
+            if event_log is not None
+            else None
+        )
         self.memory.on_promoted = self._on_promoted
         dispatch.listen_cancel(self.cancellation.on_announced)
-        self.started_at = clock()
-        self.draining = False
-        self.ready = False
+        self.lifecycle = Lifecycle(started_at=clock())
+        self.reports = Reporter(
+            store,
+            dispatch,
+            self.memory,
+            self.workers,
+            flusher,
+            self.instruments,
+            self.lifecycle,
+            node_id,
+            clock,
+        )
         self._supervisor: asyncio.Task[None] | None = None
         self._services: list[Service] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
@@ -183,8 +201,12 @@ class Engine:
         """Open the tiers, recover, and start services and workers (in one TaskGroup)."""
         await self.store.open()
         await self.dispatch.open()
+        if self.bus.log is not None:
+            await self.bus.log.open()
         await self._recover()
         self._services = [self.committer, self.flusher, self.pager, self.heartbeat, self.loop_lag]
+        if self.trimmer is not None:
+            self._services.append(self.trimmer)
         if self.dispatch.capabilities.leases_expire:
             self._services.append(self.rescuer)
         if self.dispatch.capabilities.shared:
@@ -192,7 +214,7 @@ class Engine:
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._supervisor = asyncio.create_task(self._supervise(started), name="tierq-engine")
         await started
-        self.ready = True
+        self.lifecycle.ready = True
         log.info(
             "engine %s started: %d workers, memory limit %d, %s mode",
             self.node_id,
@@ -230,8 +252,8 @@ class Engine:
         period, hand back everything else, flush every batch, close the tiers."""
         if self._supervisor is None:
             return
-        self.draining = True
-        self.ready = False
+        self.lifecycle.draining = True
+        self.lifecycle.ready = False
         self.pager.request_stop()
         await self._hand_back_queued()
         try:
@@ -249,6 +271,7 @@ class Engine:
             self.loop_lag,
             self.committer,
             self.flusher,
+            *([self.trimmer] if self.trimmer is not None else []),
         ):
             service.request_stop()
         assert self._shutdown_done is not None
@@ -265,7 +288,11 @@ class Engine:
             try:
                 await self.dispatch.close()
             finally:
-                await self.store.close()
+                try:
+                    await self.store.close()
+                finally:
+                    if self.bus.log is not None:
+                        await self.bus.log.close()
         log.info("engine %s stopped", self.node_id)
 
     async def _hand_back_queued(self) -> None:
@@ -306,7 +333,7 @@ class Engine:
             "delayed": self.memory.delayed_count,
             "running": self.workers.busy,
             "workers": self.workers.size,
-            "started_at": self.started_at,
+            "started_at": self.lifecycle.started_at,
         }
 
     # ---- submission ------------------------------------------------------------------------
@@ -336,7 +363,7 @@ class Engine:
 
     async def submit_many(self, tasks: Sequence[Task]) -> list[Submitted]:
         """Make fully formed ``tasks`` durable and queue them; dependencies are checked here."""
-        if self.draining:
+        if self.lifecycle.draining:
             raise ShuttingDown("not accepting tasks: shutting down")
         now = self.clock()
         await self.dependencies.check(tasks)
@@ -378,7 +405,6 @@ class Engine:
         elif len(mine) < len(new):
             self.hint.poke()
         held.push(mine)
-        self.instruments.submitted(new)
         await self.dependencies.submitted(new)
         return results
 
@@ -386,10 +412,12 @@ class Engine:
         """One group commit: every submission waiting meanwhile, in one record transaction,
         then (distributed) one write-through to the dispatch tier for the whole group."""
         stored = await self.store.task_insert_many(tasks)
+        created = [t for t, sid in zip(tasks, stored, strict=True) if sid == t.id]
+        # Published before the write-through: no replica can claim (and report on) a task
+        # before its ``submitted`` event is in the log.
+        await self.bus.publish(self.events.submitted(created))
         if self.distributed:
-            await self.repair.write_through(
-                [t for t, sid in zip(tasks, stored, strict=True) if sid == t.id]
-            )
+            await self.repair.write_through(created)
         return stored
 
     def _on_promoted(self, tasks: list[Task]) -> None:
@@ -412,12 +440,27 @@ class Engine:
         self.held.drop_finished(task_id)
 
     async def _on_flushed(self, transitions: list[Transition], refused: list[str]) -> None:
-        self.instruments.finished(self.held.settle(transitions, refused))
+        tasks = {t.task_id: t.task for t in transitions if t.task is not None}
+        # Reports without their task (rescued leases) find it in the record tier: one read.
+        missing = [t.task_id for t in transitions if t.task is None and event_type_of(t)]
+        if missing:
+            try:
+                tasks.update((t.id, t) for t in await self.store.task_get_many(missing))
+            except Exception as exc:
+                log.warning("events: could not read %d rescued tasks: %s", len(missing), exc)
+        await self.bus.publish(self.events.flushed(transitions, tasks))
+        self.held.settle(transitions, refused)
         if refused:
             self.instruments.stale_reports(len(refused))
             log.warning("%d reports refused as stale (fencing token)", len(refused))
         await self.dependencies.finished(
             [t.task_id for t in transitions if t.state in TERMINAL_STATES]
+        )
+
+    async def _on_cancelled(self, ids: list[str]) -> None:
+        """Tasks cancelled by a direct record write (in the tiers, or as dependents)."""
+        await self.bus.publish(
+            self.events.about(await self.store.task_get_many(ids), EventType.CANCELLED)
         )
 
     # ---- reads and user actions --------------------------------------------------------------
@@ -461,98 +504,8 @@ class Engine:
             current = await self.get(task_id)
             raise Conflict(f"task is {current.state.value}", current.state)
         fresh = await self.get(task_id)
+        await self.bus.publish(self.events.retried([fresh]))
         if self.distributed:
             await self.repair.enqueue_shared([fresh])
         self.hint.poke()
         return fresh
-
-    # ---- reports -----------------------------------------------------------------------------
-
-    @property
-    def mode(self) -> str:
-        return "distributed" if self.distributed else "embedded"
-
-    async def statistics(self) -> Statistics:
-        # Both tiers at once: while a backlog drains, each read may wait for its tier (Redis
-        # waits for a CPU), and one after the other the waits added up.
-        try:
-            async with asyncio.TaskGroup() as group:
-                counting = group.create_task(self.store.task_counts())
-                measuring = group.create_task(self.dispatch.depth())
-        except ExceptionGroup as failed:
-            raise failed.exceptions[0] from None  # answered like the same error alone
-        counts = counting.result()
-        return Statistics(
-            counts={state.value: n for state, n in counts.items()},
-            total=sum(counts.values()),
-            memory=MemoryDepth(
-                ready=self.memory.ready_count,
-                delayed=self.memory.delayed_count,
-                running=self.workers.busy,
-                limit=self.memory.limit,
-                unflushed=self.flusher.backlog,
-            ),
-            dispatch=measuring.result(),
-            node=self.node_id,
-            mode=self.mode,
-        )
-
-    async def health(self) -> Health:
-        checks: dict[str, str] = {}
-        try:
-            await self.store.ping()
-            checks["record_store"] = "ok"
-        except Exception as exc:  # reported, not raised: health must answer
-            checks["record_store"] = f"unavailable: {type(exc).__name__}"
-        try:
-            await self.dispatch.depth()
-            checks["dispatch"] = "ok"
-        except Exception as exc:
-            checks["dispatch"] = f"unavailable: {type(exc).__name__}"
-        ok = self.ready and all(v == "ok" for v in checks.values())
-        return Health(
-            status="ok" if ok else "degraded",
-            ready=self.ready,
-            draining=self.draining,
-            checks=checks,
-            node=self.node_id,
-            mode=self.mode,
-            uptime_seconds=round(self.clock() - self.started_at, 3),
-        )
-
-    async def readiness(self) -> Readiness:
-        if not self.ready:
-            return Readiness("draining" if self.draining else "starting")
-        try:
-            await self.store.ping()
-        except Exception:
-            return Readiness("record store unavailable")
-        return Readiness("ready")
-
-    async def workers_report(self) -> Workers:
-        replicas = await self.dispatch.replicas(self.clock())
-        return Workers(
-            node=self.node_id,
-            workers=self.workers.size,
-            busy=self.workers.busy,
-            running=self.workers.running_ids()[:RUNNING_SHOWN],
-            replicas=[
-                Replica(r.owner, r.last_heartbeat, r.expires_at, r.leased, r.info) for r in replicas
-            ],
-        )
-
-    async def update_gauges(self) -> None:
-        """Set the depth gauges before a scrape. A tier that is down leaves its last values
-        (the store error metrics say why)."""
-        self.instruments.memory_depth(
-            self.memory.ready_count,
-            self.memory.delayed_count,
-            self.workers.busy,
-            self.flusher.backlog,
-        )
-        try:
-            counts = await self.store.task_counts()
-            self.instruments.tier_depth("record", ((s.value, n) for s, n in counts.items()))
-            self.instruments.tier_depth("dispatch", (await self.dispatch.depth()).items())
-        except Exception as exc:
-            log.warning("metrics: could not read tier depths: %s", exc)

@@ -1,10 +1,10 @@
 """The engine's metrics, recorded in one place.
 
 Every engine service reports what happened here (a batch submitted, a task started, an attempt
-failed, a flushed batch); nothing else in ``engine/`` touches a Prometheus object. Label
-children are looked up once per label set and kept (``_child``): ``labels()`` per task cost
-more than the observation itself. When the event bus lands, this becomes one of its
-subscribers, fed the same batches.
+failed); what tasks did (submitted, succeeded, cancelled, how long they ran) it learns as a
+subscriber of the event bus (``on_events``), a batch at a time. Nothing else in ``engine/``
+touches a Prometheus object. Label children are looked up once per label set and kept
+(``_child``): ``labels()`` per task cost more than the observation itself.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from tierq.engine.events import Published
 from tierq.metrics import Metrics
-from tierq.model import Task, TaskState, Transition
+from tierq.model import EventType
 
 
 class EngineMetrics:
@@ -33,14 +34,6 @@ class EngineMetrics:
 
     # ---- what the services report -------------------------------------------------------------
 
-    def submitted(self, tasks: Sequence[Task]) -> None:
-        by_type: dict[str, int] = {}
-        for task in tasks:
-            by_type[task.type] = by_type.get(task.type, 0) + 1
-        counter = self.metrics.tasks_submitted
-        for type_name, n in by_type.items():
-            self._child(counter, type_name).inc(n)
-
     def waited(self, type_name: str, seconds: float) -> None:
         """Time from due (run_at) to start, per task type; once per task."""
         observe = self._wait_observers.get(type_name)
@@ -52,28 +45,35 @@ class EngineMetrics:
     def attempt_failed(self, type_name: str, final: bool) -> None:
         self._child(self.metrics.tasks_failed, type_name, "true" if final else "false").inc()
 
-    def finished(self, batch: Iterable[tuple[Transition, Task]]) -> None:
-        """A flushed batch's terminal transitions, each with the held copy it ended."""
+    def on_events(self, batch: Sequence[Published]) -> None:
+        """Counts and run times of a published batch of events, per task type."""
+        submitted: dict[str, int] = {}
         completed: dict[str, int] = {}
         cancelled: dict[str, int] = {}
         observers: dict[str, Callable[[float], None]] = {}
-        succeeded = TaskState.SUCCEEDED
-        for t, task in batch:
-            type_name = task.type
-            if t.state is succeeded:
+        for published in batch:
+            event = published.event
+            kind = event.event
+            type_name = event.type
+            if kind == EventType.SUBMITTED:
+                submitted[type_name] = submitted.get(type_name, 0) + 1
+            elif kind == EventType.SUCCEEDED:
                 completed[type_name] = completed.get(type_name, 0) + 1
-                if t.started_at is not None and t.finished_at is not None:
+                if event.duration_s is not None:
                     observe = observers.get(type_name)
                     if observe is None:
                         observe = self._child(self.metrics.execution_seconds, type_name).observe
                         observers[type_name] = observe
-                    observe(t.finished_at - t.started_at)
-            elif t.state is TaskState.CANCELLED:
+                    observe(event.duration_s)
+            elif kind == EventType.CANCELLED:
                 cancelled[type_name] = cancelled.get(type_name, 0) + 1
-        for type_name, n in completed.items():
-            self._child(self.metrics.tasks_completed, type_name).inc(n)
-        for type_name, n in cancelled.items():
-            self._child(self.metrics.tasks_cancelled, type_name).inc(n)
+        for metric, counts in (
+            (self.metrics.tasks_submitted, submitted),
+            (self.metrics.tasks_completed, completed),
+            (self.metrics.tasks_cancelled, cancelled),
+        ):
+            for type_name, n in counts.items():
+                self._child(metric, type_name).inc(n)
 
     def stale_reports(self, n: int) -> None:
         self.metrics.stale_reports.inc(n)

@@ -191,6 +191,8 @@ class WorkerPool:
                         None,
                         self._node_id,
                         worker,
+                        None,
+                        task,
                     )
                 )
                 value = await self._interruptible(handler.run, ctx, task)
@@ -268,6 +270,7 @@ class WorkerPool:
                 worker=worker,
                 outcome=outcome,
                 lease_owner=self._node_id if keep else None,
+                task=task,
             ),
             None if keep else Ack(task.id, task.attempt, TaskState.SCHEDULED, task.run_at),
         )
@@ -294,7 +297,7 @@ class WorkerPool:
         if error is not None:
             task.last_error = error
         # Positional, in Transition's field order (run_at, started_at, finished_at, result,
-        # error, lease_owner, worker, outcome): once per task, keywords cost twice as much.
+        # error, lease_owner, worker, outcome, task): once per task, keywords cost twice as much.
         self._flusher.add(
             Transition(
                 task.id,
@@ -309,6 +312,7 @@ class WorkerPool:
                 None,
                 worker,
                 outcome,
+                task,
             ),
             Ack(task.id, task.attempt, state) if self._shared else None,
         )
@@ -333,6 +337,7 @@ class WorkerPool:
                 outcome=Outcome.INTERRUPTED,
                 error="interrupted by shutdown",
                 lease_owner=None,
+                task=task,
             ),
             Ack(task.id, task.attempt, TaskState.QUEUED, now) if self._shared else None,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from tierq.config import ConfigError, Settings
 from tierq.storage.base import Dispatch, RecordStore
+from tierq.storage.eventlog import EventLog
 from tierq.storage.inprocess import InProcessDispatch
 
 _HINT = "install the distributed extra: pip install 'tierq[distributed]'"
@@ -48,3 +49,24 @@ def make_dispatch(settings: Settings, store: RecordStore) -> Dispatch:
     return RedisDispatch(
         settings.redis_url, prefix=settings.redis_prefix, heartbeat_ttl=settings.heartbeat_ttl_s
     )
+
+
+def make_event_log(settings: Settings) -> EventLog | None:
+    """The event log: the Redis Stream when distributed, else beside the record store (a
+    SQLite file, or a PostgreSQL table); ``None`` when ``event_log`` is off."""
+    if not settings.event_log:
+        return None
+    if settings.redis_url:
+        from tierq.storage.redis.events import RedisEventLog
+
+        return RedisEventLog(settings.redis_url, settings.redis_prefix)
+    url = settings.database_url
+    if url.startswith("sqlite://"):
+        from tierq.storage.sqlite.events import SQLiteEventLog, events_path
+
+        return SQLiteEventLog(
+            events_path(sqlite_path(url)), synchronous=settings.sqlite_synchronous
+        )
+    from tierq.storage.postgres.events import PostgresEventLog
+
+    return PostgresEventLog(url, schema=settings.database_schema)

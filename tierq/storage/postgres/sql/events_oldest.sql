@@ -1,0 +1,1 @@
+SELECT min(cursor) FROM events

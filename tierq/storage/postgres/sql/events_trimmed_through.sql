@@ -1,0 +1,1 @@
+SELECT value FROM events_meta WHERE key = 'trimmed_through'
