@@ -131,3 +131,12 @@ def counter_value(engine: Engine, name: str, **labels: str) -> float:
     """A sample read from the replica's own Prometheus registry (0 when never recorded)."""
     value = engine.metrics.registry.get_sample_value(name, labels or None)
     return 0.0 if value is None else value
+
+
+def freeze(engine: Engine) -> None:
+    """Stop everything a frozen process would stop doing, without any graceful step: no
+    heartbeat, no flush, no claims, no rescues. Its workers keep running their handlers
+    (they are what wakes up later)."""
+    for service in (engine.heartbeat, engine.flusher, engine.pager, engine.watcher):
+        service.request_stop()
+    engine.rescuer.request_stop()

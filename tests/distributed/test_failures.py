@@ -11,7 +11,14 @@ from typing import Any
 import pytest
 from redis import asyncio as aioredis
 
-from tests.distributed.conftest import Cluster, counter_value, make_task, submit, wait_for
+from tests.distributed.conftest import (
+    Cluster,
+    counter_value,
+    freeze,
+    make_task,
+    submit,
+    wait_for,
+)
 from tierq.engine.engine import Engine
 from tierq.engine.handlers.base import Handler, TaskContext
 from tierq.model import TaskState
@@ -25,15 +32,6 @@ async def succeeded(cluster: Cluster, ids: list[str]) -> bool:
         ids,
     )
     return bool(rows[0]["n"] == len(ids))
-
-
-def freeze(engine: Engine) -> None:
-    """Stop everything a frozen process would stop doing, without any graceful step: no
-    heartbeat, no flush, no claims, no rescues. Its workers keep running their handlers
-    (they are what wakes up later)."""
-    for service in (engine.heartbeat, engine.flusher, engine.pager, engine.watcher):
-        service.request_stop()
-    engine.rescuer.request_stop()
 
 
 async def test_frozen_replica_is_rescued_and_fenced_off(cluster: Cluster) -> None:

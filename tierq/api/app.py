@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tierq.api.errors import REQUEST_ID, ApiError, Handler, to_response
 from tierq.api.routes import ENGINE, add_routes
+from tierq.api.stream import add_stream_routes
 from tierq.config import Settings
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import build_registry, close_registry
@@ -97,7 +98,8 @@ def edge_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[valid-t
             )
         child[0].inc()
         child[1].observe(time.perf_counter() - started)
-        response.headers["X-Request-ID"] = request_id
+        if not response.prepared:  # a stream sent its headers already (it set its own id)
+            response.headers["X-Request-ID"] = request_id
         return response
 
     return edge
@@ -155,6 +157,7 @@ def create_app(
     app[ENGINE] = engine
     app[METRICS] = metrics
     add_routes(app)
+    add_stream_routes(app)
     app.router.add_get("/metrics", metrics_endpoint)
 
     async def start_engine(app: web.Application) -> None:
@@ -166,6 +169,11 @@ def create_app(
         finally:
             await close_registry(app[ENGINE].registry)
 
+    async def end_streams(app: web.Application) -> None:
+        # Before the server waits for open requests: live streams would never end.
+        app[ENGINE].feed.close_all()
+
     app.on_startup.append(start_engine)
+    app.on_shutdown.append(end_streams)
     app.on_cleanup.append(stop_engine)
     return app

@@ -18,6 +18,8 @@ from tierq.model import SORT_FIELDS, TaskFilter, TaskState
 
 ENGINE = web.AppKey("engine", Engine)
 MAX_PAGE_SIZE = 1000
+# GET /api/v1/tasks/{id}?wait_seconds=N: the longest a request may wait for the task to end.
+MAX_WAIT_S = 60.0
 # OFFSET paging reads and discards every skipped row: deeper than this, keyset paging only.
 MAX_OFFSET = 100_000
 # ASCII digits only (str.isdigit() accepts "²", which int() refuses), and short enough that
@@ -66,7 +68,23 @@ async def submit_batch(request: web.Request) -> web.Response:
 
 
 async def get_task(request: web.Request) -> web.Response:
-    task = await request.app[ENGINE].get(task_id_param(request))
+    task_id = task_id_param(request)
+    raw_wait = request.query.get("wait_seconds")
+    if raw_wait:
+        try:
+            wait_s = float(raw_wait)
+        except ValueError:
+            wait_s = -1.0
+        if not 0 <= wait_s <= MAX_WAIT_S:
+            raise ApiError(
+                400,
+                "bad_parameter",
+                f"wait_seconds must be a number from 0 to {MAX_WAIT_S:g}",
+                {"parameter": "wait_seconds"},
+            )
+        task = await request.app[ENGINE].wait_finished(task_id, wait_s)
+    else:
+        task = await request.app[ENGINE].get(task_id)
     return json_response(task_out(task))
 
 

@@ -15,7 +15,7 @@ import msgspec
 
 from tierq.engine.errors import FieldError
 from tierq.engine.intake import TaskIn
-from tierq.model import Execution, Task
+from tierq.model import Event, Execution, Task
 
 _single_decoder = msgspec.json.Decoder(TaskIn)
 _batch_decoder = msgspec.json.Decoder(list[TaskIn])
@@ -92,6 +92,31 @@ def execution_out(execution: Execution) -> dict[str, Any]:
         "error": execution.error,
         "worker": execution.worker,
     }
+
+
+def event_out(event: Event) -> dict[str, Any]:
+    """An event as the stream and the event pages show it (the log's JSON, times in ISO)."""
+    out: dict[str, Any] = {
+        "cursor": event.cursor,
+        "event": event.event,
+        "at": iso(event.at),
+        "task_id": event.task_id or None,
+        "queue": event.queue or None,
+        "type": event.type or None,
+        "priority": event.priority,
+        "attempt": event.attempt,
+        "node": event.node,
+        "tenant": event.tenant,
+    }
+    if event.error is not None:
+        out["error"] = event.error
+    if event.duration_s is not None:
+        out["duration_seconds"] = event.duration_s
+    if event.retry_at is not None:
+        out["retry_at"] = iso(event.retry_at)
+    if event.subscription_id is not None:
+        out["subscription_id"] = event.subscription_id
+    return out
 
 
 encode = msgspec.json.Encoder().encode

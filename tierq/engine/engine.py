@@ -31,6 +31,7 @@ from tierq.engine.errors import (
     Submitted,
 )
 from tierq.engine.events import EventBus, EventSource, EventTrimmer, event_type_of
+from tierq.engine.feed import EventFeed
 from tierq.engine.flusher import Flusher
 from tierq.engine.handlers.base import HandlerRegistry
 from tierq.engine.held import HeldTasks
@@ -47,7 +48,9 @@ from tierq.engine.service import Service
 from tierq.engine.workers import RetryPolicy, WorkerPool
 from tierq.metrics import Metrics
 from tierq.model import (
+    TERMINAL_EVENTS,
     TERMINAL_STATES,
+    EventFilter,
     EventType,
     Execution,
     Task,
@@ -102,6 +105,7 @@ class Engine:
         self.events = EventSource(node_id, clock)
         self.bus = EventBus(event_log)
         self.bus.subscribe(self.instruments.on_events)
+        self.feed = EventFeed(event_log, self.bus, settings.event_client_buffer)
         self.memory = MemoryTier(settings.memory_limit, clock)
         self.held = held = HeldTasks(self.memory)
         self.hint = hint = WorkHint()
@@ -204,7 +208,14 @@ class Engine:
         if self.bus.log is not None:
             await self.bus.log.open()
         await self._recover()
-        self._services = [self.committer, self.flusher, self.pager, self.heartbeat, self.loop_lag]
+        self._services = [
+            self.committer,
+            self.flusher,
+            self.pager,
+            self.heartbeat,
+            self.loop_lag,
+            self.feed,
+        ]
         if self.trimmer is not None:
             self._services.append(self.trimmer)
         if self.dispatch.capabilities.leases_expire:
@@ -254,6 +265,7 @@ class Engine:
             return
         self.lifecycle.draining = True
         self.lifecycle.ready = False
+        self.feed.close_all()
         self.pager.request_stop()
         await self._hand_back_queued()
         try:
@@ -271,6 +283,7 @@ class Engine:
             self.loop_lag,
             self.committer,
             self.flusher,
+            self.feed,
             *([self.trimmer] if self.trimmer is not None else []),
         ):
             service.request_stop()
@@ -473,6 +486,19 @@ class Engine:
         if found is None:
             raise NotFound(f"no task {task_id}")
         return found
+
+    async def wait_finished(self, task_id: str, timeout_s: float) -> Task:
+        """The task once it is terminal, or after ``timeout_s`` as it is then. Woken by its
+        terminal event (from any replica), not by reading the store in a loop."""
+        listener = await self.feed.listen(EventFilter(task_id=task_id, events=TERMINAL_EVENTS))
+        try:
+            task = await self.get(task_id)
+            if task.state not in TERMINAL_STATES:
+                await listener.take(timeout_s)
+                task = await self.get(task_id)
+            return task
+        finally:
+            self.feed.unlisten(listener)
 
     async def list_tasks(self, flt: TaskFilter) -> TaskPage:
         return await self.store.task_list(flt)
