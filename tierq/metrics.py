@@ -175,5 +175,18 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
             registry=r,
         )
+        self.events = Counter(
+            "tierq_events_total", "Task events published by this replica", ["event"], registry=r
+        )
+        self.event_log_failures = Counter(
+            "tierq_event_log_failures_total",
+            "Batches of events the event log could not take (the tasks' changes stand)",
+            registry=r,
+        )
+        self.event_listeners = Gauge(
+            "tierq_event_listeners",
+            "Live event streams and task waits open on this replica",
+            registry=r,
+        )
         self.workers_busy = Gauge("tierq_workers_busy", "Workers running a task", registry=r)
         self.workers_total = Gauge("tierq_workers", "Configured workers", registry=r)

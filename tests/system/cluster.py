@@ -241,3 +241,47 @@ async def delete_prefix(redis_url: str, prefix: str) -> int:
         return len(keys)
     finally:
         await client.aclose()
+
+
+def nginx_binary() -> str:
+    """The nginx the test set-up found or installed (scripts/ensure-services.sh)."""
+    for candidate in (os.environ.get("TIERQ_TEST_NGINX"), shutil.which("nginx"), "/usr/sbin/nginx"):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    pytest.fail("no nginx binary: scripts/ensure-services.sh installs one (TIERQ_TEST_NGINX)")
+
+
+class Nginx:
+    """deploy/nginx.conf, rendered for the given replicas, run in the foreground."""
+
+    def __init__(self, workdir: Path, upstream_ports: list[int]) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.prefix = workdir / "nginx"
+        self.upstream_ports = upstream_ports
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        render = Path(__file__).resolve().parents[2] / "deploy" / "render-nginx.sh"
+        conf = subprocess.run(
+            ["bash", str(render), "-o", str(self.prefix), str(self.port)]
+            + [str(p) for p in self.upstream_ports],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        self.proc = subprocess.Popen(
+            [nginx_binary(), "-p", str(self.prefix), "-c", conf, "-e", "stderr"],
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.prefix / "stderr.log", "ab"),  # noqa: SIM115 - the child owns it
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.prefix / "stderr.log").read_text()
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port)):
+                return
+            time.sleep(0.05)
+        pytest.fail("nginx did not start listening")
+
+    def kill(self) -> None:
+        _kill(self.proc)

@@ -103,7 +103,7 @@ class Engine:
         # Events: made where a batch is durable (the committer's group, the flusher's batch,
         # the direct record writes of cancel and retry), published on the bus.
         self.events = EventSource(node_id, clock)
-        self.bus = EventBus(event_log)
+        self.bus = EventBus(event_log, self.instruments.event_log_failed)
         self.bus.subscribe(self.instruments.on_events)
         self.feed = EventFeed(event_log, self.bus, settings.event_client_buffer)
         self.memory = MemoryTier(settings.memory_limit, clock)
@@ -193,6 +193,7 @@ class Engine:
             self.lifecycle,
             node_id,
             clock,
+            listeners=lambda: self.feed.listeners,
         )
         self._supervisor: asyncio.Task[None] | None = None
         self._services: list[Service] = []

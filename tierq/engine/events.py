@@ -193,8 +193,11 @@ class EventSource:
 class EventBus:
     """Where events go: the event log (if kept), then every subscriber, a batch at a time."""
 
-    def __init__(self, event_log: EventLog | None) -> None:
+    def __init__(
+        self, event_log: EventLog | None, on_log_failure: Callable[[], None] | None = None
+    ) -> None:
         self.log = event_log
+        self._on_log_failure = on_log_failure
         self._subscribers: list[Subscriber] = []
         self.published = 0
         self.log_failures = 0
@@ -213,6 +216,8 @@ class EventBus:
                 # The changes are durable already and must not be reported as failed; the
                 # log misses this batch (counted, logged) and readers of the stream miss it.
                 self.log_failures += 1
+                if self._on_log_failure is not None:
+                    self._on_log_failure()
                 log.warning("event log: could not append %d events: %s", len(batch), exc)
         for subscriber in self._subscribers:
             try:

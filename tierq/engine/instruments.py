@@ -47,6 +47,7 @@ class EngineMetrics:
 
     def on_events(self, batch: Sequence[Published]) -> None:
         """Counts and run times of a published batch of events, per task type."""
+        kinds: dict[str, int] = {}
         submitted: dict[str, int] = {}
         completed: dict[str, int] = {}
         cancelled: dict[str, int] = {}
@@ -54,6 +55,7 @@ class EngineMetrics:
         for published in batch:
             event = published.event
             kind = event.event
+            kinds[kind] = kinds.get(kind, 0) + 1
             type_name = event.type
             if kind == EventType.SUBMITTED:
                 submitted[type_name] = submitted.get(type_name, 0) + 1
@@ -67,6 +69,8 @@ class EngineMetrics:
                     observe(event.duration_s)
             elif kind == EventType.CANCELLED:
                 cancelled[type_name] = cancelled.get(type_name, 0) + 1
+        for kind, n in kinds.items():
+            self._child(self.metrics.events, kind).inc(n)
         for metric, counts in (
             (self.metrics.tasks_submitted, submitted),
             (self.metrics.tasks_completed, completed),
@@ -74,6 +78,12 @@ class EngineMetrics:
         ):
             for type_name, n in counts.items():
                 self._child(metric, type_name).inc(n)
+
+    def event_log_failed(self) -> None:
+        self.metrics.event_log_failures.inc()
+
+    def event_listeners(self, n: int) -> None:
+        self.metrics.event_listeners.set(n)
 
     def stale_reports(self, n: int) -> None:
         self.metrics.stale_reports.inc(n)

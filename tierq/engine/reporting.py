@@ -48,6 +48,7 @@ class Reporter:
         lifecycle: Lifecycle,
         node_id: str,
         clock: Callable[[], float],
+        listeners: Callable[[], int] = lambda: 0,
     ) -> None:
         self._store = store
         self._dispatch = dispatch
@@ -58,6 +59,7 @@ class Reporter:
         self._lifecycle = lifecycle
         self._node = node_id
         self._clock = clock
+        self._listeners = listeners
         self._mode = "distributed" if dispatch.capabilities.shared else "embedded"
 
     async def statistics(self) -> Statistics:
@@ -138,6 +140,7 @@ class Reporter:
             self._workers.busy,
             self._flusher.backlog,
         )
+        self._instruments.event_listeners(self._listeners())
         try:
             counts = await self._store.task_counts()
             self._instruments.tier_depth("record", ((s.value, n) for s, n in counts.items()))
