@@ -147,7 +147,10 @@ class Settings:
     )
     event_retention_count: int = field(
         default=1_000_000,
-        metadata=_doc("Event log: at most this many newest events are kept (older are trimmed)."),
+        metadata=_doc(
+            "Event log: events beyond the newest this many are trimmed (a published batch at "
+            "a time, so the rest of the oldest kept batch stays too)."
+        ),
     )
     event_client_buffer: int = field(
         default=10_000,

@@ -300,3 +300,45 @@ class EventFilter:
             and (self.type is None or event.type == self.type)
             and (self.events is None or event.event in self.events)
         )
+
+
+@dataclass(slots=True, frozen=True)
+class WebhookSubscription:
+    """A deployment-wide webhook: events matching its filters (``None`` = any) are delivered
+    to ``url``, signed with its own ``secret`` (a ``whsec_`` key, kept to sign with, shown to
+    its creator once)."""
+
+    id: str
+    url: str
+    secret: str
+    events: tuple[str, ...]
+    queue: str | None
+    type: str | None
+    enabled: bool
+    created_at: float
+    updated_at: float
+    description: str | None = None
+    disabled_reason: str | None = None
+
+    def wants(self, event: Event) -> bool:
+        return (
+            self.enabled
+            and event.event in self.events
+            and (self.queue is None or event.queue == self.queue)
+            and (self.type is None or event.type == self.type)
+        )
+
+
+@dataclass(slots=True, frozen=True)
+class Delivery:
+    """One notification of one event of a task: a delivery task (``delivery_id``, of type
+    ``tierq.webhook`` or ``tierq.email``) that runs it with retries, indexed by the task it is
+    about (``GET /api/v1/tasks/{id}/notifications``)."""
+
+    delivery_id: str
+    task_id: str
+    channel: str  # "webhook" or "email"
+    target: str  # the URL, or the addresses (comma-separated)
+    event: str
+    created_at: float
+    subscription_id: str | None = None

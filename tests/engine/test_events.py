@@ -3,10 +3,8 @@ durable, with the fields its type carries; and the event log they land in."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from tierq.engine.engine import Engine
-from tierq.engine.events import Published
+from tierq.engine.events import Batch
 from tierq.engine.feed import Listener
 from tierq.model import Event, EventFilter, TaskState
 
@@ -22,12 +20,12 @@ class Recorder:
         self.stored_state: dict[tuple[str, str], str] = {}
         engine.bus.subscribe(self.on_events)
 
-    async def on_events(self, batch: Sequence[Published]) -> None:
+    async def on_events(self, batch: Batch) -> None:
         found = {
-            t.id: t for t in await self.engine.store.task_get_many([p.event.task_id for p in batch])
+            t.id: t
+            for t in await self.engine.store.task_get_many([e.task_id for e in batch.events])
         }
-        for published in batch:
-            event = published.event
+        for event in batch.events:
             self.events.append(event)
             task = found.get(event.task_id)
             self.stored_state[(event.task_id, event.event)] = task.state.value if task else "-"
@@ -117,6 +115,7 @@ async def test_each_event_is_in_the_log_with_a_cursor(make_engine: EngineFactory
     for task_id in ids:
         await wait_state(engine, task_id, TaskState.SUCCEEDED)
     await engine.flusher.run_once()
+    await engine.bus.written()
     page = await engine.bus.log.read_after(None, 1000)
     by_task: dict[str, list[str]] = {}
     for event in page.events:
@@ -131,6 +130,7 @@ async def test_the_log_survives_a_restart(make_engine: EngineFactory) -> None:
     (task_id,) = await submit(engine, make_task(engine, "noop"))
     await wait_state(engine, task_id, TaskState.SUCCEEDED)
     await engine.flusher.run_once()
+    await engine.bus.written()
     assert engine.bus.log is not None
     before = await engine.bus.log.end()
     await engine.stop()
@@ -186,6 +186,7 @@ async def test_the_feed_reads_only_while_someone_listens(make_engine: EngineFact
     (first,) = await submit(engine, make_task(engine, "noop"))
     await wait_state(engine, first, TaskState.SUCCEEDED)
     await engine.flusher.run_once()
+    await engine.bus.written()
     listener = await feed.listen(EventFilter(task_id=None))
     assert engine.bus.log is not None and feed.position == await engine.bus.log.end()
     (second,) = await submit(engine, make_task(engine, "noop"))

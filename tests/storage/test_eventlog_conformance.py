@@ -26,7 +26,7 @@ async def event_log(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
     if request.param == "sqlite":
         from tierq.storage.sqlite.events import SQLiteEventLog
 
-        log: EventLog = SQLiteEventLog(str(tmp_path / "events.db"), synchronous="NORMAL")
+        log: EventLog = SQLiteEventLog(str(tmp_path / "events.db"))
         await log.open()
         try:
             yield log

@@ -30,7 +30,7 @@ from tierq.engine.errors import (
     ShuttingDown,
     Submitted,
 )
-from tierq.engine.events import EventBus, EventSource, EventTrimmer, event_type_of
+from tierq.engine.events import EventBus, EventSource, EventTrimmer, LogWriter, event_type_of
 from tierq.engine.feed import EventFeed
 from tierq.engine.flusher import Flusher
 from tierq.engine.handlers.base import HandlerRegistry
@@ -103,7 +103,10 @@ class Engine:
         # Events: made where a batch is durable (the committer's group, the flusher's batch,
         # the direct record writes of cancel and retry), published on the bus.
         self.events = EventSource(node_id, clock)
-        self.bus = EventBus(event_log, self.instruments.event_log_failed)
+        self.log_writer = (
+            LogWriter(event_log, self.instruments.event_log_failed) if event_log else None
+        )
+        self.bus = EventBus(self.log_writer)
         self.bus.subscribe(self.instruments.on_events)
         self.feed = EventFeed(event_log, self.bus, settings.event_client_buffer)
         self.memory = MemoryTier(settings.memory_limit, clock)
@@ -219,6 +222,8 @@ class Engine:
         ]
         if self.trimmer is not None:
             self._services.append(self.trimmer)
+        if self.log_writer is not None:
+            self._services.append(self.log_writer)
         if self.dispatch.capabilities.leases_expire:
             self._services.append(self.rescuer)
         if self.dispatch.capabilities.shared:
@@ -277,22 +282,33 @@ class Engine:
         for worker in self._worker_tasks:
             worker.cancel()
         await asyncio.gather(*self._worker_tasks, return_exceptions=True)
-        for service in (
+        stopping: list[Service] = [
             self.heartbeat,
             self.rescuer,
             self.watcher,
             self.loop_lag,
-            self.committer,
-            self.flusher,
             self.feed,
-            *([self.trimmer] if self.trimmer is not None else []),
-        ):
+        ]
+        if self.trimmer is not None:
+            stopping.append(self.trimmer)
+        for service in stopping:
             service.request_stop()
-        assert self._shutdown_done is not None
-        self._shutdown_done.set()
+        # One after the other: the flusher's last batches publish events (and notifications
+        # submit deliveries to the committer); the log writer appends what both published.
+        draining: list[Service] = [self.flusher, self.committer]
+        if self.log_writer is not None:
+            draining.append(self.log_writer)
+        try:
+            for step in draining:
+                await step.stop()
+        finally:
+            for step in draining:
+                step.request_stop()
+            assert self._shutdown_done is not None
+            self._shutdown_done.set()
         supervisor, self._supervisor = self._supervisor, None
         try:
-            await supervisor  # the flusher and committer drain here
+            await supervisor
         finally:
             # Even if the last flush failed: release connections, threads and the file lock.
             # What was not written is not lost: the record tier still holds those tasks as

@@ -3,21 +3,27 @@
 The engine publishes at the places where a change is durable and nowhere else: the committer
 (a group of submissions committed), the flusher (a batch of transitions written), and the few
 direct record writes (a cancel in the tiers, dependents cancelled, a retry). ``EventSource``
-turns those batches into events; ``EventBus.publish`` appends a batch to the event log (one
-round trip) and then calls each subscriber once with the whole batch.
+turns those batches into events; ``EventBus.publish`` calls each subscriber once with the
+whole batch and hands it to the ``LogWriter``, which appends what was published meanwhile to
+the event log in publish order, one round trip per append however many batches it holds.
+Publishing therefore never waits for the log: neither a submission nor a flush pays for it.
 
 What must stay true: an event is published after the change it reports is durable, never
-before; each change is published once by the process that made it; a subscriber that fails
-is logged and skipped, never allowed to fail the write that preceded it (the change is
-durable already) or the other subscribers. ``CancelledError`` is never swallowed.
+before; each change is published once by the process that made it; the log receives this
+process's events in publish order (so in order per task); a subscriber that fails is logged
+and skipped, never allowed to fail the write that preceded it (the change is durable
+already) or the other subscribers; the log writer's backlog is bounded (past it the oldest
+unwritten events are dropped and counted: the tasks' changes stand, a stream misses them).
+``CancelledError`` is never swallowed.
 """
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 
 from tierq.engine.service import Service
 from tierq.model import (
@@ -39,17 +45,32 @@ DEFAULT_TENANT = "default"
 TRIM_INTERVAL_S = 60.0
 
 
-@dataclass(slots=True, frozen=True)
-class Published:
-    """An event and, in this process, the task it is about as this process knew it then
-    (for subscribers that need more than the event carries: notifications). ``task`` is
-    ``None`` for events not about a task."""
+# The log writer's most events waiting to be appended (a log that is down for long).
+MAX_UNWRITTEN = 200_000
+# The most events in one append.
+APPEND_BATCH = 10_000
+# How long the log writer lets published batches gather after an append before the next
+# (unless a full append is waiting): fewer, larger appends, at most this much later in a
+# live stream.
+APPEND_INTERVAL_S = 0.02
 
-    event: Event
-    task: Task | None
+
+class Batch:
+    """Events published together and, in this process, the task each is about as this
+    process knew it then (``None`` for an event not about a task): for subscribers that need
+    more than an event carries (notifications)."""
+
+    __slots__ = ("events", "tasks")
+
+    def __init__(self, events: list[Event], tasks: list[Task | None]) -> None:
+        self.events = events
+        self.tasks = tasks
+
+    def __len__(self) -> int:
+        return len(self.events)
 
 
-Subscriber = Callable[[Sequence[Published]], Awaitable[None] | None]
+Subscriber = Callable[[Batch], Awaitable[None] | None]
 
 _BY_STATE: dict[TaskState, EventType] = {
     TaskState.RUNNING: EventType.STARTED,
@@ -101,8 +122,8 @@ class EventSource:
         error: str | None = None,
         duration_s: float | None = None,
         retry_at: float | None = None,
-    ) -> Published:
-        event = Event(
+    ) -> Event:
+        return Event(
             at,
             kind.value,
             task.id,
@@ -116,25 +137,26 @@ class EventSource:
             duration_s,
             retry_at,
         )
-        return Published(event, task)
 
-    def about(self, tasks: Iterable[Task], kind: EventType) -> list[Published]:
+    def about(self, tasks: Iterable[Task], kind: EventType) -> Batch:
         """One ``kind`` event per task, at each task's last change."""
+        listed = list(tasks)
         cancelled = kind is EventType.CANCELLED
-        return [
+        events = [
             self._make(
                 kind, task, task.updated_at, error=_summary(task.last_error) if cancelled else None
             )
-            for task in tasks
+            for task in listed
         ]
+        return Batch(events, list[Task | None](listed))
 
-    def flushed(
-        self, transitions: Sequence[Transition], tasks: Mapping[str, Task]
-    ) -> list[Published]:
+    def flushed(self, transitions: Sequence[Transition], tasks: Mapping[str, Task]) -> Batch:
         """The events of a written batch of transitions, in the batch's order (so in order
         per task). ``tasks`` has each transition's task (its queue, type, priority)."""
-        out: list[Published] = []
+        out: list[Event] = []
+        about: list[Task | None] = []
         started = self._started
+        make = self._make
         for t in transitions:
             kind = event_type_of(t)
             if kind is None:
@@ -146,7 +168,8 @@ class EventSource:
             if kind is EventType.STARTED:
                 if key not in started:
                     started.add(key)
-                    out.append(self._make(kind, task, t.at, t.attempt))
+                    out.append(make(kind, task, t.at, t.attempt))
+                    about.append(task)
                 continue
             if (
                 kind is not EventType.RELEASED or t.outcome is Outcome.INTERRUPTED
@@ -154,7 +177,8 @@ class EventSource:
                 if key in started:
                     started.discard(key)
                 else:
-                    out.append(self._make(EventType.STARTED, task, t.started_at, t.attempt))
+                    out.append(make(EventType.STARTED, task, t.started_at, t.attempt))
+                    about.append(task)
             else:
                 started.discard(key)
             duration = None
@@ -165,7 +189,7 @@ class EventSource:
             ):
                 duration = round(t.finished_at - t.started_at, 6)
             out.append(
-                self._make(
+                make(
                     kind,
                     task,
                     t.at,
@@ -175,50 +199,125 @@ class EventSource:
                     t.run_at if kind is EventType.ATTEMPT_FAILED else None,
                 )
             )
-        return out
+            about.append(task)
+        return Batch(out, about)
 
-    def submitted(self, tasks: Iterable[Task]) -> list[Published]:
-        return [self._make(EventType.SUBMITTED, t, t.created_at) for t in tasks]
+    def submitted(self, tasks: Sequence[Task]) -> Batch:
+        make, kind = self._make, EventType.SUBMITTED
+        return Batch([make(kind, t, t.created_at) for t in tasks], list[Task | None](tasks))
 
-    def retried(self, tasks: Iterable[Task]) -> list[Published]:
-        return [self._make(EventType.RETRIED, t, t.updated_at) for t in tasks]
+    def retried(self, tasks: Sequence[Task]) -> Batch:
+        make, kind = self._make, EventType.RETRIED
+        return Batch([make(kind, t, t.updated_at) for t in tasks], list[Task | None](tasks))
 
-    def webhook_disabled(self, subscription_id: str, reason: str) -> Published:
+    def webhook_disabled(self, subscription_id: str, reason: str) -> Batch:
         event = Event(self._clock(), EventType.WEBHOOK_DISABLED.value, node=self._node)
         event.subscription_id = subscription_id
         event.error = _summary(reason)
-        return Published(event, None)
+        return Batch([event], [None])
+
+
+class LogWriter(Service):
+    """Appends published events to the event log, in publish order, as few appends as the
+    log's speed allows: what was published while one append was in flight goes in the next."""
+
+    name = "event-log-writer"
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        on_failure: Callable[[], None] | None = None,
+        max_unwritten: int = MAX_UNWRITTEN,
+    ) -> None:
+        super().__init__()
+        self.log = event_log
+        self._on_failure = on_failure
+        self._max_unwritten = max_unwritten
+        self._unwritten: deque[Event] = deque()
+        self._appending: list[Event] | None = None
+        self._lock: asyncio.Lock | None = None
+        self.dropped = 0
+        self.appends = 0
+
+    @property
+    def backlog(self) -> int:
+        return len(self._unwritten) + (len(self._appending) if self._appending else 0)
+
+    def add(self, events: Sequence[Event]) -> None:
+        unwritten = self._unwritten
+        # Woken by the first events after an idle spell (appended at once); while appends
+        # keep coming, the writer waits ``APPEND_INTERVAL_S`` between them (``next_wait``),
+        # less when a full append is waiting.
+        idle = not unwritten and self._appending is None
+        unwritten.extend(events)
+        if idle or len(unwritten) >= APPEND_BATCH:
+            self.wake()
+        excess = len(unwritten) - self._max_unwritten
+        if excess > 0:
+            for _ in range(excess):
+                unwritten.popleft()
+            self.dropped += excess
+            if self._on_failure is not None:
+                self._on_failure()
+            log.warning("event log: %d unwritten events dropped (the log is behind)", excess)
+
+    def next_wait(self) -> float | None:
+        if not self._unwritten:
+            return None
+        return 0 if len(self._unwritten) >= APPEND_BATCH else APPEND_INTERVAL_S
+
+    async def run_once(self) -> None:
+        """Append what was published before this call (callers that need it in the log,
+        such as tests and shutdown, await it)."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            while self._unwritten:
+                unwritten = self._unwritten
+                take = min(len(unwritten), APPEND_BATCH)
+                batch = [unwritten.popleft() for _ in range(take)]
+                self._appending = batch
+                try:
+                    await self.log.append_many(batch)
+                except BaseException:
+                    # Kept, in front of what came since, for the retry.
+                    unwritten.extendleft(reversed(batch))
+                    if self._on_failure is not None:
+                        self._on_failure()
+                    raise
+                finally:
+                    self._appending = None
+                self.appends += 1
+
+    async def drain(self) -> None:
+        for _ in range(20):
+            try:
+                await self.run_once()
+                return
+            except Exception as exc:
+                log.warning("event log: final append failed (%s); retrying", exc)
+                await asyncio.sleep(self.error_backoff_s)
+        log.error("event log: %d events not written at shutdown", self.backlog)
 
 
 class EventBus:
-    """Where events go: the event log (if kept), then every subscriber, a batch at a time."""
+    """Where events go: every subscriber, a batch at a time, then the event log (if kept)."""
 
-    def __init__(
-        self, event_log: EventLog | None, on_log_failure: Callable[[], None] | None = None
-    ) -> None:
-        self.log = event_log
-        self._on_log_failure = on_log_failure
+    def __init__(self, writer: LogWriter | None) -> None:
+        self.writer = writer
+        self.log = writer.log if writer is not None else None
         self._subscribers: list[Subscriber] = []
         self.published = 0
-        self.log_failures = 0
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
 
-    async def publish(self, batch: Sequence[Published]) -> None:
-        if not batch:
+    async def publish(self, batch: Batch) -> None:
+        if not batch.events:
             return
-        self.published += len(batch)
-        if self.log is not None:
-            try:
-                await self.log.append_many([p.event for p in batch])
-            except Exception as exc:
-                # The changes are durable already and must not be reported as failed; the
-                # log misses this batch (counted, logged) and readers of the stream miss it.
-                self.log_failures += 1
-                if self._on_log_failure is not None:
-                    self._on_log_failure()
-                log.warning("event log: could not append %d events: %s", len(batch), exc)
+        self.published += len(batch.events)
+        if self.writer is not None:
+            self.writer.add(batch.events)
         for subscriber in self._subscribers:
             try:
                 result = subscriber(batch)
@@ -226,6 +325,11 @@ class EventBus:
                     await result
             except Exception:
                 log.exception("event subscriber %r failed on %d events", subscriber, len(batch))
+
+    async def written(self) -> None:
+        """Until everything published so far is in the event log."""
+        if self.writer is not None:
+            await self.writer.run_once()
 
 
 class EventTrimmer(Service):

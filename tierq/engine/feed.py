@@ -20,7 +20,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Sequence
 
-from tierq.engine.events import EventBus, Published
+from tierq.engine.events import Batch, EventBus
 from tierq.engine.service import Service
 from tierq.model import Event, EventFilter
 from tierq.storage.eventlog import EventLog
@@ -168,8 +168,7 @@ class EventFeed(Service):
         for listener in list(self._listeners):
             listener.offer(events)
 
-    def _on_local(self, batch: Sequence[Published]) -> None:
+    def _on_local(self, batch: Batch) -> None:
         if self._listeners:
-            events = [p.event for p in batch]
             for listener in list(self._listeners):
-                listener.offer(events)
+                listener.offer(batch.events)

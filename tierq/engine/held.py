@@ -112,26 +112,18 @@ class HeldTasks:
         """Their hand-back failed: try again later."""
         self._superseded.update(ids)
 
-    def settle(
-        self, transitions: Iterable[Transition], refused: Iterable[str]
-    ) -> list[tuple[Transition, Task]]:
-        """A flushed batch is durable: stop holding the tasks it finished. Returns each
-        terminal transition with the copy held here (for the metrics of what finished)."""
+    def settle(self, transitions: Iterable[Transition], refused: Iterable[str]) -> None:
+        """A flushed batch is durable: stop holding the tasks it finished."""
         held = self._tasks
-        finished: list[tuple[Transition, Task]] = []
         terminal = TERMINAL_STATES
         for t in transitions:
             if t.state in terminal:
                 task = held.get(t.task_id)
-                if task is None:
-                    continue
                 # A newer attempt (a retry replayed since) keeps its copy.
-                if task.attempt <= t.attempt and task.state in terminal:
+                if task is not None and task.attempt <= t.attempt and task.state in terminal:
                     del held[t.task_id]
-                finished.append((t, task))
         for task_id in refused:
             self.drop_finished(task_id)
-        return finished
 
     def drop_finished(self, task_id: str) -> None:
         """The record tier will never hold this copy's outcome (a stale or refused report):

@@ -9,10 +9,10 @@ touches a Prometheus object. Label children are looked up once per label set and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from tierq.engine.events import Published
+from tierq.engine.events import Batch
 from tierq.metrics import Metrics
 from tierq.model import EventType
 
@@ -45,15 +45,14 @@ class EngineMetrics:
     def attempt_failed(self, type_name: str, final: bool) -> None:
         self._child(self.metrics.tasks_failed, type_name, "true" if final else "false").inc()
 
-    def on_events(self, batch: Sequence[Published]) -> None:
+    def on_events(self, batch: Batch) -> None:
         """Counts and run times of a published batch of events, per task type."""
         kinds: dict[str, int] = {}
         submitted: dict[str, int] = {}
         completed: dict[str, int] = {}
         cancelled: dict[str, int] = {}
         observers: dict[str, Callable[[float], None]] = {}
-        for published in batch:
-            event = published.event
+        for event in batch.events:
             kind = event.event
             kinds[kind] = kinds.get(kind, 0) + 1
             type_name = event.type

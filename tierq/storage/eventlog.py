@@ -4,7 +4,9 @@ file beside the record store (PostgreSQL without Redis: a table in the record da
 
 Public methods do the shared work (filtering, paging, the reset rule); backends fill small
 primitives. A cursor is the event's sequence number in the log (decimal digits, growing by
-one per event); clients treat it as opaque.
+one per event); clients treat it as opaque. Every backend stores a published batch as one
+entry (a JSON array numbered from its first cursor), so appending costs one row or one stream
+entry per batch, not per event.
 
 What must stay true: ``append_many`` of one batch is one round trip (one statement, or one
 pipelined call); cursors only grow, in the order events were appended; a reader whose cursor
@@ -19,9 +21,30 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
+
 from tierq.model import Event, EventFilter
 
 MAX_CURSOR_DIGITS = 18
+# Entries (published batches) read per primitive call.
+ENTRIES_PER_READ = 100
+
+encode_batch = msgspec.json.Encoder().encode
+_decode_batch = msgspec.json.Decoder(list[Event]).decode
+
+
+def entry_events(first: int, body: bytes, after: int) -> list[Event]:
+    """The events of one stored batch (a JSON array whose i-th event has cursor ``first`` +
+    i), those after ``after`` only, cursors set."""
+    out = []
+    for i, event in enumerate(_decode_batch(body)):
+        cursor = first + i
+        if cursor > after:
+            event.cursor = str(cursor)
+            out.append(event)
+    return out
+
+
 # Entries read per primitive call while looking for matches of a filter.
 SCAN_CHUNK = 1000
 

@@ -7,6 +7,7 @@ from tierq.config import ConfigError, Settings
 from tierq.storage.base import Dispatch, RecordStore
 from tierq.storage.eventlog import EventLog
 from tierq.storage.inprocess import InProcessDispatch
+from tierq.storage.notifications import NotificationStore
 
 _HINT = "install the distributed extra: pip install 'tierq[distributed]'"
 
@@ -64,9 +65,24 @@ def make_event_log(settings: Settings) -> EventLog | None:
     if url.startswith("sqlite://"):
         from tierq.storage.sqlite.events import SQLiteEventLog, events_path
 
-        return SQLiteEventLog(
-            events_path(sqlite_path(url)), synchronous=settings.sqlite_synchronous
-        )
+        return SQLiteEventLog(events_path(sqlite_path(url)))
     from tierq.storage.postgres.events import PostgresEventLog
 
     return PostgresEventLog(url, schema=settings.database_schema)
+
+
+def make_notification_store(store: RecordStore) -> NotificationStore:
+    """Notification records live beside the tasks, on the record store's connections
+    (``store`` is the backend itself, not an instrumented wrapper)."""
+    from tierq.storage.sqlite.store import SQLiteRecordStore
+
+    if isinstance(store, SQLiteRecordStore):
+        from tierq.storage.sqlite.notifications import SQLiteNotificationStore
+
+        return SQLiteNotificationStore(store)
+    from tierq.storage.postgres.notifications import PostgresNotificationStore
+    from tierq.storage.postgres.store import PostgresRecordStore
+
+    if not isinstance(store, PostgresRecordStore):
+        raise TypeError(f"no notification store for {type(store).__name__}")
+    return PostgresNotificationStore(store)

@@ -1,23 +1,19 @@
-"""The event log in PostgreSQL, for a record store on PostgreSQL without Redis (one process).
+"""The event log in PostgreSQL, for a record store on PostgreSQL without Redis.
 
-The table is created by the record store's migrations (``002_events.sql``). ``bigserial``
-values are taken at insert, not at commit: two appends committing out of order could let a
-reader pass a cursor before the lower one is visible. Appends are therefore serialised in
-this process, its only writer (with Redis, the Redis Stream is the log instead).
+The tables are created by the record store's migrations (``002_events.sql``). A published
+batch is one row, numbered in the same statement that inserts it (``sql/events_append.sql``:
+the sequence row's lock orders commits by cursor).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-import msgspec
-
 from tierq.model import Event
 from tierq.storage.base import StoreUnavailable
-from tierq.storage.eventlog import EventLog
+from tierq.storage.eventlog import ENTRIES_PER_READ, EventLog, encode_batch, entry_events
 
 try:
     import asyncpg
@@ -39,8 +35,6 @@ _NEWEST = _sql("newest")
 _OLDEST = _sql("oldest")
 _TRIMMED = _sql("trimmed_through")
 _TRIM = _sql("trim")
-_encode = msgspec.json.Encoder().encode
-_decode = msgspec.json.Decoder(Event).decode
 _UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
@@ -50,7 +44,6 @@ class PostgresEventLog(EventLog):
         self._dsn = dsn
         self._schema = schema
         self._pool: Any = None
-        self._append_lock: asyncio.Lock | None = None
 
     async def open(self) -> None:
         if self._pool is not None:
@@ -80,20 +73,18 @@ class PostgresEventLog(EventLog):
             raise StoreUnavailable(f"postgres event log: {exc}") from exc
 
     async def _append(self, events: Sequence[Event]) -> None:
-        times = [e.at for e in events]
-        bodies = [_encode(e) for e in events]
-        if self._append_lock is None:
-            self._append_lock = asyncio.Lock()
-        async with self._append_lock:
-            await self._call("execute", _APPEND, times, bodies)
+        await self._call("execute", _APPEND, len(events), events[-1].at, encode_batch(events))
 
     async def _range_after(self, after: int, limit: int) -> list[Event]:
-        rows = await self._call("fetch", _RANGE_AFTER, after, limit)
-        events = []
-        for cursor, body in rows:
-            event = _decode(body)
-            event.cursor = str(cursor)
-            events.append(event)
+        events: list[Event] = []
+        position = after
+        while len(events) < limit:
+            rows = await self._call("fetch", _RANGE_AFTER, position, ENTRIES_PER_READ)
+            for last, n, body in rows:
+                events += entry_events(last - n + 1, bytes(body), after)
+            if len(rows) < ENTRIES_PER_READ:
+                break
+            position = rows[-1][0]
         return events
 
     async def _scalar(self, sql: str) -> int | None:

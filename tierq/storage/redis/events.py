@@ -18,22 +18,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import msgspec
-
 from tierq.model import Event
 from tierq.storage.base import StoreUnavailable
-from tierq.storage.eventlog import EventLog
+from tierq.storage.eventlog import ENTRIES_PER_READ, EventLog, encode_batch, entry_events
 from tierq.storage.redis.core import TRANSIENT, connect
 from tierq.storage.redis.scripts import SCRIPTS, LuaScript
 
 _APPEND = SCRIPTS["events_append"]
 _TRIM = SCRIPTS["events_trim"]
-_encode = msgspec.json.Encoder().encode
-_decode_many = msgspec.json.Decoder(list[Event]).decode
 # Entries the trim script looks at per call.
 TRIM_STEP = 1000
-# Entries asked for per XRANGE / XREAD (each holds one published batch).
-ENTRIES_PER_READ = 100
 
 
 class RedisEventLog(EventLog):
@@ -81,19 +75,14 @@ class RedisEventLog(EventLog):
 
     async def _append(self, events: Sequence[Event]) -> None:
         await self._script(
-            _APPEND, [self.stream, self.counter], len(events), _encode(events), events[-1].at
+            _APPEND, [self.stream, self.counter], len(events), encode_batch(events), events[-1].at
         )
 
     @staticmethod
     def _unpack(rows: list[Any], after: int) -> list[Event]:
         out: list[Event] = []
         for entry_id, fields in rows:
-            first = int(entry_id.split(b"-", 1)[0])
-            for i, event in enumerate(_decode_many(fields[b"events"])):
-                cursor = first + i
-                if cursor > after:
-                    event.cursor = str(cursor)
-                    out.append(event)
+            out += entry_events(int(entry_id.split(b"-", 1)[0]), fields[b"events"], after)
         return out
 
     async def _range_after(self, after: int, limit: int) -> list[Event]:

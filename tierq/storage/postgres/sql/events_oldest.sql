@@ -1,1 +1,1 @@
-SELECT min(cursor) FROM events
+SELECT last - n + 1 FROM event_batches ORDER BY last LIMIT 1

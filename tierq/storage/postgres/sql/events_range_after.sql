@@ -1,1 +1,1 @@
-SELECT cursor, body FROM events WHERE cursor > $1 ORDER BY cursor LIMIT $2
+SELECT last, n, body FROM event_batches WHERE last > $1 ORDER BY last LIMIT $2

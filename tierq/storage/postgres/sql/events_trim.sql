@@ -1,12 +1,14 @@
--- Drop events older than $1 and beyond the newest $2; record the newest cursor removed.
+-- Drop batches older than $1 or wholly beyond the newest $2 events; record the newest cursor
+-- removed.
 WITH bound AS (
     SELECT greatest(
-        coalesce((SELECT max(cursor) FROM events WHERE at < $1), 0),
-        (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM events_cursor_seq) - $2
+        coalesce((SELECT max(last) FROM event_batches WHERE at < $1), 0),
+        coalesce((SELECT max(last) FROM event_batches
+                  WHERE last <= (SELECT value FROM events_meta WHERE key = 'seq') - $2), 0)
     ) AS through
 ), gone AS (
-    DELETE FROM events WHERE cursor <= (SELECT through FROM bound) RETURNING cursor
+    DELETE FROM event_batches WHERE last <= (SELECT through FROM bound) RETURNING last
 )
 INSERT INTO events_meta (key, value)
-SELECT 'trimmed_through', max(cursor) FROM gone HAVING count(*) > 0
+SELECT 'trimmed_through', max(last) FROM gone HAVING count(*) > 0
 ON CONFLICT (key) DO UPDATE SET value = greatest(events_meta.value, excluded.value)

@@ -1,0 +1,101 @@
+"""Notification records in PostgreSQL, on the record store's connection pool."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from tierq.model import Delivery, WebhookSubscription
+from tierq.storage.notifications import NotificationStore
+from tierq.storage.postgres.store import PostgresRecordStore
+
+_PKG = resources.files(__package__ or "tierq.storage.postgres")
+
+
+def _sql(name: str) -> str:
+    return (_PKG / "sql" / f"notifications_{name}.sql").read_text(encoding="utf-8")
+
+
+_INSERT = _sql("webhook_insert")
+_LIST = _sql("webhook_list")
+_GET = _sql("webhook_get")
+_SET_ENABLED = _sql("webhook_set_enabled")
+_DELETE = _sql("webhook_delete")
+_DELIVERIES_ADD = _sql("deliveries_add")
+_DELIVERIES_OF = _sql("deliveries_of")
+
+
+def _subscription(row: Any) -> WebhookSubscription:
+    return WebhookSubscription(
+        row[0],
+        row[1],
+        row[2],
+        tuple(row[3]),
+        row[4],
+        row[5],
+        row[6],
+        row[7],
+        row[8],
+        row[9],
+        row[10],
+    )
+
+
+class PostgresNotificationStore(NotificationStore):
+    def __init__(self, record: PostgresRecordStore) -> None:
+        self._record = record
+
+    async def _run(self, method: str, sql: str, *args: Any) -> Any:
+        async with self._record._acquire() as conn:
+            return await getattr(conn, method)(sql, *args)
+
+    async def _webhook_insert(self, sub: WebhookSubscription) -> None:
+        await self._run(
+            "execute",
+            _INSERT,
+            sub.id,
+            sub.url,
+            sub.secret,
+            list(sub.events),
+            sub.queue,
+            sub.type,
+            sub.enabled,
+            sub.created_at,
+            sub.updated_at,
+            sub.description,
+            sub.disabled_reason,
+        )
+
+    async def _webhook_list(self) -> list[WebhookSubscription]:
+        return [_subscription(r) for r in await self._run("fetch", _LIST)]
+
+    async def _webhook_get(self, sub_id: str) -> WebhookSubscription | None:
+        row = await self._run("fetchrow", _GET, sub_id)
+        return None if row is None else _subscription(row)
+
+    async def _webhook_set_enabled(
+        self, sub_id: str, enabled: bool, reason: str | None, now: float
+    ) -> WebhookSubscription | None:
+        row = await self._run("fetchrow", _SET_ENABLED, sub_id, enabled, reason, now)
+        return None if row is None else _subscription(row)
+
+    async def _webhook_delete(self, sub_id: str) -> bool:
+        status: str = await self._run("execute", _DELETE, sub_id)
+        return status.endswith(" 1")
+
+    async def _deliveries_add_many(self, deliveries: Sequence[Delivery]) -> None:
+        await self._run(
+            "execute",
+            _DELIVERIES_ADD,
+            [d.delivery_id for d in deliveries],
+            [d.task_id for d in deliveries],
+            [d.channel for d in deliveries],
+            [d.target for d in deliveries],
+            [d.event for d in deliveries],
+            [d.created_at for d in deliveries],
+            [d.subscription_id for d in deliveries],
+        )
+
+    async def _deliveries_of(self, task_id: str) -> list[Delivery]:
+        return [Delivery(*r) for r in await self._run("fetch", _DELIVERIES_OF, task_id)]
