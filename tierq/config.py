@@ -7,6 +7,8 @@ silently ignored is worse than none.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -129,6 +131,7 @@ class Settings:
     log_level: str = field(default="INFO", metadata=_doc("Python logging level."))
     api_keys: tuple[str, ...] = field(
         default=(),
+        repr=False,  # secrets never reach a log line through the settings' repr
         metadata=_doc(
             "API keys accepted in the X-API-Key header or as a Bearer token. "
             "Empty = no authentication (bind to localhost only)."
@@ -160,6 +163,49 @@ class Settings:
         ),
     )
 
+    webhook_secret: tuple[str, ...] = field(
+        default=(),
+        repr=False,
+        metadata=_doc(
+            "Signing keys (whsec_...) of per-task webhooks, comma-separated: the first is the "
+            "current key; any others are previous keys kept during a rotation (each delivery "
+            "carries a signature per key). Empty = tasks may not ask for webhooks."
+        ),
+    )
+    webhook_timeout_s: float = field(
+        default=10.0, metadata=_doc("Webhook delivery: the longest one attempt may take.")
+    )
+    notify_retry_horizon_s: float = field(
+        default=86_400.0,
+        metadata=_doc(
+            "Notifications are retried (exponential backoff, jitter, Retry-After) for this "
+            "long, then given up; a subscription whose delivery is given up is disabled."
+        ),
+    )
+    notify_retry_base_s: float = field(
+        default=1.0,
+        metadata=_doc("Notifications: the first retry delay; doubles per attempt (jitter)."),
+    )
+    notify_retry_max_s: float = field(
+        default=3600.0, metadata=_doc("Notifications: the longest delay between two attempts.")
+    )
+    smtp_host: str = field(
+        default="", metadata=_doc("SMTP server for email notifications. Empty = no email.")
+    )
+    smtp_port: int = field(default=25, metadata=_doc("SMTP port."))
+    smtp_tls: str = field(
+        default="off",
+        metadata=_doc("SMTP transport security: off, starttls or tls (implicit TLS)."),
+    )
+    smtp_user: str = field(default="", metadata=_doc("SMTP login. Empty = no login."))
+    smtp_password: str = field(default="", repr=False, metadata=_doc("SMTP password."))
+    smtp_from: str = field(
+        default="tierq@localhost", metadata=_doc("Sender address of notification emails.")
+    )
+    smtp_timeout_s: float = field(
+        default=30.0, metadata=_doc("Email delivery: the longest one attempt may take.")
+    )
+
     def __post_init__(self) -> None:
         _check(self.port >= 0 and self.port < 65536, "port", "must be 0..65535")
         _check(self.workers >= 1, "workers", "must be at least 1")
@@ -181,6 +227,25 @@ class Settings:
         _check(self.event_retention_s > 0, "event_retention_s", "must be > 0")
         _check(self.event_retention_count >= 1, "event_retention_count", "must be at least 1")
         _check(self.event_client_buffer >= 100, "event_client_buffer", "must be at least 100")
+        _check(
+            all(_is_webhook_secret(k) for k in self.webhook_secret),
+            "webhook_secret",
+            "each key must be whsec_ followed by base64 of at least 24 bytes",
+        )
+        _check(self.webhook_timeout_s > 0, "webhook_timeout_s", "must be > 0")
+        _check(self.notify_retry_horizon_s > 0, "notify_retry_horizon_s", "must be > 0")
+        _check(self.notify_retry_base_s > 0, "notify_retry_base_s", "must be > 0")
+        _check(
+            self.notify_retry_max_s >= self.notify_retry_base_s,
+            "notify_retry_max_s",
+            "must be >= notify_retry_base_s",
+        )
+        _check(0 < self.smtp_port < 65536, "smtp_port", "must be 1..65535")
+        _check(
+            self.smtp_tls in ("off", "starttls", "tls"), "smtp_tls", "must be off, starttls or tls"
+        )
+        _check(self.smtp_timeout_s > 0, "smtp_timeout_s", "must be > 0")
+        _check("@" in self.smtp_from, "smtp_from", "must be an email address")
         _check(
             self.sqlite_synchronous in ("OFF", "NORMAL", "FULL", "EXTRA"),
             "sqlite_synchronous",
@@ -228,6 +293,16 @@ class Settings:
         ]
 
 
+def _is_webhook_secret(key: str) -> bool:
+    if not key.startswith("whsec_"):
+        return False
+    raw = key[6:].rstrip("=")
+    try:
+        return len(base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)) >= 24
+    except (binascii.Error, ValueError):
+        return False
+
+
 def _check(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {message}")
@@ -262,6 +337,8 @@ def _coerce(name: str, raw: Any) -> Any:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}: cannot parse {raw!r} ({exc})") from None
     if name in ("sqlite_synchronous", "log_level"):
         return text.upper()
+    if name == "smtp_tls":
+        return text.lower()
     return text
 
 

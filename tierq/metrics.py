@@ -188,5 +188,20 @@ class Metrics:
             "Live event streams and task waits open on this replica",
             registry=r,
         )
+        self.notifications = Counter(
+            "tierq_notifications_total",
+            "Notification delivery attempts by channel and outcome (delivered, failed: to be "
+            "retried, gave_up, gone: the receiver answered 410, refused: the target may not "
+            "be reached)",
+            ["channel", "outcome"],
+            registry=r,
+        )
+        self.notification_seconds = Histogram(
+            "tierq_notification_seconds",
+            "Time one delivery attempt took (request and answer)",
+            ["channel"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.workers_busy = Gauge("tierq_workers_busy", "Workers running a task", registry=r)
         self.workers_total = Gauge("tierq_workers", "Configured workers", registry=r)

@@ -18,11 +18,17 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tierq.api.errors import REQUEST_ID, ApiError, Handler, to_response
 from tierq.api.routes import ENGINE, add_routes
 from tierq.api.stream import add_stream_routes
+from tierq.api.webhooks import add_webhook_routes
 from tierq.config import Settings
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import build_registry, close_registry
 from tierq.metrics import Metrics
-from tierq.storage.factory import make_dispatch, make_event_log, make_record_store
+from tierq.storage.factory import (
+    make_dispatch,
+    make_event_log,
+    make_notification_store,
+    make_record_store,
+)
 from tierq.storage.instrumented import instrument_dispatch, instrument_record_store
 
 log = logging.getLogger("tierq.api")
@@ -38,7 +44,8 @@ def default_node_id() -> str:
 
 def build_engine(settings: Settings, metrics: Metrics) -> Engine:
     # Every call into a tier is timed and counted here, once, whatever the backend.
-    store = instrument_record_store(make_record_store(settings), metrics)
+    backend = make_record_store(settings)
+    store = instrument_record_store(backend, metrics)
     dispatch = instrument_dispatch(make_dispatch(settings, store), metrics)
     registry = build_registry(settings)
     return Engine(
@@ -49,6 +56,7 @@ def build_engine(settings: Settings, metrics: Metrics) -> Engine:
         metrics,
         node_id=settings.node_id or default_node_id(),
         event_log=make_event_log(settings),
+        notification_store=make_notification_store(backend),
     )
 
 
@@ -158,6 +166,7 @@ def create_app(
     app[METRICS] = metrics
     add_routes(app)
     add_stream_routes(app)
+    add_webhook_routes(app)
     app.router.add_get("/metrics", metrics_endpoint)
 
     async def start_engine(app: web.Application) -> None:

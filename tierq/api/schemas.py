@@ -8,46 +8,47 @@ field. What a type system cannot say is the engine's to check (``tierq.engine.in
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
 from tierq.engine.errors import FieldError
 from tierq.engine.intake import TaskIn
-from tierq.model import Event, Execution, Task
+from tierq.engine.notify.service import DeliveryReport
+from tierq.engine.notify.targets import stored_targets
+from tierq.model import Event, Execution, Task, WebhookSubscription
+from tierq.timefmt import iso
 
 _single_decoder = msgspec.json.Decoder(TaskIn)
 _batch_decoder = msgspec.json.Decoder(list[TaskIn])
 _PATH_RE = re.compile(r" - at `([^`]*)`$")
+_UNKNOWN_RE = re.compile(r"Object contains unknown field `([A-Za-z0-9_]{1,64})`")
 
 
 def decode_tasks(body: bytes, batch: bool) -> list[TaskIn]:
     """Decode a request body; raise FieldError (with path) or msgspec.DecodeError."""
+    if batch:
+        return decode_as(_batch_decoder, body)
+    return [decode_as(_single_decoder, body)]
+
+
+T = TypeVar("T")
+
+
+def decode_as(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
+    """Decode a request body with ``decoder``; a value that does not fit is a FieldError
+    naming its path (``$.events[2]``), malformed JSON a msgspec.DecodeError."""
     try:
-        if batch:
-            return _batch_decoder.decode(body)
-        return [_single_decoder.decode(body)]
+        return decoder.decode(body)
     except msgspec.ValidationError as exc:
         text = str(exc)
         match = _PATH_RE.search(text)
         path = match.group(1) if match else "$"
         message = text[: match.start()] if match else text
+        unknown = _UNKNOWN_RE.fullmatch(message)
+        if unknown:  # the path names the field itself, not the object holding it
+            path = f"{path}.{unknown.group(1)}"
         raise FieldError(path, message) from None
-
-
-_MIN_TS = datetime(1, 1, 1, tzinfo=UTC).timestamp()
-_MAX_TS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
-
-
-def iso(ts: float | None) -> str | None:
-    """ISO 8601 in UTC. Never raises: a stored time outside what datetime can show (written
-    before run_at was bounded, or by hand) is clamped, NaN is shown as null, so one odd row
-    cannot make every read of its task fail."""
-    if ts is None or ts != ts:
-        return None
-    ts = min(max(ts, _MIN_TS), _MAX_TS)
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def task_out(task: Task) -> dict[str, Any]:
@@ -74,8 +75,63 @@ def task_out(task: Task) -> dict[str, Any]:
         "description": task.description,
         "idempotency_key": task.idempotency_key,
         "depends_on": list(task.depends_on),
+        "notify": None if task.notify is None else notify_out(task.notify),
         "last_error": task.last_error,
         "lease_owner": task.lease_owner,  # the replica holding its lease (none when free)
+    }
+
+
+def notify_out(raw: bytes) -> dict[str, Any]:
+    """A task's notification targets, in the shape it was submitted in."""
+    targets = stored_targets(raw)
+    out: dict[str, Any] = {}
+    if targets.webhook_url:
+        out["webhook"] = {"url": targets.webhook_url, "events": list(targets.webhook_events)}
+    if targets.email_to:
+        out["email"] = {"to": list(targets.email_to), "events": list(targets.email_events)}
+    return out
+
+
+def subscription_out(sub: WebhookSubscription, secret: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": sub.id,
+        "url": sub.url,
+        "events": list(sub.events),
+        "queue": sub.queue,
+        "type": sub.type,
+        "enabled": sub.enabled,
+        "description": sub.description,
+        "disabled_reason": sub.disabled_reason,
+        "created_at": iso(sub.created_at),
+        "updated_at": iso(sub.updated_at),
+    }
+    if secret:  # only in the answer to its creation: it is never shown again
+        out["secret"] = sub.secret
+    return out
+
+
+def delivery_out(report: DeliveryReport) -> dict[str, Any]:
+    d = report.delivery
+    return {
+        "id": d.delivery_id,
+        "channel": d.channel,
+        "target": d.target,
+        "event": d.event,
+        "subscription_id": d.subscription_id,
+        "created_at": iso(d.created_at),
+        "status": report.status,
+        "attempts": [
+            {
+                "attempt": a.attempt,
+                "started_at": iso(a.started_at),
+                "finished_at": iso(a.finished_at),
+                "outcome": a.outcome,
+                "status_code": a.status_code,
+                "latency_ms": a.latency_ms,
+                "error": a.error,
+            }
+            for a in report.attempts
+        ],
     }
 
 

@@ -41,6 +41,7 @@ from tierq.engine.leases import LeaseClock
 from tierq.engine.liveness import Heartbeat, Rescuer
 from tierq.engine.looplag import LoopLagMonitor
 from tierq.engine.memory import MemoryTier
+from tierq.engine.notify.service import Notifications
 from tierq.engine.pager import Pager, WorkHint, WorkWatcher
 from tierq.engine.repair import DispatchRepair
 from tierq.engine.reporting import Lifecycle, Reporter
@@ -61,6 +62,7 @@ from tierq.model import (
 )
 from tierq.storage.base import Dispatch, RecordStore
 from tierq.storage.eventlog import EventLog
+from tierq.storage.notifications import NotificationStore
 
 log = logging.getLogger("tierq.engine")
 
@@ -90,6 +92,7 @@ class Engine:
         node_id: str,
         clock: Callable[[], float] = time.time,
         event_log: EventLog | None = None,
+        notification_store: NotificationStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -129,6 +132,25 @@ class Engine:
             batch_size=store.capabilities.transition_batch,
             on_rejected=self._on_rejected,
         )
+        # Deliveries are committed like submissions (without the draining check: the last
+        # flush at shutdown still notifies) and run by the same workers.
+        self.notifications = (
+            Notifications(
+                settings,
+                notification_store,
+                registry,
+                self.instruments,
+                self.events,
+                self.bus.publish,
+                self.committer.submit,
+                hint.poke,
+                clock,
+            )
+            if notification_store is not None
+            else None
+        )
+        if self.notifications is not None:
+            self.bus.subscribe(self.notifications.notifier)
         self.repair = DispatchRepair(store, dispatch, held, hint, clock, node_id)
         self.dependencies = Dependencies(
             store, held, self.repair.enqueue_shared, hint, clock, distributed, self._on_cancelled
@@ -315,6 +337,8 @@ class Engine:
             # live, and recovery runs them again.
             self.memory.close()
             self.sync_executor.shutdown(wait=False, cancel_futures=True)
+            if self.notifications is not None:
+                await self.notifications.close()
             try:
                 await self.dispatch.close()
             finally:

@@ -78,6 +78,11 @@ class EngineMetrics:
             for type_name, n in counts.items():
                 self._child(metric, type_name).inc(n)
 
+    def notification(self, channel: str, outcome: str, seconds: float | None) -> None:
+        self._child(self.metrics.notifications, channel, outcome).inc()
+        if seconds is not None:
+            self._child(self.metrics.notification_seconds, channel).observe(seconds)
+
     def event_log_failed(self) -> None:
         self.metrics.event_log_failures.inc()
 

@@ -16,6 +16,7 @@ import orjson
 from tierq.config import Settings
 from tierq.engine.errors import FieldError
 from tierq.engine.handlers.base import HandlerRegistry, PayloadError
+from tierq.engine.notify.targets import NotifyIn, check_notify
 from tierq.ids import is_valid_id, new_id
 from tierq.model import Priority, Task, TaskState
 
@@ -40,6 +41,7 @@ class TaskIn(msgspec.Struct, forbid_unknown_fields=True):
     description: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
     idempotency_key: Name | None = None
     depends_on: Annotated[list[str], msgspec.Meta(max_length=100)] = []
+    notify: NotifyIn | None = None
 
 
 def parse_priority(value: int | str, path: str) -> int:
@@ -114,6 +116,9 @@ def build_task(
     for position, dep in enumerate(spec.depends_on):
         if not is_valid_id(dep):
             raise FieldError(f"{prefix}.depends_on[{position}]", "not a task id")
+    notify = (
+        None if spec.notify is None else check_notify(spec.notify, f"{prefix}.notify", settings)
+    )
     # Positional, in Task's field order: keyword construction cost 3x as much per task.
     return Task(
         new_id(now),
@@ -133,6 +138,7 @@ def build_task(
         spec.description,
         spec.idempotency_key,
         tuple(dict.fromkeys(spec.depends_on)),
+        notify,
     )
 
 
@@ -169,6 +175,7 @@ def build_tasks(
             or spec.run_at is not None
             or spec.delay_seconds is not None
             or spec.depends_on
+            or spec.notify is not None
             or _text_has_nul(spec) is not None
         ):
             append(build_task(spec, f"$[{i}]", settings, registry, now))

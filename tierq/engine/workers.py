@@ -20,7 +20,13 @@ import orjson
 
 from tierq.engine.backoff import retry_delay
 from tierq.engine.flusher import Flusher
-from tierq.engine.handlers.base import HandlerFn, HandlerRegistry, PermanentError, TaskContext
+from tierq.engine.handlers.base import (
+    HandlerFn,
+    HandlerRegistry,
+    PermanentError,
+    RetryLater,
+    TaskContext,
+)
 from tierq.engine.held import HeldTasks
 from tierq.engine.instruments import EngineMetrics
 from tierq.engine.leases import LeaseClock
@@ -220,6 +226,10 @@ class WorkerPool:
             )
         except PermanentError as exc:
             self._failed(task, worker, Outcome.FAILED, _describe(exc), permanent=True)
+        except RetryLater as exc:
+            self._failed(
+                task, worker, Outcome.FAILED, _describe(exc), permanent=False, delay=exc.delay_s
+            )
         except Exception as exc:
             self._failed(task, worker, Outcome.FAILED, _describe(exc), permanent=False)
         else:
@@ -246,13 +256,21 @@ class WorkerPool:
             del self._handlers[task.id]
 
     def _failed(
-        self, task: Task, worker: str, outcome: Outcome, error: str, permanent: bool
+        self,
+        task: Task,
+        worker: str,
+        outcome: Outcome,
+        error: str,
+        permanent: bool,
+        delay: float | None = None,
     ) -> None:
         now = self._clock()
         if permanent or task.attempts_left <= 0:
             self._finish(task, worker, now, TaskState.FAILED, outcome, error=error)
             return
-        delay = retry_delay(task.attempt - task.attempt_base, self._retry.base_s, self._retry.max_s)
+        if delay is None:
+            attempt = task.attempt - task.attempt_base
+            delay = retry_delay(attempt, self._retry.base_s, self._retry.max_s)
         task.run_at = now + delay
         task.move(TaskState.SCHEDULED, now)
         task.last_error = error
@@ -347,6 +365,6 @@ def _describe(exc: BaseException) -> str:
     """The error text kept with the task: type, message and the innermost frames."""
     text = f"{type(exc).__name__}: {exc}"
     frames = traceback.extract_tb(exc.__traceback__)[-3:]
-    if frames and not isinstance(exc, PermanentError):
+    if frames and not isinstance(exc, PermanentError | RetryLater):
         text += "\n" + "".join(traceback.format_list(frames))
     return text[:MAX_ERROR_CHARS]

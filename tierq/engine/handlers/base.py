@@ -27,6 +27,15 @@ class PermanentError(TaskError):
     """The task cannot succeed (bad input, refused target): no more attempts."""
 
 
+class RetryLater(TaskError):
+    """The attempt failed and the next one must wait ``delay_s`` (a receiver's Retry-After,
+    or a handler's own backoff) instead of the engine's retry policy."""
+
+    def __init__(self, message: str, delay_s: float) -> None:
+        super().__init__(message)
+        self.delay_s = max(0.0, delay_s)
+
+
 class PayloadError(ValueError):
     """A payload does not fit its handler. ``path`` names the field, e.g. ``payload.url``."""
 

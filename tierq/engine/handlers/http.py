@@ -29,7 +29,7 @@ from yarl import URL
 from tierq.config import Settings
 from tierq.engine.handlers import payload as p
 from tierq.engine.handlers.base import PayloadError, PermanentError, TaskContext, TaskError
-from tierq.engine.handlers.netguard import GuardedResolver, NetGuard, TargetRefused
+from tierq.engine.handlers.netguard import NetGuard, TargetRefused, guarded_session
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 FIELDS = ("url", "method", "headers", "body", "timeout_seconds", "expect_status")
@@ -145,17 +145,7 @@ class HttpHandler:
         # A session from another (finished) loop cannot be used or closed here: replace it.
         if self._session is None or self._session.closed or self._loop is not loop:
             self._loop = loop
-            connector = aiohttp.TCPConnector(
-                resolver=GuardedResolver(self.guard), limit=100, ttl_dns_cache=10
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                # No proxies from the environment (the proxy, not the checked address, would be
-                # connected to) and no cookies shared between unrelated tasks.
-                trust_env=False,
-                cookie_jar=aiohttp.DummyCookieJar(),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
-            )
+            self._session = guarded_session(self.guard)
         return self._session
 
     async def close(self) -> None:

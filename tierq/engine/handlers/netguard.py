@@ -26,6 +26,7 @@ import socket
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from tierq.config import ConfigError
@@ -259,3 +260,17 @@ class GuardedResolver(AbstractResolver):
 
     async def close(self) -> None:
         return None
+
+
+def guarded_session(guard: NetGuard, limit: int = 100) -> aiohttp.ClientSession:
+    """A client session whose every connection goes through ``guard`` (call inside the
+    running loop: a session is loop-bound)."""
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(guard), limit=limit, ttl_dns_cache=10)
+    return aiohttp.ClientSession(
+        connector=connector,
+        # No proxies from the environment (the proxy, not the checked address, would be
+        # connected to) and no cookies shared between unrelated requests.
+        trust_env=False,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+    )

@@ -1,0 +1,77 @@
+"""Routes of notifications: webhook subscriptions (``/api/v1/webhooks``) and the deliveries
+made about a task (``/api/v1/tasks/{id}/notifications``). Decode, one engine call, encode."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from tierq.api.errors import ApiError
+from tierq.api.routes import ENGINE, json_response, read_json_body, task_id_param
+from tierq.api.schemas import decode_as, delivery_out, subscription_out
+from tierq.engine.notify.service import Notifications
+from tierq.engine.notify.subscriptions import SubscriptionIn
+
+
+class EnabledIn(msgspec.Struct, forbid_unknown_fields=True):
+    enabled: bool
+
+
+_subscription = msgspec.json.Decoder(SubscriptionIn)
+_enabled = msgspec.json.Decoder(EnabledIn)
+
+
+def _notifications(request: web.Request) -> Notifications:
+    notifications = request.app[ENGINE].notifications
+    if notifications is None:
+        raise ApiError(404, "not_found", "notifications are not available on this server")
+    return notifications
+
+
+async def create_webhook(request: web.Request) -> web.Response:
+    spec = decode_as(_subscription, await read_json_body(request))
+    sub = await _notifications(request).subscriptions.create(spec)
+    return json_response(subscription_out(sub, secret=True), 201)
+
+
+async def list_webhooks(request: web.Request) -> web.Response:
+    subs = await _notifications(request).subscriptions.list()
+    return json_response({"items": [subscription_out(s) for s in subs]})
+
+
+async def get_webhook(request: web.Request) -> web.Response:
+    sub = await _notifications(request).subscriptions.get(request.match_info["webhook_id"])
+    return json_response(subscription_out(sub))
+
+
+async def update_webhook(request: web.Request) -> web.Response:
+    change = decode_as(_enabled, await read_json_body(request))
+    sub = await _notifications(request).subscriptions.set_enabled(
+        request.match_info["webhook_id"], change.enabled
+    )
+    return json_response(subscription_out(sub))
+
+
+async def delete_webhook(request: web.Request) -> web.Response:
+    await _notifications(request).subscriptions.delete(request.match_info["webhook_id"])
+    return web.Response(status=204)
+
+
+async def task_notifications(request: web.Request) -> web.Response:
+    task_id = task_id_param(request)
+    engine = request.app[ENGINE]
+    await engine.get(task_id)  # 404 for an unknown task
+    reports = await _notifications(request).report(
+        task_id, engine.store.task_get_many, engine.executions
+    )
+    return json_response({"task_id": task_id, "items": [delivery_out(r) for r in reports]})
+
+
+def add_webhook_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/v1/webhooks", create_webhook)
+    r.add_get("/api/v1/webhooks", list_webhooks)
+    r.add_get("/api/v1/webhooks/{webhook_id}", get_webhook)
+    r.add_patch("/api/v1/webhooks/{webhook_id}", update_webhook)
+    r.add_delete("/api/v1/webhooks/{webhook_id}", delete_webhook)
+    r.add_get("/api/v1/tasks/{task_id}/notifications", task_notifications)
