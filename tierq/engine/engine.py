@@ -494,15 +494,15 @@ class Engine:
         self.held.drop_finished(task_id)
 
     async def _on_flushed(self, transitions: list[Transition], refused: list[str]) -> None:
-        tasks = {t.task_id: t.task for t in transitions if t.task is not None}
         # Reports without their task (rescued leases) find it in the record tier: one read.
         missing = [t.task_id for t in transitions if t.task is None and event_type_of(t)]
+        looked_up: dict[str, Task] = {}
         if missing:
             try:
-                tasks.update((t.id, t) for t in await self.store.task_get_many(missing))
+                looked_up = {t.id: t for t in await self.store.task_get_many(missing)}
             except Exception as exc:
                 log.warning("events: could not read %d rescued tasks: %s", len(missing), exc)
-        await self.bus.publish(self.events.flushed(transitions, tasks))
+        await self.bus.publish(self.events.flushed(transitions, looked_up))
         self.held.settle(transitions, refused)
         if refused:
             self.instruments.stale_reports(len(refused))

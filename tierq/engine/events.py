@@ -78,6 +78,8 @@ _BY_STATE: dict[TaskState, EventType] = {
     TaskState.FAILED: EventType.FAILED,
     TaskState.CANCELLED: EventType.CANCELLED,
 }
+# The same, as the plain strings events carry (the hot path skips the enum's value lookup).
+_KIND_BY_STATE: dict[TaskState, str] = {state: kind.value for state, kind in _BY_STATE.items()}
 _ATTEMPT_FAILED = frozenset({Outcome.FAILED, Outcome.TIMED_OUT})
 _RELEASED = frozenset({Outcome.ABANDONED, Outcome.INTERRUPTED})
 
@@ -150,61 +152,106 @@ class EventSource:
         ]
         return Batch(events, list[Task | None](listed))
 
-    def flushed(self, transitions: Sequence[Transition], tasks: Mapping[str, Task]) -> Batch:
+    def flushed(
+        self, transitions: Sequence[Transition], looked_up: Mapping[str, Task] | None = None
+    ) -> Batch:
         """The events of a written batch of transitions, in the batch's order (so in order
-        per task). ``tasks`` has each transition's task (its queue, type, priority)."""
+        per task). Each transition's task is its ``task``, else in ``looked_up``.
+
+        Once per state change on the hot path: events are built inline, kinds are plain
+        strings, and the started-set is touched only while long tasks are running."""
         out: list[Event] = []
         about: list[Task | None] = []
         started = self._started
-        make = self._make
+        node = self._node
+        tenant = DEFAULT_TENANT
+        by_state = _KIND_BY_STATE
+        interrupted = Outcome.INTERRUPTED
         for t in transitions:
-            kind = event_type_of(t)
+            kind = by_state.get(t.state)
             if kind is None:
-                continue
-            task = tasks.get(t.task_id)
+                other = event_type_of(t)
+                if other is None:
+                    continue
+                kind = other.value
+            task = t.task
             if task is None:
-                continue  # gone from the record tier (cannot happen short of a purge)
-            key = (t.task_id, t.attempt)
-            if kind is EventType.STARTED:
+                task = looked_up.get(t.task_id) if looked_up else None
+                if task is None:
+                    continue  # gone from the record tier (cannot happen short of a purge)
+            attempt = t.attempt
+            if kind == "started":
+                key = (t.task_id, attempt)
                 if key not in started:
                     started.add(key)
-                    out.append(make(kind, task, t.at, t.attempt))
+                    out.append(
+                        Event(
+                            t.at,
+                            kind,
+                            task.id,
+                            task.queue,
+                            task.type,
+                            task.priority,
+                            attempt,
+                            node,
+                            tenant,
+                        )
+                    )
                     about.append(task)
                 continue
-            if (
-                kind is not EventType.RELEASED or t.outcome is Outcome.INTERRUPTED
-            ) and t.started_at is not None:
-                if key in started:
-                    started.discard(key)
+            started_at = t.started_at
+            if started_at is not None and (kind != "released" or t.outcome is interrupted):
+                if started and (t.task_id, attempt) in started:
+                    started.discard((t.task_id, attempt))
                 else:
-                    out.append(make(EventType.STARTED, task, t.started_at, t.attempt))
+                    # Its start and end were written together (or it reported no start).
+                    out.append(
+                        Event(
+                            started_at,
+                            "started",
+                            task.id,
+                            task.queue,
+                            task.type,
+                            task.priority,
+                            attempt,
+                            node,
+                            tenant,
+                        )
+                    )
                     about.append(task)
-            else:
-                started.discard(key)
+            elif started:
+                started.discard((t.task_id, attempt))
+            finished_at = t.finished_at
             duration = None
-            if (
-                t.started_at is not None
-                and t.finished_at is not None
-                and kind is not EventType.RELEASED
-            ):
-                duration = round(t.finished_at - t.started_at, 6)
+            if started_at is not None and finished_at is not None and kind != "released":
+                duration = round(finished_at - started_at, 6)
+            error = t.error
             out.append(
-                make(
-                    kind,
-                    task,
+                Event(
                     t.at,
-                    t.attempt,
-                    None if kind is EventType.SUCCEEDED else _summary(t.error),
+                    kind,
+                    task.id,
+                    task.queue,
+                    task.type,
+                    task.priority,
+                    attempt,
+                    node,
+                    tenant,
+                    None if error is None or kind == "succeeded" else _summary(error),
                     duration,
-                    t.run_at if kind is EventType.ATTEMPT_FAILED else None,
+                    t.run_at if kind == "attempt_failed" else None,
                 )
             )
             about.append(task)
         return Batch(out, about)
 
     def submitted(self, tasks: Sequence[Task]) -> Batch:
-        make, kind = self._make, EventType.SUBMITTED
-        return Batch([make(kind, t, t.created_at) for t in tasks], list[Task | None](tasks))
+        node, tenant = self._node, DEFAULT_TENANT
+        events = [
+            Event(t.created_at, "submitted", t.id, t.queue, t.type, t.priority, 0, node, tenant)
+            for t in tasks
+        ]
+        return Batch(events, list[Task | None](tasks))
 
     def retried(self, tasks: Sequence[Task]) -> Batch:
         make, kind = self._make, EventType.RETRIED

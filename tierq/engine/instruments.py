@@ -9,12 +9,20 @@ touches a Prometheus object. Label children are looked up once per label set and
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from tierq.engine.events import Batch
 from tierq.metrics import Metrics
 from tierq.model import EventType
+
+# Events counted per task type, and the counter each goes to.
+_COUNTED = {
+    EventType.SUBMITTED.value: "tasks_submitted",
+    EventType.SUCCEEDED.value: "tasks_completed",
+    EventType.CANCELLED.value: "tasks_cancelled",
+}
 
 
 class EngineMetrics:
@@ -47,36 +55,24 @@ class EngineMetrics:
 
     def on_events(self, batch: Batch) -> None:
         """Counts and run times of a published batch of events, per task type."""
-        kinds: dict[str, int] = {}
-        submitted: dict[str, int] = {}
-        completed: dict[str, int] = {}
-        cancelled: dict[str, int] = {}
+        events = batch.events
+        metrics = self.metrics
+        child = self._child
+        for (kind, type_name), n in Counter([(e.event, e.type) for e in events]).items():
+            child(metrics.events, kind).inc(n)
+            counter = _COUNTED.get(kind)
+            if counter is not None:
+                child(getattr(metrics, counter), type_name).inc(n)
         observers: dict[str, Callable[[float], None]] = {}
-        for event in batch.events:
-            kind = event.event
-            kinds[kind] = kinds.get(kind, 0) + 1
-            type_name = event.type
-            if kind == EventType.SUBMITTED:
-                submitted[type_name] = submitted.get(type_name, 0) + 1
-            elif kind == EventType.SUCCEEDED:
-                completed[type_name] = completed.get(type_name, 0) + 1
-                if event.duration_s is not None:
-                    observe = observers.get(type_name)
-                    if observe is None:
-                        observe = self._child(self.metrics.execution_seconds, type_name).observe
-                        observers[type_name] = observe
-                    observe(event.duration_s)
-            elif kind == EventType.CANCELLED:
-                cancelled[type_name] = cancelled.get(type_name, 0) + 1
-        for kind, n in kinds.items():
-            self._child(self.metrics.events, kind).inc(n)
-        for metric, counts in (
-            (self.metrics.tasks_submitted, submitted),
-            (self.metrics.tasks_completed, completed),
-            (self.metrics.tasks_cancelled, cancelled),
-        ):
-            for type_name, n in counts.items():
-                self._child(metric, type_name).inc(n)
+        for event in events:
+            if event.event == "succeeded" and event.duration_s is not None:
+                type_name = event.type
+                observe = observers.get(type_name)
+                if observe is None:
+                    observe = observers[type_name] = child(
+                        metrics.execution_seconds, type_name
+                    ).observe
+                observe(event.duration_s)
 
     def notification(self, channel: str, outcome: str, seconds: float | None) -> None:
         self._child(self.metrics.notifications, channel, outcome).inc()
