@@ -285,3 +285,49 @@ class Nginx:
 
     def kill(self) -> None:
         _kill(self.proc)
+
+
+class EmbeddedServer:
+    """One ``tierq serve`` subprocess; ``kill`` is SIGKILL (no shutdown code runs)."""
+
+    def __init__(self, db: Path, logs: Path, env: dict[str, str] | None = None) -> None:
+        self.db = db
+        self.extra_env = env or {}
+        self.logs = logs
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TIERQ_")}
+        env.update(
+            TIERQ_DATABASE_URL="sqlite:///" + str(self.db),
+            TIERQ_WORKERS="8",
+            TIERQ_LOG_LEVEL="WARNING",
+        )
+        env.update(self.extra_env)
+        with open(self.logs, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tierq", "serve", "--port", str(self.port)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"server exited with {self.proc.returncode}: {self.logs.read_text()}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(self.base + "/health/ready") as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+        pytest.fail(f"server not ready within {timeout}s: {self.logs.read_text()[-2000:]}")

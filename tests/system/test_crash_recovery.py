@@ -5,13 +5,7 @@ as abandoned and run again (at-least-once, never lost)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -20,60 +14,11 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.system.cluster import EmbeddedServer as Server
 from tierq.model import TaskFilter, TaskState
 from tierq.storage.sqlite.store import SQLiteRecordStore
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class Server:
-    """One ``tierq serve`` subprocess; ``kill`` is SIGKILL (no shutdown code runs)."""
-
-    def __init__(self, db: Path, logs: Path) -> None:
-        self.db = db
-        self.logs = logs
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.base = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("TIERQ_")}
-        env.update(
-            TIERQ_DATABASE_URL="sqlite:///" + str(self.db),
-            TIERQ_WORKERS="8",
-            TIERQ_LOG_LEVEL="WARNING",
-        )
-        with open(self.logs, "ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "tierq", "serve", "--port", str(self.port)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    async def wait_ready(self, session: aiohttp.ClientSession, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                pytest.fail(f"server exited with {self.proc.returncode}: {self.logs.read_text()}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(self.base + "/health/ready") as resp:
-                    if resp.status == 200:
-                        return
-            await asyncio.sleep(0.05)
-        pytest.fail(f"server not ready within {timeout}s: {self.logs.read_text()[-2000:]}")
 
 
 @pytest.fixture

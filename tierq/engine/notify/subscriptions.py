@@ -50,9 +50,12 @@ def new_secret() -> str:
 
 
 class SubscriptionCache:
-    def __init__(self, store: NotificationStore, clock: Callable[[], float]) -> None:
+    def __init__(
+        self, store: NotificationStore, clock: Callable[[], float], ttl_s: float = TTL_S
+    ) -> None:
         self._store = store
         self._clock = clock
+        self.ttl_s = ttl_s
         self._subs: list[WebhookSubscription] = []
         self._by_id: dict[str, WebhookSubscription] = {}
         self._read_at = float("-inf")
@@ -62,14 +65,14 @@ class SubscriptionCache:
         self._read_at = float("-inf")
 
     async def current(self) -> list[WebhookSubscription]:
-        if self._clock() - self._read_at >= TTL_S:
+        if self._clock() - self._read_at >= self.ttl_s:
             await self._reload()
         return self._subs
 
     async def lookup(self, sub_id: str) -> WebhookSubscription | None:
         """One subscription; read again when unknown here (created on another replica)."""
         sub = self._by_id.get(sub_id)
-        if sub is None or self._clock() - self._read_at >= TTL_S:
+        if sub is None or self._clock() - self._read_at >= self.ttl_s:
             await self._reload(force=True)
             sub = self._by_id.get(sub_id)
         return sub
@@ -78,7 +81,7 @@ class SubscriptionCache:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
-            if not force and self._clock() - self._read_at < TTL_S:
+            if not force and self._clock() - self._read_at < self.ttl_s:
                 return  # another caller read it meanwhile
             try:
                 subs = await self._store.webhook_list()
