@@ -274,6 +274,9 @@ class Nginx:
             [nginx_binary(), "-p", str(self.prefix), "-c", conf, "-e", "stderr"],
             stdout=subprocess.DEVNULL,
             stderr=open(self.prefix / "stderr.log", "ab"),  # noqa: SIM115 - the child owns it
+            # Its own process group: the workers go with the master (a SIGKILLed master
+            # leaves its workers running, holding the port).
+            start_new_session=True,
         )
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -284,7 +287,17 @@ class Nginx:
         pytest.fail("nginx did not start listening")
 
     def kill(self) -> None:
-        _kill(self.proc)
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)  # fast shutdown: the master stops its workers
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
 
 
 class EmbeddedServer:
