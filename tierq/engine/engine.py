@@ -132,8 +132,8 @@ class Engine:
             batch_size=store.capabilities.transition_batch,
             on_rejected=self._on_rejected,
         )
-        # Deliveries are committed like submissions (without the draining check: the last
-        # flush at shutdown still notifies) and run by the same workers.
+        # Deliveries are accepted like submissions (held here when there is room, so their
+        # priority puts them before a backlog) and run by the same workers.
         self.notifications = (
             Notifications(
                 settings,
@@ -142,8 +142,7 @@ class Engine:
                 self.instruments,
                 self.events,
                 self.bus.publish,
-                self.committer.submit,
-                hint.poke,
+                self._submit_internal,
                 clock,
             )
             if notification_store is not None
@@ -419,11 +418,20 @@ class Engine:
         """Make fully formed ``tasks`` durable and queue them; dependencies are checked here."""
         if self.lifecycle.draining:
             raise ShuttingDown("not accepting tasks: shutting down")
+        return await self._accept(tasks)
+
+    async def _submit_internal(self, tasks: Sequence[Task]) -> list[Submitted]:
+        """Tasks the engine makes itself (notification deliveries): accepted like a
+        submission, also while draining (the last flush at shutdown still notifies; those
+        are then left to the lower tiers, not held here)."""
+        return await self._accept(tasks)
+
+    async def _accept(self, tasks: Sequence[Task]) -> list[Submitted]:
         now = self.clock()
         await self.dependencies.check(tasks)
         horizon = now + (0.0 if self.distributed else EMBEDDED_HOLD_AHEAD_S)
         held = self.held
-        room = held.room()
+        room = held.room() if not self.lifecycle.draining else 0
         mine: list[Task] = []
         for task in tasks:
             if room > 0 and task.state is not TaskState.PENDING and task.run_at <= horizon:

@@ -2,9 +2,9 @@
 senders registered as task types, and the per-task delivery report.
 
 The engine builds one ``Notifications`` and is otherwise unaware of it: it subscribes the
-notifier to the bus, lets it commit deliveries through the committer (``submit``: no draining
-check, so the flusher's last batches at shutdown still get their notifications), and closes
-it on shutdown.
+notifier to the bus, lets it submit deliveries like any tasks (``submit``: without the
+draining check, so the flusher's last batches at shutdown still get their notifications), and
+closes it on shutdown.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import orjson
 
 from tierq.config import Settings
+from tierq.engine.errors import Submitted
 from tierq.engine.events import Batch, EventSource
 from tierq.engine.handlers.base import Handler, HandlerRegistry
 from tierq.engine.instruments import EngineMetrics
@@ -60,15 +61,13 @@ class Notifications:
         instruments: EngineMetrics,
         events: EventSource,
         publish: Callable[[Batch], Awaitable[None]],
-        commit: Callable[[Sequence[Task]], Awaitable[list[str]]],
-        poke: Callable[[], None],
+        submit: Callable[[Sequence[Task]], Awaitable[list[Submitted]]],
         clock: Callable[[], float],
     ) -> None:
         self._store = store
         self._events = events
         self._publish = publish
-        self._commit = commit
-        self._poke = poke
+        self._submit_tasks = submit
         self.cache = SubscriptionCache(store, clock)
         self.subscriptions = Subscriptions(store, self.cache, settings, clock)
         self.notifier = Notifier(settings, self.cache, self._submit, clock)
@@ -86,10 +85,10 @@ class Notifications:
                 )
 
     async def _submit(self, tasks: list[Task], deliveries: list[Delivery]) -> None:
-        stored = await self._commit(tasks)
-        created = [d for d, t, sid in zip(deliveries, tasks, stored, strict=True) if sid == t.id]
+        results = await self._submit_tasks(tasks)
+        # A repeated event (the same idempotency key) made no new delivery: index only new.
+        created = [d for d, r in zip(deliveries, results, strict=True) if r.created]
         await self._store.deliveries_add_many(created)
-        self._poke()
 
     async def _disable(self, sub_id: str, reason: str) -> None:
         sub = await self._store.webhook_get(sub_id)
