@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 
+from tests.helpers import poll_until
 from tierq.api.routes import ENGINE
 
 from .conftest import Client, MakeClient, submit, submit_batch
@@ -39,10 +40,11 @@ async def all_pages(client: Client, **params: Any) -> list[dict[str, Any]]:
 async def published(client: Client, task_id: str, kind: str = "succeeded") -> None:
     """Until the task's ``kind`` event is in the log (a task shows succeeded as soon as its
     handler returns; its event follows the flush that makes it durable)."""
-    deadline = time.monotonic() + 10
-    while kind not in [e["event"] for e in await all_pages(client, task_id=task_id)]:
-        assert time.monotonic() < deadline, f"no {kind} event for {task_id}"
-        await asyncio.sleep(0.01)
+    await poll_until(
+        lambda: all_pages(client, task_id=task_id),
+        lambda items: kind in [e["event"] for e in items],
+        what=f"a {kind} event of {task_id}",
+    )
 
 
 class SSE:

@@ -5,13 +5,13 @@ server (aiosmtpd), a real embedded server; subscriptions through the API."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from tests.helpers import poll_until, wait_for
 from tests.receivers import Answer, SmtpReceiver, WebhookReceiver
 from tierq.api.routes import ENGINE
 from tierq.engine.notify.subscriptions import new_secret
@@ -60,11 +60,14 @@ async def notifications(client: Client, task_id: str) -> list[dict[str, Any]]:
     return list(body["items"])
 
 
-async def until(check: Any, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
+async def settled(client: Client, task_id: str, status: str = "delivered") -> dict[str, Any]:
+    """The task's first delivery, once it has reached ``status``."""
+    items = await poll_until(
+        lambda: notifications(client, task_id),
+        lambda items: bool(items) and items[0]["status"] == status,
+        what=f"a {status} notification of {task_id}",
+    )
+    return items[0]
 
 
 async def test_a_task_webhook_is_signed_and_carries_the_task(
@@ -95,12 +98,7 @@ async def test_a_task_webhook_is_signed_and_carries_the_task(
     assert len(request.body) < 20_000
     # The attempt is listed with its status code and latency.
 
-    async def delivered() -> bool:
-        items = await notifications(client, task["id"])
-        return bool(items) and items[0]["status"] == "delivered"
-
-    await until(delivered)
-    (item,) = await notifications(client, task["id"])
+    item = await settled(client, task["id"])
     assert (item["channel"], item["target"], item["event"]) == (
         "webhook",
         receiver.url + "/hook",
@@ -130,12 +128,7 @@ async def test_retries_keep_the_id_re_sign_and_honour_retry_after(
     # The 302 was a failure, not followed.
     assert all(r.path == "/h" for r in requests)
 
-    async def delivered() -> bool:
-        items = await notifications(client, task["id"])
-        return bool(items) and items[0]["status"] == "delivered"
-
-    await until(delivered)
-    (item,) = await notifications(client, task["id"])
+    item = await settled(client, task["id"])
     assert [a["status_code"] for a in item["attempts"]] == [503, 500, 302, 200]
     assert [a["outcome"] for a in item["attempts"]] == ["failed", "failed", "failed", "succeeded"]
     # A notification never changes the task.
@@ -236,12 +229,7 @@ async def test_a_name_resolving_to_a_refused_address_is_never_called(
         client, type="noop", notify={"webhook": {"url": f"http://localhost:{receiver.port}/"}}
     )
 
-    async def refused() -> bool:
-        items = await notifications(client, task["id"])
-        return bool(items) and items[0]["status"] == "failed"
-
-    await until(refused)
-    (item,) = await notifications(client, task["id"])
+    item = await settled(client, task["id"], "failed")
     assert (
         "refused" in item["attempts"][0]["error"] or "not allowed" in item["attempts"][0]["error"]
     )
@@ -328,7 +316,7 @@ async def test_410_disables_a_subscription_and_says_so_in_an_event(
         sub = await (await client.get(f"/api/v1/webhooks/{created['id']}")).json()
         return sub["enabled"] is False
 
-    await until(disabled)
+    await wait_for(disabled)
     sub = await (await client.get(f"/api/v1/webhooks/{created['id']}")).json()
     assert "410" in sub["disabled_reason"]
 
@@ -340,7 +328,7 @@ async def test_410_disables_a_subscription_and_says_so_in_an_event(
         )
         return bool((await resp.json())["items"])
 
-    await until(announced)
+    await wait_for(announced)
     resp = await client.get(
         "/api/v1/events",
         params={"event": "webhook_disabled"},
@@ -360,11 +348,7 @@ async def test_a_subscription_failing_past_the_horizon_is_disabled(
     receiver.default = Answer(500)
     task = await submit(client, type="noop")
 
-    async def given_up() -> bool:
-        items = await notifications(client, task["id"])
-        return bool(items) and items[0]["status"] == "failed"
-
-    await until(given_up)
+    await settled(client, task["id"], "failed")
     sub = await (await client.get(f"/api/v1/webhooks/{created['id']}")).json()
     assert sub["enabled"] is False and "longer than" in sub["disabled_reason"]
     assert len(receiver.requests) >= 2  # retried until the horizon
@@ -394,12 +378,7 @@ async def test_email_notifications_reach_a_real_smtp_server(
     assert task["id"] in text and "Status:    failed" in text
     assert "TaskError: dummy: fail_always is set" in text
 
-    async def delivered() -> bool:
-        items = await notifications(client, task["id"])
-        return bool(items) and items[0]["status"] == "delivered"
-
-    await until(delivered)
-    (item,) = await notifications(client, task["id"])
+    item = await settled(client, task["id"])
     assert item["channel"] == "email" and item["target"] == "ops@example.com, lead@example.com"
 
 
@@ -438,7 +417,7 @@ async def test_an_smtp_outage_is_retried_until_it_is_back(make_client: MakeClien
         items = await notifications(client, task["id"])
         return bool(items) and len(items[0]["attempts"]) >= 2
 
-    await until(failed_once)
+    await wait_for(failed_once)
     smtp.start()
     try:
         await smtp.wait_for(1, timeout=15)
