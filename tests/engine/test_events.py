@@ -3,12 +3,19 @@ durable, with the fields its type carries; and the event log they land in."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from tests.system.cluster import RedisServer
+from tierq.api.app import build_engine
 from tierq.engine.engine import Engine
 from tierq.engine.events import Batch
 from tierq.engine.feed import Listener
+from tierq.engine.handlers import close_registry
+from tierq.metrics import Metrics
 from tierq.model import Event, EventFilter, TaskState
+from tierq.storage.redis.events import RedisEventLog
 
-from .conftest import EngineFactory, make_task, submit, wait_for, wait_state
+from .conftest import EngineFactory, engine_settings, make_task, submit, wait_for, wait_state
 
 
 class Recorder:
@@ -204,3 +211,66 @@ async def test_the_feed_reads_only_while_someone_listens(make_engine: EngineFact
     other = await feed.listen()
     feed.close_all()
     assert other.closed and await other.take(5.0) == []
+
+
+# ---- an event log that is down ---------------------------------------------------------------
+
+
+async def test_tasks_go_on_while_the_event_log_is_down_and_it_catches_up(
+    tmp_path: Path,
+) -> None:
+    """The log is a real redis-server that is killed mid-run (the tasks live in SQLite): the
+    tasks' changes stand, the failures are counted, the writer keeps what it could not append
+    (bounded) and appends it, in order, once the server is back on the same port."""
+    server = RedisServer(tmp_path)
+    server.start()
+    settings = engine_settings(tmp_path, workers=2)
+    metrics = Metrics()
+    base = build_engine(settings, metrics)
+    event_log = RedisEventLog(server.url, "t")
+    engine = Engine(
+        settings,
+        base.store,
+        base.dispatch,
+        base.registry,
+        metrics,
+        node_id="n1",
+        event_log=event_log,
+    )
+    await engine.start()
+    try:
+        (first,) = await submit(engine, make_task(engine, "noop"))
+        await wait_state(engine, first, TaskState.SUCCEEDED)
+        await engine.flusher.run_once()
+        await engine.bus.written()
+        assert [e.event for e in (await event_log.read_after(None, 10)).events] == [
+            "submitted",
+            "started",
+            "succeeded",
+        ]
+        server.kill()
+        ids = await submit(engine, *(make_task(engine, "noop") for _ in range(5)))
+        for task_id in ids:  # the tasks do not wait for the log
+            await wait_state(engine, task_id, TaskState.SUCCEEDED)
+        await engine.flusher.run_once()
+        assert engine.log_writer is not None
+
+        async def failed() -> bool:
+            return (metrics.registry.get_sample_value("tierq_event_log_failures_total") or 0) > 0
+
+        await wait_for(failed, 10.0)
+        assert engine.log_writer.backlog == 15  # kept for the retry, in order
+        stored = await engine.store.task_get_many(ids)
+        assert all(t.state is TaskState.SUCCEEDED for t in stored)
+        server.start_on_same_port()
+        await wait_for(lambda: engine.log_writer is not None and engine.log_writer.backlog == 0)
+        page = await event_log.read_after(None, 100)
+        # Redis came back empty: the log starts again, with what the writer kept.
+        by_task: dict[str, list[str]] = {}
+        for event in page.events:
+            by_task.setdefault(event.task_id, []).append(event.event)
+        assert by_task == {i: ["submitted", "started", "succeeded"] for i in ids}
+    finally:
+        await engine.stop()
+        await close_registry(base.registry)
+        server.kill()

@@ -150,6 +150,10 @@ class RedisServer:
         self.workdir = workdir
         self.proc: subprocess.Popen[bytes] | None = None
 
+    def start_on_same_port(self) -> None:
+        """Start again after a kill: a restart without persistence (every key gone)."""
+        self.start()
+
     def start(self) -> None:
         binary = shutil.which("redis-server")
         if binary is None:

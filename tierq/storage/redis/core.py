@@ -54,7 +54,16 @@ def connect(url: str) -> Any:
     return aioredis.from_url(url, decode_responses=False)
 
 
-__all__ = ["TRANSIENT", "Command", "PackingConnection", "RedisCore", "aioredis", "connect", "log"]
+__all__ = [
+    "TRANSIENT",
+    "Command",
+    "NoScriptError",
+    "PackingConnection",
+    "RedisCore",
+    "aioredis",
+    "connect",
+    "log",
+]
 
 Command = tuple[Any, ...]
 # Round trips with at least this many arguments in all are packed in a worker thread.
