@@ -6,14 +6,22 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 import orjson
+from aiohttp.test_utils import TestClient, TestServer
 
 from tests.helpers import poll_until
+from tests.system.cluster import RedisServer
+from tierq.api.app import build_engine, create_app
 from tierq.api.routes import ENGINE
+from tierq.config import from_mapping
+from tierq.engine.engine import Engine
+from tierq.metrics import Metrics
+from tierq.storage.redis.events import RedisEventLog
 
-from .conftest import Client, MakeClient, submit, submit_batch
+from .conftest import BASE_SETTINGS, Client, MakeClient, submit, submit_batch, wait_status
 
 JSON = {"Accept": "application/json"}
 
@@ -59,6 +67,9 @@ class SSE:
         async with asyncio.timeout(timeout):
             while True:
                 line = (await self.resp.content.readline()).decode().rstrip("\n")
+                if line == "" and fields and "data" not in fields:
+                    fields = {}  # a block of fields without data (retry:) is no event
+                    continue
                 if line == "" and fields:
                     return (
                         fields.get("id"),
@@ -267,3 +278,48 @@ async def test_with_the_log_off_events_are_404_and_waits_still_work(
     task = await submit(client, type="dummy", payload={"sleep_ms": 100})
     resp = await client.get(f"/api/v1/tasks/{task['id']}", params={"wait_seconds": "10"})
     assert (await resp.json())["status"] == "succeeded"
+
+
+async def test_streams_while_the_event_log_is_down_and_after_it_lost_its_data(
+    tmp_path: Path,
+) -> None:
+    """The event log is a real redis-server, killed and restarted empty: while it is down a
+    new stream is refused with 503 (before any header is sent) and tasks go on; a stream open
+    across the loss is ended, and reconnecting with its last cursor gets an explicit reset."""
+    server = RedisServer(tmp_path)
+    server.start()
+    settings = from_mapping(
+        {**BASE_SETTINGS, "database_url": "sqlite:///" + str(tmp_path / "t.db")}
+    )
+    metrics = Metrics()
+    base = build_engine(settings, metrics)
+    event_log = RedisEventLog(server.url, "t")
+    engine = Engine(
+        settings, base.store, base.dispatch, base.registry, metrics, "n1", event_log=event_log
+    )
+    client = TestClient(TestServer(create_app(settings, engine=engine)))
+    await client.start_server()
+    try:
+        for _ in range(3):
+            await published(client, (await submit(client, type="noop"))["id"])
+        async with client.get("/api/v1/events", headers={"Last-Event-ID": "0"}) as live:
+            sse = SSE(live)
+            frames = [await sse.next() for _ in range(9)]
+            last = frames[-1][0]
+            assert last == "9"
+            server.kill()
+            resp = await client.get("/api/v1/events")
+            assert resp.status == 503 and resp.headers["Retry-After"]
+            during = await submit(client, type="noop")  # tasks do not wait for the log
+            await wait_status(client, during["id"], "succeeded")
+            server.start_on_same_port()  # empty: the log numbers from 1 again
+            # The open stream ends (its cursor now names other events).
+            async with asyncio.timeout(15):
+                while await live.content.readline():
+                    pass
+        async with client.get("/api/v1/events", headers={"Last-Event-ID": last}) as resp:
+            reset = await SSE(resp).next()
+        assert reset[1] == "reset"
+    finally:
+        await client.close()
+        server.kill()

@@ -67,8 +67,8 @@ class StreamClient:
             pending += chunk
             *frames, pending = pending.split(b"\n\n")
             for frame in frames:
-                if frame.startswith(b":"):
-                    self.live.set()  # the first comment: connected (and listening)
+                if b"\nid: " not in b"\n" + frame:
+                    self.live.set()  # a comment or retry: connected (and listening)
                     continue
                 cursor = None
                 for line in frame.split(b"\n"):

@@ -10,10 +10,16 @@ What must stay true: a client resuming from a cursor gets every event after it o
 order (the live buffer is filled from before the catch-up starts; what the catch-up already
 sent is skipped by cursor); a cursor older than the log keeps gets ``event: reset`` naming the
 oldest cursor kept, never a silent gap; a client slower than the stream is disconnected once
-its buffer is full (``event_client_buffer``), and resumes from its last cursor.
+its buffer is full (``event_client_buffer``), and resumes from its last cursor. A log that
+is down refuses a new stream with 503 (before any header); a stream that meets it later ends
+with ``event: error``; one open while the log lost its data is ended by the feed. Each
+stream starts with ``retry: 2000`` (how long a browser waits to reconnect).
 """
 
 from __future__ import annotations
+
+import contextlib
+import logging
 
 import orjson
 from aiohttp import web
@@ -25,9 +31,13 @@ from tierq.api.schemas import event_out
 from tierq.engine.feed import Listener
 from tierq.ids import is_valid_id
 from tierq.model import Event, EventFilter, EventType
+from tierq.storage.base import StoreUnavailable
 from tierq.storage.eventlog import BadCursor, EventLog, cursor_value
 
+logger = logging.getLogger("tierq.api")
 KEEPALIVE_S = 15.0
+# How long a browser's EventSource waits before it reconnects (sent first on every stream).
+RETRY = b"retry: 2000\n"
 CATCH_UP_PAGE = 1000
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -172,12 +182,18 @@ async def _stream(
         start = int(cursor) if cursor is not None else (feed.position or 0)
         stream = _Stream(response, start)
         try:
-            await response.write(b": connected\n\n")
+            await response.write(RETRY + b": connected\n\n")
             if cursor is not None:
                 await _catch_up_until_live(stream, log, flt, listener)
             await _live(stream, listener, request)
         except _WRITE_GONE:
             pass  # the client left
+        except StoreUnavailable as exc:
+            # The headers are sent: an HTTP error cannot follow. The stream ends with an
+            # error event; the client reconnects (after ``retry``) from its cursor.
+            logger.warning("event stream ended: the event log is unavailable: %s", exc)
+            with contextlib.suppress(*_WRITE_GONE):
+                await response.write(b'event: error\ndata: {"error": "event log unavailable"}\n\n')
         return response
     finally:
         feed.unlisten(listener)

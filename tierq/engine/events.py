@@ -337,7 +337,9 @@ class LogWriter(Service):
                 self.appends += 1
 
     async def drain(self) -> None:
-        for _ in range(20):
+        # A few tries only: a log that is down must not hold a shutdown for long (what is
+        # lost is events, never a task's change).
+        for _ in range(3):
             try:
                 await self.run_once()
                 return

@@ -159,10 +159,13 @@ class EventFeed(Service):
         if self.position is None:  # everyone left meanwhile
             return
         if not events:
-            # A log that lost its data numbers from 1 again: follow it, or hear nothing.
             end = await self.log.end()
             if end < position:
+                # The log lost its data and numbers from 1 again: every listener's cursor now
+                # names other events. They are ended (a stream's client reconnects and gets
+                # an explicit reset), and the feed follows the new numbering.
                 self.position = end
+                self.close_all()
             return
         self.position = int(events[-1].cursor)
         for listener in list(self._listeners):
