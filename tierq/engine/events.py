@@ -45,6 +45,8 @@ DEFAULT_TENANT = "default"
 TRIM_INTERVAL_S = 60.0
 
 
+# The most attempts remembered as started (far above the tasks one process runs at once).
+MAX_STARTED = 200_000
 # The log writer's most events waiting to be appended (a log that is down for long).
 MAX_UNWRITTEN = 200_000
 # The most events in one append.
@@ -183,6 +185,10 @@ class EventSource:
             if kind == "started":
                 key = (t.task_id, attempt)
                 if key not in started:
+                    if len(started) >= MAX_STARTED:
+                        # Ends that never came (reports refused as stale): forget them; the
+                        # cost is a repeated ``started`` for attempts running now.
+                        started.clear()
                     started.add(key)
                     out.append(
                         Event(
