@@ -1,6 +1,6 @@
 # shellcheck shell=bash
-# Make sure the tests have a PostgreSQL, a Redis and an nginx binary, then export
-#   TIERQ_TEST_POSTGRES_URL  TIERQ_TEST_REDIS_URL  TIERQ_TEST_NGINX
+# Make sure the tests have a PostgreSQL, a Redis, an nginx binary and a RabbitMQ, then export
+#   TIERQ_TEST_POSTGRES_URL  TIERQ_TEST_REDIS_URL  TIERQ_TEST_NGINX  TIERQ_TEST_AMQP_URL
 #
 # Sourced (not executed) by scripts/test so the exports reach pytest:
 #   source scripts/ensure-services.sh || exit 1
@@ -287,11 +287,43 @@ _tq_ensure_nginx() {
     export TIERQ_TEST_NGINX="$bin"
 }
 
+# ------------------------------------------------------------------------------ RabbitMQ
+
+_tq_amqp_up() { (echo >/dev/tcp/127.0.0.1/5672) >/dev/null 2>&1; }
+
+# The optional event sink's tests need a broker: the machine's on 5672, else started (and
+# installed with apt when missing). guest/guest is RabbitMQ's default for localhost.
+_tq_ensure_rabbitmq() {
+    local i
+    if ! _tq_amqp_up; then
+        if ! command -v rabbitmq-server >/dev/null 2>&1 && [ ! -x /usr/sbin/rabbitmq-server ]; then
+            _tq_apt_install rabbitmq-server || {
+                _tq_log "rabbitmq: apt install failed"
+                return 1
+            }
+        fi
+        _tq_log "rabbitmq: starting the machine's server"
+        { _tq_as_root service rabbitmq-server start || _tq_as_root rabbitmq-server -detached; } \
+            >/dev/null 2>&1 || true
+        for i in $(seq 90); do
+            _tq_amqp_up && break
+            sleep 1
+        done
+        _tq_amqp_up || {
+            _tq_log "rabbitmq: not reachable on 127.0.0.1:5672"
+            return 1
+        }
+    fi
+    _tq_log "rabbitmq: using 127.0.0.1:5672"
+    export TIERQ_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/"
+}
+
 _tq_ensure_services() {
     local rc=0
     _tq_ensure_postgres || rc=1
     _tq_ensure_redis || rc=1
     _tq_ensure_nginx || rc=1
+    _tq_ensure_rabbitmq || rc=1
     return "$rc"
 }
 

@@ -163,6 +163,18 @@ class Settings:
         ),
     )
 
+    amqp_url: str = field(
+        default="",
+        repr=False,  # may carry a password
+        metadata=_doc(
+            "Publish every event to RabbitMQ too (tierq[amqp]): amqp://user:pass@host/vhost. "
+            "Empty = no broker."
+        ),
+    )
+    amqp_exchange: str = field(
+        default="tierq.events",
+        metadata=_doc("The durable topic exchange events go to (routing key <queue>.<event>)."),
+    )
     webhook_secret: tuple[str, ...] = field(
         default=(),
         repr=False,
@@ -231,6 +243,16 @@ class Settings:
             all(_is_webhook_secret(k) for k in self.webhook_secret),
             "webhook_secret",
             "each key must be whsec_ followed by base64 of at least 24 bytes",
+        )
+        _check(
+            self.amqp_url == "" or self.amqp_url.startswith(("amqp://", "amqps://")),
+            "amqp_url",
+            "must be empty or start with amqp:// or amqps://",
+        )
+        _check(
+            bool(re.fullmatch(r"[A-Za-z0-9_.:-]{1,255}", self.amqp_exchange)),
+            "amqp_exchange",
+            "must be 1-255 letters, digits or _.:-",
         )
         _check(self.webhook_timeout_s > 0, "webhook_timeout_s", "must be > 0")
         _check(self.notify_retry_horizon_s > 0, "notify_retry_horizon_s", "must be > 0")

@@ -183,6 +183,11 @@ class Metrics:
             "Batches of events the event log could not take (the tasks' changes stand)",
             registry=r,
         )
+        self.event_sink_failures = Counter(
+            "tierq_event_sink_failures_total",
+            "Batches of events the external broker did not confirm (sent again)",
+            registry=r,
+        )
         self.event_listeners = Gauge(
             "tierq_event_listeners",
             "Live event streams and task waits open on this replica",

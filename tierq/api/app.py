@@ -26,6 +26,7 @@ from tierq.metrics import Metrics
 from tierq.storage.factory import (
     make_dispatch,
     make_event_log,
+    make_event_sink,
     make_notification_store,
     make_record_store,
 )
@@ -57,6 +58,7 @@ def build_engine(settings: Settings, metrics: Metrics) -> Engine:
         node_id=settings.node_id or default_node_id(),
         event_log=make_event_log(settings),
         notification_store=make_notification_store(backend),
+        event_sink=make_event_sink(settings),
     )
 
 

@@ -30,8 +30,8 @@ from tierq.engine.errors import (
     ShuttingDown,
     Submitted,
 )
-from tierq.engine.events import EventBus, EventSource, EventTrimmer, LogWriter, event_type_of
-from tierq.engine.feed import EventFeed
+from tierq.engine.eventing import Eventing
+from tierq.engine.events import event_type_of
 from tierq.engine.flusher import Flusher
 from tierq.engine.handlers.base import HandlerRegistry
 from tierq.engine.held import HeldTasks
@@ -63,6 +63,7 @@ from tierq.model import (
 from tierq.storage.base import Dispatch, RecordStore
 from tierq.storage.eventlog import EventLog
 from tierq.storage.notifications import NotificationStore
+from tierq.storage.sinks import EventSink
 
 log = logging.getLogger("tierq.engine")
 
@@ -93,6 +94,7 @@ class Engine:
         clock: Callable[[], float] = time.time,
         event_log: EventLog | None = None,
         notification_store: NotificationStore | None = None,
+        event_sink: EventSink | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -105,13 +107,11 @@ class Engine:
         self.instruments = EngineMetrics(metrics)
         # Events: made where a batch is durable (the committer's group, the flusher's batch,
         # the direct record writes of cancel and retry), published on the bus.
-        self.events = EventSource(node_id, clock)
-        self.log_writer = (
-            LogWriter(event_log, self.instruments.event_log_failed) if event_log else None
+        self.eventing = eventing = Eventing(
+            settings, node_id, clock, self.instruments, event_log, event_sink
         )
-        self.bus = EventBus(self.log_writer)
-        self.bus.subscribe(self.instruments.on_events)
-        self.feed = EventFeed(event_log, self.bus, settings.event_client_buffer)
+        self.events, self.bus, self.feed = eventing.source, eventing.bus, eventing.feed
+        self.log_writer, self.trimmer = eventing.log_writer, eventing.trimmer
         self.memory = MemoryTier(settings.memory_limit, clock)
         self.held = held = HeldTasks(self.memory)
         self.hint = hint = WorkHint()
@@ -197,13 +197,6 @@ class Engine:
         self.rescuer = Rescuer(dispatch.rescue, flusher, hint, clock, settings.heartbeat_s)
         self.watcher = WorkWatcher(dispatch.wait_for_work, hint)
         self.loop_lag = LoopLagMonitor(metrics.loop_lag_seconds.observe)
-        self.trimmer = (
-            EventTrimmer(
-                event_log, clock, settings.event_retention_s, settings.event_retention_count
-            )
-            if event_log is not None
-            else None
-        )
         self.memory.on_promoted = self._on_promoted
         dispatch.listen_cancel(self.cancellation.on_announced)
         self.lifecycle = Lifecycle(started_at=clock())
@@ -230,8 +223,7 @@ class Engine:
         """Open the tiers, recover, and start services and workers (in one TaskGroup)."""
         await self.store.open()
         await self.dispatch.open()
-        if self.bus.log is not None:
-            await self.bus.log.open()
+        await self.eventing.open()
         await self._recover()
         self._services = [
             self.committer,
@@ -239,12 +231,9 @@ class Engine:
             self.pager,
             self.heartbeat,
             self.loop_lag,
-            self.feed,
+            *self.eventing.loops,
+            *self.eventing.forwarders,
         ]
-        if self.trimmer is not None:
-            self._services.append(self.trimmer)
-        if self.log_writer is not None:
-            self._services.append(self.log_writer)
         if self.dispatch.capabilities.leases_expire:
             self._services.append(self.rescuer)
         if self.dispatch.capabilities.shared:
@@ -303,22 +292,13 @@ class Engine:
         for worker in self._worker_tasks:
             worker.cancel()
         await asyncio.gather(*self._worker_tasks, return_exceptions=True)
-        stopping: list[Service] = [
-            self.heartbeat,
-            self.rescuer,
-            self.watcher,
-            self.loop_lag,
-            self.feed,
-        ]
-        if self.trimmer is not None:
-            stopping.append(self.trimmer)
-        for service in stopping:
+        for service in (self.heartbeat, self.rescuer, self.watcher, self.loop_lag):
             service.request_stop()
+        for loop in self.eventing.loops:
+            loop.request_stop()
         # One after the other: the flusher's last batches publish events (and notifications
         # submit deliveries to the committer); the log writer appends what both published.
-        draining: list[Service] = [self.flusher, self.committer]
-        if self.log_writer is not None:
-            draining.append(self.log_writer)
+        draining: list[Service] = [self.flusher, self.committer, *self.eventing.forwarders]
         try:
             for step in draining:
                 await step.stop()
@@ -344,8 +324,7 @@ class Engine:
                 try:
                     await self.store.close()
                 finally:
-                    if self.bus.log is not None:
-                        await self.bus.log.close()
+                    await self.eventing.close()
         log.info("engine %s stopped", self.node_id)
 
     async def _hand_back_queued(self) -> None:

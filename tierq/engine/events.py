@@ -270,20 +270,22 @@ class EventSource:
         return Batch([event], [None])
 
 
-class LogWriter(Service):
-    """Appends published events to the event log, in publish order, as few appends as the
-    log's speed allows: what was published while one append was in flight goes in the next."""
-
-    name = "event-log-writer"
+class Forwarder(Service):
+    """Sends published events on (to the event log, or to an external sink), in publish
+    order, in as few calls as the receiver's speed allows: what was published while one call
+    was in flight goes in the next. A failed call is retried with everything kept, in order
+    (bounded by ``max_unwritten``: past it the oldest are dropped, counted and logged)."""
 
     def __init__(
         self,
-        event_log: EventLog,
+        name: str,
+        send: Callable[[list[Event]], Awaitable[None]],
         on_failure: Callable[[], None] | None = None,
         max_unwritten: int = MAX_UNWRITTEN,
     ) -> None:
         super().__init__()
-        self.log = event_log
+        self.name = name
+        self._send = send
         self._on_failure = on_failure
         self._max_unwritten = max_unwritten
         self._unwritten: deque[Event] = deque()
@@ -291,6 +293,10 @@ class LogWriter(Service):
         self._lock: asyncio.Lock | None = None
         self.dropped = 0
         self.appends = 0
+
+    def __call__(self, batch: Batch) -> None:
+        """As a bus subscriber."""
+        self.add(batch.events)
 
     @property
     def backlog(self) -> int:
@@ -312,7 +318,7 @@ class LogWriter(Service):
             self.dropped += excess
             if self._on_failure is not None:
                 self._on_failure()
-            log.warning("event log: %d unwritten events dropped (the log is behind)", excess)
+            log.warning("%s: %d unsent events dropped (the receiver is behind)", self.name, excess)
 
     def next_wait(self) -> float | None:
         if not self._unwritten:
@@ -331,7 +337,7 @@ class LogWriter(Service):
                 batch = [unwritten.popleft() for _ in range(take)]
                 self._appending = batch
                 try:
-                    await self.log.append_many(batch)
+                    await self._send(batch)
                 except BaseException:
                     # Kept, in front of what came since, for the retry.
                     unwritten.extendleft(reversed(batch))
@@ -343,16 +349,29 @@ class LogWriter(Service):
                 self.appends += 1
 
     async def drain(self) -> None:
-        # A few tries only: a log that is down must not hold a shutdown for long (what is
-        # lost is events, never a task's change).
+        # A few tries only: a receiver that is down must not hold a shutdown for long (what
+        # is lost is events, never a task's change).
         for _ in range(3):
             try:
                 await self.run_once()
                 return
             except Exception as exc:
-                log.warning("event log: final append failed (%s); retrying", exc)
+                log.warning("%s: final send failed (%s); retrying", self.name, exc)
                 await asyncio.sleep(self.error_backoff_s)
-        log.error("event log: %d events not written at shutdown", self.backlog)
+        log.error("%s: %d events not sent at shutdown", self.name, self.backlog)
+
+
+class LogWriter(Forwarder):
+    """The forwarder to the event log."""
+
+    def __init__(
+        self,
+        event_log: EventLog,
+        on_failure: Callable[[], None] | None = None,
+        max_unwritten: int = MAX_UNWRITTEN,
+    ) -> None:
+        super().__init__("event-log-writer", event_log.append_many, on_failure, max_unwritten)
+        self.log = event_log
 
 
 class EventBus:

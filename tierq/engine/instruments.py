@@ -82,6 +82,9 @@ class EngineMetrics:
     def event_log_failed(self) -> None:
         self.metrics.event_log_failures.inc()
 
+    def event_sink_failed(self) -> None:
+        self.metrics.event_sink_failures.inc()
+
     def event_listeners(self, n: int) -> None:
         self.metrics.event_listeners.set(n)
 

@@ -8,6 +8,7 @@ from tierq.storage.base import Dispatch, RecordStore
 from tierq.storage.eventlog import EventLog
 from tierq.storage.inprocess import InProcessDispatch
 from tierq.storage.notifications import NotificationStore
+from tierq.storage.sinks import EventSink
 
 _HINT = "install the distributed extra: pip install 'tierq[distributed]'"
 
@@ -86,3 +87,14 @@ def make_notification_store(store: RecordStore) -> NotificationStore:
     if not isinstance(store, PostgresRecordStore):
         raise TypeError(f"no notification store for {type(store).__name__}")
     return PostgresNotificationStore(store)
+
+
+def make_event_sink(settings: Settings) -> EventSink | None:
+    """The external broker events are also published to, if one is configured."""
+    if not settings.amqp_url:
+        return None
+    try:
+        from tierq.storage.amqp.sink import AmqpSink
+    except ModuleNotFoundError as exc:
+        raise ConfigError(f"TIERQ_AMQP_URL: {exc}") from exc
+    return AmqpSink(settings.amqp_url, settings.amqp_exchange)

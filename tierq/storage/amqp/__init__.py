@@ -1,0 +1,1 @@
+"""The AMQP (RabbitMQ) event sink, behind ``tierq[amqp]``."""
