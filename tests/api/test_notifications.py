@@ -382,6 +382,21 @@ async def test_email_notifications_reach_a_real_smtp_server(
     assert item["channel"] == "email" and item["target"] == "ops@example.com, lead@example.com"
 
 
+async def test_a_task_name_with_line_breaks_makes_a_one_line_subject(
+    make_client: MakeClient, smtp: SmtpReceiver
+) -> None:
+    client = await make_client(smtp_host="127.0.0.1", smtp_port=smtp.port)
+    await submit(
+        client,
+        type="noop",
+        name="report\r\nBcc: someone@example.com",
+        notify={"email": {"to": ["ops@example.com"], "events": ["succeeded"]}},
+    )
+    (message,) = await smtp.wait_for(1)
+    assert message["Subject"] == "[tierq] task report Bcc: someone@example.com succeeded"
+    assert message["Bcc"] is None and message["X-Envelope-To"] == "ops@example.com"
+
+
 async def test_the_email_task_type_sends_what_it_is_given(
     make_client: MakeClient, smtp: SmtpReceiver
 ) -> None:

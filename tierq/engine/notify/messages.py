@@ -17,6 +17,7 @@ from tierq.timefmt import iso
 # A webhook body stays under 20 kB: a result larger than this is sent as a truncated text.
 MAX_RESULT_BYTES = 12_000
 MAX_ERROR_CHARS = 4_000
+MAX_SUBJECT_CHARS = 300
 _EMAIL = string.Template(
     (
         resources.files(__package__ or "tierq.engine.notify") / "templates" / "task_email.txt"
@@ -81,7 +82,8 @@ def email_message(event: Event, task: Task | None) -> tuple[str, str]:
     """(subject, plain-text body) of a notification email."""
     data = event_data(event, task)
     title = data.get("name") or event.task_id
-    subject = f"[tierq] task {title} {event.event}"
+    # One line, whatever the task's name holds: a header cannot carry a line break.
+    subject = " ".join(f"[tierq] task {title} {event.event}".split())[:MAX_SUBJECT_CHARS]
     result = data.get("result")
     if isinstance(result, orjson.Fragment):
         contents = result.contents

@@ -27,7 +27,7 @@ from tierq.engine.notify.messages import email_message, webhook_body
 from tierq.engine.notify.subscriptions import SubscriptionCache
 from tierq.engine.notify.targets import Targets, stored_targets
 from tierq.ids import new_id
-from tierq.model import Delivery, Event, Task, TaskState
+from tierq.model import Delivery, Event, Task, TaskState, WebhookSubscription
 
 log = logging.getLogger("tierq.notify")
 
@@ -78,19 +78,34 @@ class Notifier:
         for event, task in zip(batch.events, batch.tasks, strict=True):
             if event.type.startswith(INTERNAL_PREFIX):
                 continue
-            if task is not None and task.notify is not None:
-                targets = self._targets_of(task.notify)
-                if targets.webhook_url and event.event in targets.webhook_events:
-                    self._webhook(event, task, targets.webhook_url, None, now, tasks, deliveries)
-                if targets.email_to and event.event in targets.email_events:
-                    self._email(event, task, targets.email_to, now, tasks, deliveries)
             if subs is None:
                 subs = await self._subscriptions.current()
-            for sub in subs:
-                if sub.wants(event):
-                    self._webhook(event, task, sub.url, sub.id, now, tasks, deliveries)
+            try:
+                self._deliveries_of(event, task, subs, now, tasks, deliveries)
+            except Exception:
+                # One notification that cannot be built must not cost the batch's others.
+                log.exception("notification of %s %s not made", event.task_id, event.event)
         if tasks:
             await self._submit(tasks, deliveries)
+
+    def _deliveries_of(
+        self,
+        event: Event,
+        task: Task | None,
+        subs: list[WebhookSubscription],
+        now: float,
+        tasks: list[Task],
+        deliveries: list[Delivery],
+    ) -> None:
+        if task is not None and task.notify is not None:
+            targets = self._targets_of(task.notify)
+            if targets.webhook_url and event.event in targets.webhook_events:
+                self._webhook(event, task, targets.webhook_url, None, now, tasks, deliveries)
+            if targets.email_to and event.event in targets.email_events:
+                self._email(event, task, targets.email_to, now, tasks, deliveries)
+        for sub in subs:
+            if sub.wants(event):
+                self._webhook(event, task, sub.url, sub.id, now, tasks, deliveries)
 
     def _delivery_task(
         self, type_name: str, payload: dict[str, object], key: str, now: float, timeout_s: float
