@@ -291,8 +291,6 @@ class Forwarder(Service):
         self._unwritten: deque[Event] = deque()
         self._appending: list[Event] | None = None
         self._lock: asyncio.Lock | None = None
-        self.dropped = 0
-        self.appends = 0
 
     def __call__(self, batch: Batch) -> None:
         """As a bus subscriber."""
@@ -315,7 +313,6 @@ class Forwarder(Service):
         if excess > 0:
             for _ in range(excess):
                 unwritten.popleft()
-            self.dropped += excess
             if self._on_failure is not None:
                 self._on_failure()
             log.warning("%s: %d unsent events dropped (the receiver is behind)", self.name, excess)
@@ -346,7 +343,6 @@ class Forwarder(Service):
                     raise
                 finally:
                     self._appending = None
-                self.appends += 1
 
     async def drain(self) -> None:
         # A few tries only: a receiver that is down must not hold a shutdown for long (what
@@ -381,7 +377,6 @@ class EventBus:
         self.writer = writer
         self.log = writer.log if writer is not None else None
         self._subscribers: list[Subscriber] = []
-        self.published = 0
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -389,7 +384,6 @@ class EventBus:
     async def publish(self, batch: Batch) -> None:
         if not batch.events:
             return
-        self.published += len(batch.events)
         if self.writer is not None:
             self.writer.add(batch.events)
         for subscriber in self._subscribers:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import msgspec
@@ -43,6 +43,28 @@ def entry_events(first: int, body: bytes, after: int) -> list[Event]:
             event.cursor = str(cursor)
             out.append(event)
     return out
+
+
+# One stored batch as a table keeps it: (cursor of its newest event, events in it, JSON array).
+Row = tuple[int, int, bytes]
+
+
+async def rows_after(
+    fetch: Callable[[int, int], Awaitable[Sequence[Row]]], after: int, limit: int
+) -> list[Event]:
+    """About ``limit`` events after ``after`` from a table of batches (SQLite, PostgreSQL),
+    read ``ENTRIES_PER_READ`` rows at a time: ``fetch(position, count)`` returns the rows
+    whose newest cursor is above ``position``, oldest first."""
+    events: list[Event] = []
+    position = after
+    while len(events) < limit:
+        rows = await fetch(position, ENTRIES_PER_READ)
+        for last, n, body in rows:
+            events += entry_events(last - n + 1, bytes(body), after)
+        if len(rows) < ENTRIES_PER_READ:
+            break
+        position = rows[-1][0]
+    return events
 
 
 # Entries read per primitive call while looking for matches of a filter.
@@ -73,10 +95,6 @@ def cursor_value(cursor: str) -> int:
 
 class EventLog(abc.ABC):
     """Shared work over a backend's primitives."""
-
-    # True where other processes read the same log (a client on one replica sees events of
-    # tasks that ran on another).
-    shared: bool = False
 
     def __init__(self) -> None:
         # Same-process wake-up for backends without a blocking read: appends made by this

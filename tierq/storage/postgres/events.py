@@ -8,12 +8,12 @@ the sequence row's lock orders commits by cursor).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 from tierq.model import Event
 from tierq.storage.base import StoreUnavailable
-from tierq.storage.eventlog import ENTRIES_PER_READ, EventLog, encode_batch, entry_events
+from tierq.storage.eventlog import EventLog, Row, encode_batch, rows_after
+from tierq.storage.postgres.queries import sql
 
 try:
     import asyncpg
@@ -22,19 +22,12 @@ except ImportError as exc:  # pragma: no cover - depends on the install
         "PostgreSQL needs asyncpg: pip install 'tierq[distributed]'", name=exc.name
     ) from exc
 
-_PKG = resources.files(__package__ or "tierq.storage.postgres")
-
-
-def _sql(name: str) -> str:
-    return (_PKG / "sql" / f"events_{name}.sql").read_text(encoding="utf-8")
-
-
-_APPEND = _sql("append")
-_RANGE_AFTER = _sql("range_after")
-_NEWEST = _sql("newest")
-_OLDEST = _sql("oldest")
-_TRIMMED = _sql("trimmed_through")
-_TRIM = _sql("trim")
+_APPEND = sql("events_append")
+_RANGE_AFTER = sql("events_range_after")
+_NEWEST = sql("events_newest")
+_OLDEST = sql("events_oldest")
+_TRIMMED = sql("events_trimmed_through")
+_TRIM = sql("events_trim")
 _UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
@@ -76,16 +69,11 @@ class PostgresEventLog(EventLog):
         await self._call("execute", _APPEND, len(events), events[-1].at, encode_batch(events))
 
     async def _range_after(self, after: int, limit: int) -> list[Event]:
-        events: list[Event] = []
-        position = after
-        while len(events) < limit:
-            rows = await self._call("fetch", _RANGE_AFTER, position, ENTRIES_PER_READ)
-            for last, n, body in rows:
-                events += entry_events(last - n + 1, bytes(body), after)
-            if len(rows) < ENTRIES_PER_READ:
-                break
-            position = rows[-1][0]
-        return events
+        async def fetch(start: int, count: int) -> list[Row]:
+            rows = await self._call("fetch", _RANGE_AFTER, start, count)
+            return [(r[0], r[1], r[2]) for r in rows]
+
+        return await rows_after(fetch, after, limit)
 
     async def _scalar(self, sql: str) -> int | None:
         value = await self._call("fetchval", sql)

@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from importlib import resources
 from typing import Any
 
 from tierq.model import Delivery, WebhookSubscription
 from tierq.storage.notifications import NotificationStore
+from tierq.storage.postgres.queries import sql
 from tierq.storage.postgres.store import PostgresRecordStore
 
-_PKG = resources.files(__package__ or "tierq.storage.postgres")
-
-
-def _sql(name: str) -> str:
-    return (_PKG / "sql" / f"notifications_{name}.sql").read_text(encoding="utf-8")
-
-
-_INSERT = _sql("webhook_insert")
-_LIST = _sql("webhook_list")
-_GET = _sql("webhook_get")
-_SET_ENABLED = _sql("webhook_set_enabled")
-_DELETE = _sql("webhook_delete")
-_DELIVERIES_ADD = _sql("deliveries_add")
-_DELIVERIES_OF = _sql("deliveries_of")
+_INSERT = sql("notifications_webhook_insert")
+_LIST = sql("notifications_webhook_list")
+_GET = sql("notifications_webhook_get")
+_SET_ENABLED = sql("notifications_webhook_set_enabled")
+_DELETE = sql("notifications_webhook_delete")
+_DELIVERIES_ADD = sql("notifications_deliveries_add")
+_DELIVERIES_OF = sql("notifications_deliveries_of")
 
 
 def _subscription(row: Any) -> WebhookSubscription:

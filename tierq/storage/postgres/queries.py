@@ -10,30 +10,31 @@ from tierq.storage.migrations import discover
 _PKG = resources.files(__package__ or "tierq.storage.postgres")
 
 
-def _sql(name: str) -> str:
+def sql(name: str) -> str:
+    """The text of ``sql/<name>.sql`` (every module of this backend reads its SQL here)."""
     return (_PKG / "sql" / f"{name}.sql").read_text(encoding="utf-8")
 
 
 MIGRATIONS = discover(__package__ or "tierq.storage.postgres")
 
-MIGRATE_LOCK = _sql("migrate_lock")
-SCHEMA_CREATE = _sql("schema_create")
-MIGRATIONS_TABLE = _sql("migrations_table")
-MIGRATIONS_APPLIED = _sql("migrations_applied")
-MIGRATION_RECORD = _sql("migration_record")
-PING = _sql("ping")
+MIGRATE_LOCK = sql("migrate_lock")
+SCHEMA_CREATE = sql("schema_create")
+MIGRATIONS_TABLE = sql("migrations_table")
+MIGRATIONS_APPLIED = sql("migrations_applied")
+MIGRATION_RECORD = sql("migration_record")
+PING = sql("ping")
 
-TASK_INSERT = _sql("task_insert")
-TASK_KEY_HOLDERS = _sql("task_key_holders")
-TASK_TRANSITION = _sql("task_transition")
-TASK_CANCEL = _sql("task_cancel")
-TASK_RETRY = _sql("task_retry")
-TASK_CLAIM = _sql("task_claim")
-TASK_RELEASE_ALL = _sql("task_release_all")
-TASK_RELEASE_IDS = _sql("task_release_ids")
-TASK_RECOVER = _sql("task_recover")
-TASK_RELEASE_DEPENDENTS = _sql("task_release_dependents")
-TASK_GET_MANY = _sql("task_get_many")
-TASK_LIST_SELECT = _sql("task_list_select")
-TASK_COUNTS = _sql("task_counts")
-EXECUTION_LIST = _sql("execution_list")
+TASK_INSERT = sql("task_insert")
+TASK_KEY_HOLDERS = sql("task_key_holders")
+TASK_TRANSITION = sql("task_transition")
+TASK_CANCEL = sql("task_cancel")
+TASK_RETRY = sql("task_retry")
+TASK_CLAIM = sql("task_claim")
+TASK_RELEASE_ALL = sql("task_release_all")
+TASK_RELEASE_IDS = sql("task_release_ids")
+TASK_RECOVER = sql("task_recover")
+TASK_RELEASE_DEPENDENTS = sql("task_release_dependents")
+TASK_GET_MANY = sql("task_get_many")
+TASK_LIST_SELECT = sql("task_list_select")
+TASK_COUNTS = sql("task_counts")
+EXECUTION_LIST = sql("execution_list")

@@ -31,8 +31,6 @@ TRIM_STEP = 1000
 
 
 class RedisEventLog(EventLog):
-    shared = True
-
     def __init__(self, url: str, prefix: str) -> None:
         super().__init__()
         self._url = url

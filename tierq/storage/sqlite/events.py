@@ -21,7 +21,7 @@ from typing import TypeVar
 
 from tierq.model import Event
 from tierq.storage.base import StoreUnavailable
-from tierq.storage.eventlog import ENTRIES_PER_READ, EventLog, encode_batch, entry_events
+from tierq.storage.eventlog import EventLog, Row, encode_batch, rows_after
 from tierq.storage.sqlite.sqlfiles import load_sections
 
 _SQL = load_sections("events")
@@ -102,20 +102,13 @@ class SQLiteEventLog(EventLog):
 
     async def _range_after(self, after: int, limit: int) -> list[Event]:
         conn = self._connection()
-        events: list[Event] = []
-        position = after
 
-        def read(start: int) -> list[tuple[int, int, bytes]]:
-            return conn.execute(_SQL["range_after"], (start, ENTRIES_PER_READ)).fetchall()
+        def read(start: int, count: int) -> list[Row]:
+            return conn.execute(_SQL["range_after"], (start, count)).fetchall()
 
-        while len(events) < limit:
-            rows = await self._run(functools.partial(read, position))
-            for last, n, body in rows:
-                events += entry_events(last - n + 1, body, after)
-            if len(rows) < ENTRIES_PER_READ:
-                break
-            position = rows[-1][0]
-        return events
+        return await rows_after(
+            lambda start, count: self._run(functools.partial(read, start, count)), after, limit
+        )
 
     async def _scalar(self, sql: str) -> int | None:
         conn = self._connection()
