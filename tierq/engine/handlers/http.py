@@ -51,17 +51,19 @@ class HttpRequest:
     expect: frozenset[int] | None  # None = any 2xx
 
 
-def _parse_url(raw: Any) -> URL:
+def parse_http_url(raw: Any, path: str = "payload.url") -> URL:
+    """An http/https URL naming a host (the http type's target, a webhook's URL), or a
+    ``PayloadError`` at ``path``."""
     if not isinstance(raw, str) or not raw:
-        raise PayloadError("payload.url", "must be a non-empty string")
+        raise PayloadError(path, "must be a non-empty string")
     try:
         url = URL(raw)
     except (ValueError, TypeError):
-        raise PayloadError("payload.url", "is not a valid URL") from None
+        raise PayloadError(path, "is not a valid URL") from None
     if url.scheme not in ("http", "https"):
-        raise PayloadError("payload.url", "must be an http:// or https:// URL")
+        raise PayloadError(path, "must be an http:// or https:// URL")
     if not url.host:
-        raise PayloadError("payload.url", "must name a host")
+        raise PayloadError(path, "must name a host")
     return url
 
 
@@ -69,7 +71,7 @@ def parse_request(payload: Any) -> HttpRequest:
     body = p.obj(payload, FIELDS)
     if "url" not in body:
         raise PayloadError("payload.url", "is required")
-    url = _parse_url(body["url"])
+    url = parse_http_url(body["url"])
     method = body.get("method", "GET")
     if not isinstance(method, str) or method.upper() not in METHODS:
         raise PayloadError("payload.method", f"must be one of {', '.join(METHODS)}")

@@ -15,10 +15,11 @@ from typing import Annotated
 
 import msgspec
 import orjson
-from yarl import URL
 
 from tierq.config import Settings
 from tierq.engine.errors import FieldError
+from tierq.engine.handlers.base import PayloadError
+from tierq.engine.handlers.http import parse_http_url
 from tierq.engine.handlers.netguard import NetGuard, TargetRefused
 from tierq.model import EventType
 
@@ -71,19 +72,15 @@ def check_url(url: str, path: str, guard: NetGuard) -> str:
     if not url or len(url) > MAX_URL:
         raise FieldError(path, f"must be a URL of 1 to {MAX_URL} characters")
     try:
-        parsed = URL(url)
-    except (ValueError, TypeError):
-        raise FieldError(path, "is not a valid URL") from None
-    if parsed.scheme not in ("http", "https"):
-        raise FieldError(path, "must be an http:// or https:// URL")
-    if not parsed.host:
-        raise FieldError(path, "must name a host")
+        parsed = parse_http_url(url, path)
+    except PayloadError as exc:
+        raise FieldError(exc.path, exc.message) from None
     if parsed.user or parsed.password:
         raise FieldError(path, "must not carry credentials")
     if any(c in url for c in "\r\n\t "):
         raise FieldError(path, "must not contain whitespace")
     try:
-        guard.check_host(parsed.host)
+        guard.check_host(parsed.host or "")
     except TargetRefused as exc:
         raise FieldError(path, str(exc)) from None
     return str(parsed)
