@@ -126,3 +126,16 @@ async def purge_redis_prefix(prefix: str) -> None:
             await client.delete(*keys[i : i + 1000])
     finally:
         await client.aclose()
+
+
+def engine_with_event_log(settings: Any, event_log: Any) -> Engine:
+    """An engine built as the server builds one (``build_engine``), but writing its events to
+    ``event_log`` (a log on a server a test controls). Close its registry after stopping it."""
+    from tierq.api.app import build_engine
+    from tierq.metrics import Metrics
+
+    metrics = Metrics()
+    base = build_engine(settings, metrics)
+    return Engine(
+        settings, base.store, base.dispatch, base.registry, metrics, "n1", event_log=event_log
+    )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
-import socket
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,11 +20,7 @@ import orjson
 from aiohttp import web
 from aiosmtpd.controller import Controller
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.system.cluster import free_port
 
 
 @dataclass

@@ -12,13 +12,11 @@ from typing import Any
 import orjson
 from aiohttp.test_utils import TestClient, TestServer
 
-from tests.helpers import poll_until
+from tests.helpers import engine_with_event_log, poll_until
 from tests.system.cluster import RedisServer
-from tierq.api.app import build_engine, create_app
+from tierq.api.app import create_app
 from tierq.api.routes import ENGINE
 from tierq.config import from_mapping
-from tierq.engine.engine import Engine
-from tierq.metrics import Metrics
 from tierq.storage.redis.events import RedisEventLog
 
 from .conftest import BASE_SETTINGS, Client, MakeClient, submit, submit_batch, wait_status
@@ -291,12 +289,7 @@ async def test_streams_while_the_event_log_is_down_and_after_it_lost_its_data(
     settings = from_mapping(
         {**BASE_SETTINGS, "database_url": "sqlite:///" + str(tmp_path / "t.db")}
     )
-    metrics = Metrics()
-    base = build_engine(settings, metrics)
-    event_log = RedisEventLog(server.url, "t")
-    engine = Engine(
-        settings, base.store, base.dispatch, base.registry, metrics, "n1", event_log=event_log
-    )
+    engine = engine_with_event_log(settings, RedisEventLog(server.url, "t"))
     client = TestClient(TestServer(create_app(settings, engine=engine)))
     await client.start_server()
     try:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.helpers import engine_with_event_log
 from tests.system.cluster import RedisServer
-from tierq.api.app import build_engine
 from tierq.engine.engine import Engine
 from tierq.engine.events import Batch
 from tierq.engine.feed import Listener
 from tierq.engine.handlers import close_registry
-from tierq.metrics import Metrics
 from tierq.model import Event, EventFilter, TaskState
 from tierq.storage.redis.events import RedisEventLog
 
@@ -224,19 +223,9 @@ async def test_tasks_go_on_while_the_event_log_is_down_and_it_catches_up(
     (bounded) and appends it, in order, once the server is back on the same port."""
     server = RedisServer(tmp_path)
     server.start()
-    settings = engine_settings(tmp_path, workers=2)
-    metrics = Metrics()
-    base = build_engine(settings, metrics)
     event_log = RedisEventLog(server.url, "t")
-    engine = Engine(
-        settings,
-        base.store,
-        base.dispatch,
-        base.registry,
-        metrics,
-        node_id="n1",
-        event_log=event_log,
-    )
+    engine = engine_with_event_log(engine_settings(tmp_path, workers=2), event_log)
+    metrics = engine.metrics
     await engine.start()
     try:
         (first,) = await submit(engine, make_task(engine, "noop"))
@@ -272,5 +261,5 @@ async def test_tasks_go_on_while_the_event_log_is_down_and_it_catches_up(
         assert by_task == {i: ["submitted", "started", "succeeded"] for i in ids}
     finally:
         await engine.stop()
-        await close_registry(base.registry)
+        await close_registry(engine.registry)
         server.kill()
