@@ -163,6 +163,39 @@ class Settings:
         ),
     )
 
+    schedules: bool = field(
+        default=True,
+        metadata=_doc(
+            "Run the scheduler (cron and fixed-rate schedules). false: the schedule API still "
+            "works, but this replica never fires (another replica, or none, does)."
+        ),
+    )
+    schedule_grace_s: float = field(
+        default=5.0,
+        metadata=_doc(
+            "Schedules: a tick not fired within this many seconds of its time counts as missed "
+            "(its schedule's catchup policy decides whether it still fires)."
+        ),
+    )
+    schedule_leader_ttl_s: float = field(
+        default=5.0,
+        metadata=_doc(
+            "Schedules, distributed: the leader lease; a replica that dies is replaced as "
+            "leader within this (renewed five times per TTL)."
+        ),
+    )
+    schedule_sync_s: float = field(
+        default=30.0,
+        metadata=_doc(
+            "Schedules: the leader re-reads schedules edited since its last read this often "
+            "(edits are also announced at once; this catches an announcement lost)."
+        ),
+    )
+    schedule_skip_retention_s: float = field(
+        default=7 * 86_400.0,
+        metadata=_doc("Schedules: skipped ticks are kept in the run history this long."),
+    )
+
     amqp_url: str = field(
         default="",
         repr=False,  # may carry a password
@@ -254,6 +287,10 @@ class Settings:
             "amqp_exchange",
             "must be 1-255 letters, digits or _.:-",
         )
+        _check(self.schedule_grace_s > 0, "schedule_grace_s", "must be > 0")
+        _check(self.schedule_leader_ttl_s >= 1, "schedule_leader_ttl_s", "must be at least 1")
+        _check(self.schedule_sync_s > 0, "schedule_sync_s", "must be > 0")
+        _check(self.schedule_skip_retention_s > 0, "schedule_skip_retention_s", "must be > 0")
         _check(self.webhook_timeout_s > 0, "webhook_timeout_s", "must be > 0")
         _check(self.notify_retry_horizon_s > 0, "notify_retry_horizon_s", "must be > 0")
         _check(self.notify_retry_base_s > 0, "notify_retry_base_s", "must be > 0")

@@ -208,5 +208,28 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.schedules = Gauge(
+            "tierq_schedules",
+            "Schedules held by this replica's scheduler (the leader), by state (active, "
+            "paused, done: no tick left)",
+            ["state"],
+            registry=r,
+        )
+        self.schedule_ticks = Counter(
+            "tierq_schedule_ticks_total",
+            "Schedule ticks by outcome: fired, late (fired after the grace), skipped_<reason> "
+            "(overlap, paused, window, missed), dropped (beyond the catch-up window)",
+            ["outcome"],
+            registry=r,
+        )
+        self.schedule_fire_lag_seconds = Histogram(
+            "tierq_schedule_fire_lag_seconds",
+            "Time from a tick to its task being committed",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.schedule_leader = Gauge(
+            "tierq_schedule_leader", "1 while this replica fires the schedules", registry=r
+        )
         self.workers_busy = Gauge("tierq_workers_busy", "Workers running a task", registry=r)
         self.workers_total = Gauge("tierq_workers", "Configured workers", registry=r)

@@ -131,6 +131,9 @@ class Task:
     started_at: float | None = None
     finished_at: float | None = None
     lease_owner: str | None = None
+    # Set on the tasks a schedule creates: which schedule, and the tick (fire time) it is for.
+    schedule_id: str | None = None
+    scheduled_for: float | None = None
 
     @property
     def sort_key(self) -> tuple[int, float, str]:
@@ -200,6 +203,7 @@ class TaskFilter:
     type: str | None = None
     queue: str | None = None
     priority: int | None = None
+    schedule_id: str | None = None
     sort_field: str = "created_at"  # one of SORT_FIELDS
     descending: bool = True
     page: int = 0
@@ -342,3 +346,82 @@ class Delivery:
     event: str
     created_at: float
     subscription_id: str | None = None
+
+
+# ---- schedules ---------------------------------------------------------------------------
+
+
+class SkipReason(enum.StrEnum):
+    """Why a tick created no task."""
+
+    OVERLAP = "overlap"  # the overlap policy held it back (previous run not finished)
+    PAUSED = "paused"  # the schedule was paused at the tick
+    WINDOW = "window"  # before start_at
+    MISSED = "missed"  # no replica fired it in time, and the catch-up policy dropped it
+
+
+@dataclass(slots=True)
+class Schedule:
+    """One schedule as stored: its definition (``spec``, JSON of engine/schedules/spec.py's
+    ScheduleSpec) and what firing changes. ``version`` grows with every edit."""
+
+    id: str
+    name: str
+    spec: bytes
+    paused: bool
+    version: int
+    created_at: float
+    updated_at: float
+    last_tick: float | None = None  # the latest tick handled: fired or skipped
+    runs: int = 0  # ticks fired
+    failures: int = 0  # consecutive fired runs that ended failed
+    last_task_id: str | None = None
+    next_fire_at: float | None = None
+    tenant: str = "default"
+
+
+@dataclass(slots=True, frozen=True)
+class ScheduleSkip:
+    schedule_id: str
+    tick: float
+    at: float
+    reason: SkipReason
+
+
+@dataclass(slots=True)
+class ScheduleFire:
+    """What one pass of the scheduler decided for one schedule, written in one transaction
+    with every other schedule's: the tasks of the ticks fired and the ticks skipped, applied
+    only while the stored schedule still has ``version`` and ``expected_last_tick`` (so a
+    stale leader's or an outdated decision changes nothing). A trigger (``trigger=True``)
+    adds its task whatever the schedule's state, and changes nothing else."""
+
+    schedule_id: str
+    version: int
+    expected_last_tick: float | None
+    last_tick: float | None
+    next_fire_at: float | None
+    tasks: list[Task] = field(default_factory=list)
+    skips: list[ScheduleSkip] = field(default_factory=list)
+    trigger: bool = False
+
+
+@dataclass(slots=True, frozen=True)
+class ScheduleRun:
+    """One entry of a schedule's history: a fired tick (its task and the task's state) or a
+    skipped one (``reason``)."""
+
+    tick: float
+    at: float  # when it fired or was skipped
+    task_id: str | None = None
+    state: TaskState | None = None
+    trigger: bool = False
+    reason: SkipReason | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class ScheduleFilter:
+    paused: bool | None = None
+    name_prefix: str | None = None
+    after_id: str | None = None
+    size: int = 50

@@ -15,7 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tierq.api.app import build_engine
-from tierq.engine.engine import Conflict, Engine
+from tierq.engine.engine import Engine
+from tierq.engine.errors import Conflict
 from tierq.engine.handlers import close_registry
 from tierq.metrics import Metrics
 from tierq.model import (

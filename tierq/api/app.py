@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tierq.api.errors import REQUEST_ID, ApiError, Handler, to_response
 from tierq.api.routes import ENGINE, add_routes
+from tierq.api.schedules import add_schedule_routes
 from tierq.api.stream import add_stream_routes
 from tierq.api.webhooks import add_webhook_routes
 from tierq.config import Settings
@@ -27,8 +28,10 @@ from tierq.storage.factory import (
     make_dispatch,
     make_event_log,
     make_event_sink,
+    make_leader,
     make_notification_store,
     make_record_store,
+    make_schedule_store,
 )
 from tierq.storage.instrumented import instrument_dispatch, instrument_record_store
 
@@ -47,7 +50,8 @@ def build_engine(settings: Settings, metrics: Metrics) -> Engine:
     # Every call into a tier is timed and counted here, once, whatever the backend.
     backend = make_record_store(settings)
     store = instrument_record_store(backend, metrics)
-    dispatch = instrument_dispatch(make_dispatch(settings, store), metrics)
+    raw_dispatch = make_dispatch(settings, store)
+    dispatch = instrument_dispatch(raw_dispatch, metrics)
     registry = build_registry(settings)
     return Engine(
         settings,
@@ -59,6 +63,8 @@ def build_engine(settings: Settings, metrics: Metrics) -> Engine:
         event_log=make_event_log(settings),
         notification_store=make_notification_store(backend),
         event_sink=make_event_sink(settings),
+        schedule_store=make_schedule_store(backend),
+        leader=make_leader(settings, raw_dispatch),
     )
 
 
@@ -169,6 +175,7 @@ def create_app(
     add_routes(app)
     add_stream_routes(app)
     add_webhook_routes(app)
+    add_schedule_routes(app)
     app.router.add_get("/metrics", metrics_endpoint)
 
     async def start_engine(app: web.Application) -> None:

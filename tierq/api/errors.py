@@ -15,8 +15,14 @@ import msgspec
 from aiohttp import web
 
 from tierq.api.schemas import encode
-from tierq.engine.engine import Conflict, InvalidDependency, NotFound, ShuttingDown
-from tierq.engine.errors import FieldError
+from tierq.engine.errors import (
+    AlreadyExists,
+    Conflict,
+    FieldError,
+    InvalidDependency,
+    NotFound,
+    ShuttingDown,
+)
 from tierq.storage.base import StoreDataError, StoreUnavailable
 
 log = logging.getLogger("tierq.api")
@@ -94,6 +100,8 @@ def to_response(exc: BaseException, request: web.Request) -> web.Response:
         return error_response(422, "validation_error", str(exc), field_details(path))
     if isinstance(exc, NotFound):
         return error_response(404, "not_found", str(exc))
+    if isinstance(exc, AlreadyExists):
+        return error_response(409, "conflict", str(exc), field_details(exc.path))
     if isinstance(exc, Conflict):
         return error_response(409, "conflict", str(exc), {"status": exc.state.value})
     if isinstance(exc, ShuttingDown):

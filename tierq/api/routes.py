@@ -173,8 +173,14 @@ def parse_filter(request: web.Request) -> TaskFilter:
             "sort=created_at and after=<next_after of the previous page>",
             {"parameter": "page"},
         )
+    schedule_id = query.get("schedule_id") or None
+    if schedule_id is not None and not is_valid_id(schedule_id.lower()):
+        raise ApiError(
+            400, "bad_parameter", "schedule_id must be a schedule id", {"parameter": "schedule_id"}
+        )
     return TaskFilter(
         states=states,
+        schedule_id=schedule_id.lower() if schedule_id else None,
         type=query.get("type") or None,
         queue=query.get("queue") or None,
         priority=priority,

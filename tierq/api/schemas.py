@@ -78,6 +78,8 @@ def task_out(task: Task) -> dict[str, Any]:
         "notify": None if task.notify is None else notify_out(task.notify),
         "last_error": task.last_error,
         "lease_owner": task.lease_owner,  # the replica holding its lease (none when free)
+        "schedule_id": task.schedule_id,  # set on the tasks a schedule fired
+        "scheduled_for": iso(task.scheduled_for),  # the tick it was fired for
     }
 
 

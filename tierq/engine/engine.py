@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from tierq.config import Settings
@@ -45,6 +45,7 @@ from tierq.engine.notify.service import Notifications
 from tierq.engine.pager import Pager, WorkHint, WorkWatcher
 from tierq.engine.repair import DispatchRepair
 from tierq.engine.reporting import Lifecycle, Reporter
+from tierq.engine.schedules.service import Admission, Schedules
 from tierq.engine.service import Service
 from tierq.engine.workers import RetryPolicy, WorkerPool
 from tierq.metrics import Metrics
@@ -62,24 +63,19 @@ from tierq.model import (
 )
 from tierq.storage.base import Dispatch, RecordStore
 from tierq.storage.eventlog import EventLog
+from tierq.storage.leader import AlwaysLeader, Leader
 from tierq.storage.notifications import NotificationStore
+from tierq.storage.schedules import ScheduleStore
 from tierq.storage.sinks import EventSink
 
 log = logging.getLogger("tierq.engine")
 
-__all__ = [
-    "Conflict",
-    "Engine",
-    "InvalidDependency",
-    "NotFound",
-    "ShuttingDown",
-    "Submitted",
-]
 
 # Embedded, a submission due within this many seconds is kept in memory (its timer heap);
 # distributed, only tasks due now are (the rest wait in Redis for whichever replica is free).
 EMBEDDED_HOLD_AHEAD_S = 5.0
 MAX_CLAIM = 1000
+Commit = Callable[[Sequence[Task]], Awaitable[Sequence[str | None]]]
 
 
 class Engine:
@@ -95,6 +91,8 @@ class Engine:
         event_log: EventLog | None = None,
         notification_store: NotificationStore | None = None,
         event_sink: EventSink | None = None,
+        schedule_store: ScheduleStore | None = None,
+        leader: Leader | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -199,6 +197,28 @@ class Engine:
         self.loop_lag = LoopLagMonitor(metrics.loop_lag_seconds.observe)
         self.memory.on_promoted = self._on_promoted
         dispatch.listen_cancel(self.cancellation.on_announced)
+        # Schedules: the API's operations, the scheduler (leader only), run outcomes.
+        self.schedules = (
+            Schedules(
+                settings,
+                schedule_store,
+                leader or AlwaysLeader(),
+                registry,
+                dispatch,
+                Admission(self._accept, self._after_insert, held.get, store.task_get_many),
+                self.cancellation.cancel,
+                self.instruments,
+                clock,
+                node_id,
+                # Replicas sharing PostgreSQL without Redis hear of no one's edits but their
+                # own: they read edits every second instead.
+                alone=store.capabilities.shared and not distributed,
+            )
+            if schedule_store is not None
+            else None
+        )
+        if self.schedules is not None:
+            self.bus.subscribe(self.schedules.on_events)
         self.lifecycle = Lifecycle(started_at=clock())
         self.reports = Reporter(
             store,
@@ -234,6 +254,8 @@ class Engine:
             *self.eventing.loops,
             *self.eventing.forwarders,
         ]
+        if self.schedules is not None and self.settings.schedules:
+            self._services.append(self.schedules.scheduler)
         if self.dispatch.capabilities.leases_expire:
             self._services.append(self.rescuer)
         if self.dispatch.capabilities.shared:
@@ -283,6 +305,9 @@ class Engine:
         self.lifecycle.ready = False
         self.feed.close_all()
         self.pager.request_stop()
+        if self.schedules is not None:
+            # First: no tick fires into a draining engine; the lease goes to another replica.
+            await self.schedules.scheduler.stop()
         await self._hand_back_queued()
         try:
             async with asyncio.timeout(self.settings.shutdown_grace_s):
@@ -405,7 +430,10 @@ class Engine:
         are then left to the lower tiers, not held here)."""
         return await self._accept(tasks)
 
-    async def _accept(self, tasks: Sequence[Task]) -> list[Submitted]:
+    async def _accept(self, tasks: Sequence[Task], commit: Commit | None = None) -> list[Submitted]:
+        """Make ``tasks`` durable through ``commit`` (the group committer by default) and
+        queue them. ``commit`` returns, task for task, the id stored (its own, or the holder
+        of its idempotency key), or None for a task it did not store."""
         now = self.clock()
         await self.dependencies.check(tasks)
         horizon = now + (0.0 if self.distributed else EMBEDDED_HOLD_AHEAD_S)
@@ -419,7 +447,7 @@ class Engine:
                 room -= 1
         held.reserve(len(mine))
         try:
-            stored = await self.committer.submit(tasks)
+            stored = await (commit or self.committer.submit)(tasks)
         finally:
             held.reserve(-len(mine))
         results: list[Submitted] = []
@@ -428,6 +456,8 @@ class Engine:
         for index, (task, stored_id) in enumerate(zip(tasks, stored, strict=True)):
             if stored_id == task.id:
                 results.append(Submitted(task, True))
+            elif stored_id is None:
+                results.append(Submitted(task, False))
             else:
                 duplicates.setdefault(stored_id, []).append(index)
                 results.append(Submitted(task, False))
@@ -436,10 +466,10 @@ class Engine:
             for stored_id, indexes in duplicates.items():
                 for index in indexes:
                     results[index] = Submitted(existing.get(stored_id, tasks[index]), False)
-            # A duplicate's own id was never stored: it must not be queued either.
-            dup_tasks = {id(tasks[i]) for indexes in duplicates.values() for i in indexes}
-            mine = [t for t in mine if id(t) not in dup_tasks]
         new = [r.task for r in results if r.created]
+        if len(new) < len(tasks):
+            kept = {id(t) for t in new}
+            mine = [t for t in mine if id(t) in kept]
         if self.distributed:
             # The group's write-through cleared the lease of tasks it could not hand to Redis.
             mine = [t for t in mine if t.lease_owner == self.node_id]
@@ -453,13 +483,16 @@ class Engine:
         """One group commit: every submission waiting meanwhile, in one record transaction,
         then (distributed) one write-through to the dispatch tier for the whole group."""
         stored = await self.store.task_insert_many(tasks)
+        await self._after_insert(tasks, stored)
+        return stored
+
+    async def _after_insert(self, tasks: Sequence[Task], stored: Sequence[str | None]) -> None:
         created = [t for t, sid in zip(tasks, stored, strict=True) if sid == t.id]
         # Published before the write-through: no replica can claim (and report on) a task
         # before its ``submitted`` event is in the log.
         await self.bus.publish(self.events.submitted(created))
         if self.distributed:
             await self.repair.write_through(created)
-        return stored
 
     def _on_promoted(self, tasks: list[Task]) -> None:
         """Delayed tasks held here came due (memory tier timer)."""

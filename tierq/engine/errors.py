@@ -32,6 +32,14 @@ class FieldError(EngineError):
         self.message = message
 
 
+class AlreadyExists(EngineError):
+    """A unique field (``path``) already holds this value (a schedule name, say)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
 class ShuttingDown(EngineError):
     pass
 

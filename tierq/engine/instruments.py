@@ -79,6 +79,22 @@ class EngineMetrics:
         if seconds is not None:
             self._child(self.metrics.notification_seconds, channel).observe(seconds)
 
+    def schedule_ticks(self, outcome: str, n: int) -> None:
+        if n:
+            self._child(self.metrics.schedule_ticks, outcome).inc(n)
+
+    def schedule_fire_lag(self, lags: Iterable[float]) -> None:
+        observe = self.metrics.schedule_fire_lag_seconds.observe
+        for lag in lags:
+            observe(lag)
+
+    def schedules_held(self, active: int, paused: int, done: int, leader: bool) -> None:
+        gauge = self.metrics.schedules
+        self._child(gauge, "active").set(active)
+        self._child(gauge, "paused").set(paused)
+        self._child(gauge, "done").set(done)
+        self.metrics.schedule_leader.set(1 if leader else 0)
+
     def event_log_failed(self) -> None:
         self.metrics.event_log_failures.inc()
 

@@ -66,6 +66,11 @@ def _text_has_nul(spec: TaskIn) -> str | None:
     return None
 
 
+# Idempotency keys tierq makes itself (a schedule's ticks) start with this: a client's key
+# may not, or it could take a tick's place.
+RESERVED_KEY_PREFIX = "tierq:"
+
+
 def _decode_payload(payload: bytes, prefix: str) -> Any:
     """The payload as a handler will see it. msgspec's Raw accepts JSON that orjson (the
     decoder of ``TaskContext.payload``) refuses, e.g. numbers beyond a double (``1e400``, a
@@ -87,6 +92,10 @@ def build_task(
     field = _text_has_nul(spec)
     if field is not None:
         raise FieldError(f"{prefix}.{field}", "must not contain NUL characters")
+    if spec.idempotency_key is not None and spec.idempotency_key.startswith(RESERVED_KEY_PREFIX):
+        raise FieldError(
+            f"{prefix}.idempotency_key", f"keys starting with {RESERVED_KEY_PREFIX!r} are reserved"
+        )
     payload = bytes(spec.payload)
     decoded = _decode_payload(payload, prefix)
     if handler.validate is not None:
@@ -177,6 +186,10 @@ def build_tasks(
             or spec.depends_on
             or spec.notify is not None
             or _text_has_nul(spec) is not None
+            or (
+                spec.idempotency_key is not None
+                and spec.idempotency_key.startswith(RESERVED_KEY_PREFIX)
+            )
         ):
             append(build_task(spec, f"$[{i}]", settings, registry, now))
             continue

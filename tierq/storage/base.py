@@ -398,6 +398,12 @@ class Dispatch(abc.ABC):
         if ids:
             await self._announce_cancel(ids)
 
+    async def announce_schedules(self, ids: Sequence[str]) -> None:
+        """Tell every replica that these schedules were created, edited or deleted (the
+        leader reloads them at once instead of at its next full synchronisation)."""
+        if ids:
+            await self._announce_schedules(ids)
+
     async def release(self, owner: str, ids: Sequence[str]) -> int:
         """Hand back leased tasks that never started, to the ready set, attempt unchanged."""
         if not ids:
@@ -427,6 +433,9 @@ class Dispatch(abc.ABC):
     async def _announce_cancel(self, ids: Sequence[str]) -> None: ...
 
     @abc.abstractmethod
+    async def _announce_schedules(self, ids: Sequence[str]) -> None: ...
+
+    @abc.abstractmethod
     async def _release(self, owner: str, ids: Sequence[str]) -> int: ...
 
     # ---- single calls, not batches ---------------------------------------------------------
@@ -434,6 +443,11 @@ class Dispatch(abc.ABC):
     @abc.abstractmethod
     def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:
         """Call ``callback`` with the ids of every cancel announced by any replica."""
+
+    @abc.abstractmethod
+    def listen_schedules(self, callback: Callable[[list[str]], None]) -> None:
+        """Call ``callback`` with the ids of every schedule change announced by any replica;
+        with an empty list when announcements may have been lost (resynchronise)."""
 
     @abc.abstractmethod
     async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> bool:

@@ -7,7 +7,9 @@ from tierq.config import ConfigError, Settings
 from tierq.storage.base import Dispatch, RecordStore
 from tierq.storage.eventlog import EventLog
 from tierq.storage.inprocess import InProcessDispatch
+from tierq.storage.leader import AlwaysLeader, Leader
 from tierq.storage.notifications import NotificationStore
+from tierq.storage.schedules import ScheduleStore
 from tierq.storage.sinks import EventSink
 
 _HINT = "install the distributed extra: pip install 'tierq[distributed]'"
@@ -87,6 +89,43 @@ def make_notification_store(store: RecordStore) -> NotificationStore:
     if not isinstance(store, PostgresRecordStore):
         raise TypeError(f"no notification store for {type(store).__name__}")
     return PostgresNotificationStore(store)
+
+
+def make_schedule_store(store: RecordStore) -> ScheduleStore:
+    """Schedules live beside the tasks, on the record store's connections, so a fire commits
+    its tasks and the schedules' state together (``store`` is the backend itself)."""
+    from tierq.storage.sqlite.store import SQLiteRecordStore
+
+    if isinstance(store, SQLiteRecordStore):
+        from tierq.storage.sqlite.schedules import SQLiteScheduleStore
+
+        return SQLiteScheduleStore(store)
+    from tierq.storage.postgres.schedules import PostgresScheduleStore
+    from tierq.storage.postgres.store import PostgresRecordStore
+
+    if not isinstance(store, PostgresRecordStore):
+        raise TypeError(f"no schedule store for {type(store).__name__}")
+    return PostgresScheduleStore(store)
+
+
+def make_leader(settings: Settings, dispatch: Dispatch) -> Leader:
+    """Who fires schedules: with Redis, whoever holds the lease in it; PostgreSQL without
+    Redis, whoever holds the advisory lock; embedded, the one process (that owns the file)."""
+    if dispatch.capabilities.shared:
+        from tierq.storage.redis.dispatch import RedisDispatch
+        from tierq.storage.redis.leader import RedisLeader
+
+        if isinstance(dispatch, RedisDispatch):
+            return RedisLeader(dispatch, ttl_s=settings.schedule_leader_ttl_s)
+    if settings.database_url.startswith(("postgresql://", "postgres://")):
+        from tierq.storage.postgres.leader import PostgresLeader
+
+        return PostgresLeader(
+            settings.database_url,
+            schema=settings.database_schema,
+            ttl_s=settings.schedule_leader_ttl_s,
+        )
+    return AlwaysLeader()
 
 
 def make_event_sink(settings: Settings) -> EventSink | None:

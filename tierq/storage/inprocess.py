@@ -31,6 +31,7 @@ class InProcessDispatch(Dispatch):
         # fires them on time even though the store is only looked at now and then.
         self.horizon_s = horizon_s
         self._heartbeat: tuple[str, float, float, dict[str, object]] | None = None
+        self._schedules_listener: Callable[[list[str]], None] | None = None
 
     async def open(self) -> None:
         return None
@@ -64,6 +65,15 @@ class InProcessDispatch(Dispatch):
 
     def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:
         return None
+
+    async def _announce_schedules(self, ids: Sequence[str]) -> None:
+        # One process: its own scheduler is told directly. (Processes sharing a PostgreSQL
+        # store without Redis learn of each other's edits at their next synchronisation.)
+        if self._schedules_listener is not None:
+            self._schedules_listener(list(ids))
+
+    def listen_schedules(self, callback: Callable[[list[str]], None]) -> None:
+        self._schedules_listener = callback
 
     async def _release(self, owner: str, ids: Sequence[str]) -> int:
         return await self._store.task_release(owner, ids)

@@ -160,6 +160,12 @@ class InstrumentedDispatch(Dispatch):
     def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:
         self.inner.listen_cancel(callback)
 
+    async def _announce_schedules(self, ids: Sequence[str]) -> None:
+        await self._timed("announce_schedules", self.inner._announce_schedules(ids), len(ids))
+
+    def listen_schedules(self, callback: Callable[[list[str]], None]) -> None:
+        self.inner.listen_schedules(callback)
+
     async def _release(self, owner: str, ids: Sequence[str]) -> int:
         return await self._timed("release", self.inner._release(owner, ids), len(ids))
 

@@ -131,6 +131,8 @@ def task_from_row(r: Any) -> Task:
         r[20],
         r[21],
         r[22],
+        r[23],
+        r[24],
     )
 
 
@@ -177,6 +179,8 @@ def task_document(tasks: Sequence[Task]) -> bytes:
                 "started_at": us(t.started_at),
                 "finished_at": us(t.finished_at),
                 "lease_owner": storable_text(t.lease_owner),
+                "schedule_id": t.schedule_id,
+                "scheduled_for": us(t.scheduled_for),
             }
             for t in tasks
         ]

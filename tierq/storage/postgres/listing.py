@@ -40,6 +40,8 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
         bind("queue = ${n}", flt.queue)
     if flt.priority is not None:
         bind("priority = ${n}", flt.priority)
+    if flt.schedule_id is not None:
+        bind("schedule_id = ${n}", flt.schedule_id)
     if flt.after_id is not None:
         bind(_AFTER[flt.descending], flt.after_id)
     direction = _DIRECTION[flt.descending]

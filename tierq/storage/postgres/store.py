@@ -229,7 +229,12 @@ class PostgresRecordStore(RecordStore):
 
     async def _task_insert_many(self, tasks: Sequence[Task]) -> list[str]:
         document = await offload.build(task_document, tasks)
-        inserted: int = await self._run(lambda c: c.fetchval(q.TASK_INSERT, document))
+        return await self._run(lambda c: self.insert_on(c, tasks, document))
+
+    async def insert_on(self, conn: Conn, tasks: Sequence[Task], document: bytes) -> list[str]:
+        """The insert of ``tasks`` (``document``: codecs.task_document) on ``conn``, inside
+        whatever transaction the caller holds there (a schedule fire holds one)."""
+        inserted: int = await conn.fetchval(q.TASK_INSERT, document)
         if inserted == len(tasks):
             return [t.id for t in tasks]
         # Keys as stored (NUL replaced, see codecs.storable_text), so a key with a NUL in it
@@ -238,7 +243,7 @@ class PostgresRecordStore(RecordStore):
         wanted = [k for t, k in zip(tasks, keys, strict=True) if t.idempotency_key is not None]
         holders: dict[str, str] = {}
         if wanted:
-            rows = await self._run(lambda c: c.fetch(q.TASK_KEY_HOLDERS, wanted))
+            rows = await conn.fetch(q.TASK_KEY_HOLDERS, wanted)
             holders = {r[0]: r[1] for r in rows}
         # A skipped task without a key (or whose key nobody holds) already exists under its
         # own id; a keyed one maps to whoever holds the key, possibly earlier in this batch.

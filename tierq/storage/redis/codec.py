@@ -38,6 +38,8 @@ class _Body(msgspec.Struct):
     notify: msgspec.Raw = msgspec.Raw()
     result: msgspec.Raw = msgspec.Raw()
     last_error: str | None = None
+    schedule_id: str | None = None
+    scheduled_for: float | None = None
 
 
 _decoder = msgspec.json.Decoder(_Body)
@@ -71,6 +73,9 @@ def encode_task(task: Task) -> bytes:
         doc["result"] = orjson.Fragment(task.result)
     if task.last_error is not None:
         doc["last_error"] = task.last_error
+    if task.schedule_id is not None:
+        doc["schedule_id"] = task.schedule_id
+        doc["scheduled_for"] = task.scheduled_for
     return orjson.dumps(doc)
 
 
@@ -104,4 +109,6 @@ def decode_task(
         result=_raw(b.result),
         last_error=b.last_error,
         lease_owner=lease_owner,
+        schedule_id=b.schedule_id,
+        scheduled_for=b.scheduled_for,
     )

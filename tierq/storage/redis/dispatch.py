@@ -89,6 +89,12 @@ class RedisDispatch(Liveness, Dispatch):
         self._listener: asyncio.Task[None] | None = None
         self._wake: asyncio.Event | None = None
         self._cancel_listener: Callable[[list[str]], None] | None = None
+        self._schedules_listener: Callable[[list[str]], None] | None = None
+        self._channels = (
+            self.keys.wake_channel,
+            self.keys.cancel_channel,
+            self.keys.schedules_channel,
+        )
         # Queue of each task this instance leased out or acked as terminal and not yet
         # confirmed, so an ack, release or confirm goes to one queue's script instead of all
         # of them. Only a routing hint: the scripts check the lease (or the acked hash), and
@@ -107,10 +113,10 @@ class RedisDispatch(Liveness, Dispatch):
             await check_eviction_policy(client)
             await self._load_scripts(client)
             pubsub = client.pubsub()
-            await pubsub.subscribe(self.keys.wake_channel, self.keys.cancel_channel)
-            # Wait for both confirmations so no message published after open() is missed.
+            await pubsub.subscribe(*self._channels)
+            # Wait for every confirmation so no message published after open() is missed.
             confirmed = 0
-            while confirmed < 2:
+            while confirmed < len(self._channels):
                 message = await pubsub.get_message(timeout=1.0)
                 if message is not None and message["type"] == "subscribe":
                     confirmed += 1
@@ -380,11 +386,18 @@ class RedisDispatch(Liveness, Dispatch):
     def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:
         self._cancel_listener = callback
 
+    async def _announce_schedules(self, ids: Sequence[str]) -> None:
+        await self._run([("PUBLISH", self.keys.schedules_channel, ",".join(ids))])
+
+    def listen_schedules(self, callback: Callable[[list[str]], None]) -> None:
+        self._schedules_listener = callback
+
     async def _listen(self, pubsub: Any, wake: asyncio.Event) -> None:
         """Turn wake-up messages into ``wake.set()`` and cancel announcements into calls of
         the cancel listener. Survives Redis restarts: after a disconnect it sets ``wake``
         anyway, since messages may have been lost."""
         cancel_channel = self.keys.cancel_channel.encode()
+        schedules_channel = self.keys.schedules_channel.encode()
         while True:
             try:
                 async for message in pubsub.listen():
@@ -394,10 +407,16 @@ class RedisDispatch(Liveness, Dispatch):
                         if self._cancel_listener is not None:
                             ids = message["data"].decode().split(",")
                             self._cancel_listener([i for i in ids if i])
+                    elif message["channel"] == schedules_channel:
+                        if self._schedules_listener is not None:
+                            ids = message["data"].decode().split(",")
+                            self._schedules_listener([i for i in ids if i])
                     else:
                         wake.set()
-                await pubsub.subscribe(self.keys.wake_channel, self.keys.cancel_channel)
+                await pubsub.subscribe(*self._channels)
             except TRANSIENT as exc:
                 log.warning("wake-up subscription lost (%s); reconnecting", exc)
                 wake.set()
+                if self._schedules_listener is not None:
+                    self._schedules_listener([])
                 await asyncio.sleep(0.5)

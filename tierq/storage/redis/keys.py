@@ -93,6 +93,7 @@ class Keys:
         self.generation = f"{glob}:generation"  # changes when Redis lost its data
         self.wake_channel = f"{prefix}:wake"
         self.cancel_channel = f"{prefix}:cancel"
+        self.schedules_channel = f"{prefix}:schedules"
         self._queue_cache: dict[str, QueueKeys] = {}
 
     def replica(self, owner: str) -> str:

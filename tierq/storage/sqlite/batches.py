@@ -10,7 +10,7 @@ A statement file marks where the rows go with ``{rows}``; only groups of ``?`` a
 there, never values. Row counts are cut into chunks of fixed sizes (``CHUNK``, then powers of
 two for the rest), so each statement is prepared in at most nine shapes, all of which stay in
 the connection's statement cache; a chunk's parameters stay far below SQLite's limit of
-32,766 (23 columns x 256 rows = 5,888).
+32,766 (25 columns x 256 rows = 6,400).
 """
 
 from __future__ import annotations

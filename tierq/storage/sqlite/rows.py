@@ -44,7 +44,7 @@ _ROWS_JSON = load("task_rows_json")
 _GET_MANY = load("task_get_many")
 
 TaskRow = tuple[Any, ...]
-TASK_COLUMNS = 23  # columns of ``tasks``, in the order task_params gives them
+TASK_COLUMNS = 25  # columns of ``tasks``, in the order task_params gives them
 
 
 def task_params(t: Task) -> TaskRow:
@@ -74,6 +74,8 @@ def task_params(t: Task) -> TaskRow:
         t.started_at,
         t.finished_at,
         t.lease_owner,
+        t.schedule_id,
+        t.scheduled_for,
     )
 
 
@@ -105,6 +107,8 @@ def task_from_row(r: Sequence[Any]) -> Task:
         started_at=None if r[20] is None else float(r[20]),
         finished_at=None if r[21] is None else float(r[21]),
         lease_owner=r[22],
+        schedule_id=r[23],
+        scheduled_for=None if r[24] is None else float(r[24]),
     )
 
 
@@ -198,7 +202,12 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
         else:
             terms.append(_LIST["state_many"])
             params.append(json_list([s.value for s in flt.states]))
-    for column, value in (("type", flt.type), ("queue", flt.queue), ("priority", flt.priority)):
+    for column, value in (
+        ("type", flt.type),
+        ("queue", flt.queue),
+        ("priority", flt.priority),
+        ("schedule_id", flt.schedule_id),
+    ):
         if value is not None:
             terms.append(_LIST[column])
             params.append(value)

@@ -113,6 +113,12 @@ def insert_job(tasks: Sequence[Task]) -> Job:
     return job
 
 
+def insert_exact_job(tasks: Sequence[Task]) -> Job:
+    """The insert row by row (what ``insert_job`` replays itself as on a duplicate id), for
+    a job that runs the insert inside its own transaction and replays as a whole."""
+    return _insert_exact(tasks, [rows.task_params(t) for t in tasks], _stored_keys(tasks))
+
+
 def _stored_keys(tasks: Sequence[Task]) -> dict[int, str]:
     """Idempotency keys by task index, as stored (NUL replaced, storage/text.py): the
     lookups by key must use them or miss."""

@@ -20,6 +20,8 @@ type = ?
 queue = ?
 -- name: priority
 priority = ?
+-- name: schedule_id
+schedule_id = ?
 -- name: after_asc
 id > ?
 -- name: after_desc

@@ -13,7 +13,8 @@ SELECT json_group_array(json_array(
     last_error,
     iif(started_at IS NULL, NULL, printf('%!.17g', started_at)),
     iif(finished_at IS NULL, NULL, printf('%!.17g', finished_at)),
-    lease_owner
+    lease_owner, schedule_id,
+    iif(scheduled_for IS NULL, NULL, printf('%!.17g', scheduled_for))
 ))
 FROM tasks
 WHERE id IN (SELECT value FROM json_each(?1))

@@ -1,0 +1,270 @@
+"""Routes of schedules (``/api/v1/schedules``): decode, one call of the engine's schedules
+service, encode. No scheduling logic here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import msgspec
+from aiohttp import web
+
+from tierq.api.errors import ApiError
+from tierq.api.routes import ENGINE, json_response, read_json_body
+from tierq.api.schemas import decode_as, task_out
+from tierq.engine.errors import FieldError
+from tierq.engine.schedules.cron import zone
+from tierq.engine.schedules.service import Schedules, ScheduleView
+from tierq.engine.schedules.spec import ScheduleIn
+from tierq.ids import is_valid_id
+from tierq.model import ScheduleFilter, ScheduleRun
+from tierq.timefmt import iso
+
+MAX_PAGE_SIZE = 500
+MAX_RUNS_PAGE = 1000
+
+_schedule_in = msgspec.json.Decoder(ScheduleIn)
+_patch_in = msgspec.json.Decoder(dict[str, msgspec.Raw])
+
+
+def _schedules(request: web.Request) -> Schedules:
+    schedules = request.app[ENGINE].schedules
+    if schedules is None:
+        raise ApiError(404, "not_found", "schedules are not available on this server")
+    return schedules
+
+
+def _schedule_id(request: web.Request) -> str:
+    schedule_id = request.match_info["schedule_id"].lower()
+    if not is_valid_id(schedule_id):
+        raise ApiError(400, "bad_id", "not a schedule id (UUID expected)", {"id": schedule_id})
+    return schedule_id
+
+
+def _local(ts: float, tz: ZoneInfo) -> str:
+    return datetime.fromtimestamp(ts, tz).isoformat(timespec="milliseconds")
+
+
+def run_out(run: ScheduleRun, tz: ZoneInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "tick": iso(run.tick),
+        "tick_local": _local(run.tick, tz),
+        "skipped": run.reason is not None,
+    }
+    if run.reason is not None:
+        out["skipped_at"] = iso(run.at)
+        out["reason"] = run.reason.value
+    else:
+        out["fired_at"] = iso(run.at)
+        out["task_id"] = run.task_id
+        out["status"] = None if run.state is None else run.state.value
+        out["trigger"] = run.trigger
+    return out
+
+
+def schedule_out(view: ScheduleView) -> dict[str, Any]:
+    s, spec = view.schedule, view.spec
+    tz = zone(spec.timezone)
+    template = spec.task
+    return {
+        "id": s.id,
+        "name": s.name,
+        "description": spec.description,
+        "cron": spec.cron,
+        "every_seconds": spec.every_seconds,
+        "timezone": spec.timezone,
+        "start_at": iso(spec.start_at),
+        "end_at": iso(spec.end_at),
+        "max_runs": spec.max_runs,
+        "jitter_seconds": spec.jitter_seconds,
+        "task": {
+            "type": template.type,
+            "payload": template.payload,
+            "queue": template.queue,
+            "priority": template.priority,
+            "max_retries": template.max_retries,
+            "timeout_seconds": template.timeout_seconds,
+            "notify": None if template.notify is None else msgspec.to_builtins(template.notify),
+            "name": template.name,
+            "description": template.description,
+        },
+        "overlap": spec.overlap.value,
+        "catchup": spec.catchup.value,
+        "catchup_window_seconds": spec.catchup_window_seconds,
+        "pause_after_failures": spec.pause_after_failures,
+        "paused": s.paused,
+        "state": view.state,
+        "runs": s.runs,
+        "consecutive_failures": s.failures,
+        "last_tick": iso(s.last_tick),
+        "next_runs": [{"at": _local(t, tz), "utc": iso(t)} for t in view.next_runs],
+        "last_run": None if view.last_run is None else run_out(view.last_run, tz),
+        "created_at": iso(s.created_at),
+        "updated_at": iso(s.updated_at),
+        "version": s.version,
+    }
+
+
+def _time_param(request: web.Request, name: str) -> float | None:
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400, "bad_parameter", f"{name} must be an ISO 8601 time", {"parameter": name}
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ApiError(
+            400,
+            "bad_parameter",
+            f"{name} must be an integer from {low} to {high}",
+            {"parameter": name},
+        )
+    return value
+
+
+async def create_schedule(request: web.Request) -> web.Response:
+    body = decode_as(_schedule_in, await read_json_body(request))
+    view = await _schedules(request).create(body)
+    return json_response(schedule_out(view), 201)
+
+
+async def list_schedules(request: web.Request) -> web.Response:
+    query = request.query
+    paused: bool | None = None
+    if query.get("paused"):
+        if query["paused"] not in ("true", "false"):
+            raise ApiError(
+                400, "bad_parameter", "paused must be true or false", {"parameter": "paused"}
+            )
+        paused = query["paused"] == "true"
+    after = query.get("after") or None
+    if after is not None and not is_valid_id(after.lower()):
+        raise ApiError(400, "bad_parameter", "after must be a schedule id", {"parameter": "after"})
+    flt = ScheduleFilter(
+        paused=paused,
+        name_prefix=query.get("name") or None,
+        after_id=after.lower() if after else None,
+        size=_int(request, "size", 50, 1, MAX_PAGE_SIZE),
+    )
+    views, more = await _schedules(request).page(flt)
+    items = [schedule_out(v) for v in views]
+    return json_response(
+        {"items": items, "has_more": more, "next_after": items[-1]["id"] if more else None}
+    )
+
+
+async def preview_schedule(request: web.Request) -> web.Response:
+    query = request.query
+    every: int | None = None
+    if query.get("every_seconds"):
+        every = _int(request, "every_seconds", 1, 1, 366 * 86400)
+    timezone = query.get("timezone") or "UTC"
+    times = _schedules(request).preview(
+        query.get("cron") or None,
+        every,
+        timezone,
+        _int(request, "count", 5, 1, 100),
+        _time_param(request, "after"),
+    )
+    tz = zone(timezone)
+    return json_response(
+        {
+            "cron": query.get("cron") or None,
+            "every_seconds": every,
+            "timezone": timezone,
+            "next_runs": [{"at": _local(t, tz), "utc": iso(t)} for t in times],
+        }
+    )
+
+
+async def get_schedule(request: web.Request) -> web.Response:
+    return json_response(schedule_out(await _schedules(request).get(_schedule_id(request))))
+
+
+async def update_schedule(request: web.Request) -> web.Response:
+    schedule_id = _schedule_id(request)
+    patch = decode_as(_patch_in, await read_json_body(request))
+    if not patch:
+        raise FieldError("$", "give at least one field to change")
+    for key in ("id", "state", "runs", "version", "created_at", "updated_at", "last_tick"):
+        if key in patch:
+            raise FieldError(f"$.{key}", "cannot be set")
+    view = await _schedules(request).update(schedule_id, patch)
+    return json_response(schedule_out(view))
+
+
+async def delete_schedule(request: web.Request) -> web.Response:
+    await _schedules(request).delete(_schedule_id(request))
+    return web.Response(status=204)
+
+
+async def pause_schedule(request: web.Request) -> web.Response:
+    view = await _schedules(request).set_paused(_schedule_id(request), True)
+    return json_response(schedule_out(view))
+
+
+async def resume_schedule(request: web.Request) -> web.Response:
+    view = await _schedules(request).set_paused(_schedule_id(request), False)
+    return json_response(schedule_out(view))
+
+
+async def trigger_schedule(request: web.Request) -> web.Response:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 1 <= len(key) <= 200:
+        raise ApiError(
+            400,
+            "bad_header",
+            "Idempotency-Key must be 1 to 200 characters",
+            {"header": "Idempotency-Key"},
+        )
+    submitted = await _schedules(request).trigger(_schedule_id(request), key)
+    return json_response(task_out(submitted.task), 201 if submitted.created else 200)
+
+
+async def schedule_runs(request: web.Request) -> web.Response:
+    schedules = _schedules(request)
+    schedule_id = _schedule_id(request)
+    limit = _int(request, "limit", 50, 1, MAX_RUNS_PAGE)
+    view = await schedules.get(schedule_id)
+    runs = await schedules.runs(schedule_id, _time_param(request, "before"), limit)
+    tz = zone(view.spec.timezone)
+    items = [run_out(r, tz) for r in runs]
+    more = len(runs) == limit
+    return json_response(
+        {
+            "schedule_id": schedule_id,
+            "items": items,
+            "next_before": items[-1]["tick"] if more and items else None,
+        }
+    )
+
+
+def add_schedule_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/v1/schedules", create_schedule)
+    r.add_get("/api/v1/schedules", list_schedules)
+    r.add_get("/api/v1/schedules/preview", preview_schedule)
+    r.add_get("/api/v1/schedules/{schedule_id}", get_schedule)
+    r.add_patch("/api/v1/schedules/{schedule_id}", update_schedule)
+    r.add_delete("/api/v1/schedules/{schedule_id}", delete_schedule)
+    r.add_post("/api/v1/schedules/{schedule_id}/pause", pause_schedule)
+    r.add_post("/api/v1/schedules/{schedule_id}/resume", resume_schedule)
+    r.add_post("/api/v1/schedules/{schedule_id}/trigger", trigger_schedule)
+    r.add_get("/api/v1/schedules/{schedule_id}/runs", schedule_runs)

@@ -1,0 +1,1 @@
+SELECT nextval('schedule_leader_fence')

@@ -1,0 +1,3 @@
+SELECT id, tenant, name, spec, paused, version, last_tick, runs, failures, last_task_id,
+       next_fire_at, created_at, updated_at
+FROM schedules WHERE id = ANY($1::text[])
