@@ -7,12 +7,11 @@ field. What a type system cannot say is the engine's to check (``tierq.engine.in
 
 from __future__ import annotations
 
-import re
 from typing import Any, TypeVar
 
 import msgspec
 
-from tierq.engine.errors import FieldError
+from tierq.engine.errors import field_error
 from tierq.engine.intake import TaskIn
 from tierq.engine.notify.service import DeliveryReport
 from tierq.engine.notify.targets import stored_targets
@@ -21,8 +20,6 @@ from tierq.timefmt import iso
 
 _single_decoder = msgspec.json.Decoder(TaskIn)
 _batch_decoder = msgspec.json.Decoder(list[TaskIn])
-_PATH_RE = re.compile(r" - at `([^`]*)`$")
-_UNKNOWN_RE = re.compile(r"Object contains unknown field `([A-Za-z0-9_]{1,64})`")
 
 
 def decode_tasks(body: bytes, batch: bool) -> list[TaskIn]:
@@ -41,14 +38,7 @@ def decode_as(decoder: msgspec.json.Decoder[T], body: bytes) -> T:
     try:
         return decoder.decode(body)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        match = _PATH_RE.search(text)
-        path = match.group(1) if match else "$"
-        message = text[: match.start()] if match else text
-        unknown = _UNKNOWN_RE.fullmatch(message)
-        if unknown:  # the path names the field itself, not the object holding it
-            path = f"{path}.{unknown.group(1)}"
-        raise FieldError(path, message) from None
+        raise field_error(exc) from None
 
 
 def task_out(task: Task) -> dict[str, Any]:

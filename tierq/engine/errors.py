@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+
+import msgspec
 
 from tierq.model import Task, TaskState
 
@@ -38,6 +41,22 @@ class AlreadyExists(EngineError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(message)
         self.path = path
+
+
+_PATH_RE = re.compile(r" - at `([^`]*)`$")
+_UNKNOWN_RE = re.compile(r"Object contains unknown field `([A-Za-z0-9_]{1,64})`")
+
+
+def field_error(exc: msgspec.ValidationError) -> FieldError:
+    """msgspec's refusal as a FieldError with the path of the field at fault."""
+    text = str(exc)
+    match = _PATH_RE.search(text)
+    path = match.group(1) if match else "$"
+    message = text[: match.start()] if match else text
+    unknown = _UNKNOWN_RE.fullmatch(message)
+    if unknown:  # the path names the field itself, not the object holding it
+        path = f"{path}.{unknown.group(1)}"
+    return FieldError(path, message)
 
 
 class ShuttingDown(EngineError):

@@ -34,6 +34,8 @@ MAX_SCHEDULES_PER_PASS = 5000
 # A synchronisation reads edits made since the previous one, minus this margin (clocks of
 # replicas differ a little; re-reading an unchanged schedule is harmless).
 SYNC_MARGIN_S = 5.0
+# Skipped ticks past their retention are deleted this often (by the leader).
+TRIM_EVERY_S = 3600.0
 
 # Commits fires; returns, fire for fire, whether it applied, and each task's submission.
 AcceptFired = Callable[[Sequence[ScheduleFire]], Awaitable[tuple[list[bool], list[Submitted]]]]
@@ -60,6 +62,7 @@ class Scheduler(Service):
         grace_s: float,
         renew_s: float,
         sync_s: float,
+        skip_retention_s: float = 7 * 86400.0,
     ) -> None:
         super().__init__()
         self._store = store
@@ -81,6 +84,8 @@ class Scheduler(Service):
         self._resync = False
         self._renew_at = 0.0
         self._sync_at = 0.0
+        self._trim_at = 0.0
+        self._skip_retention_s = skip_retention_s
         self._synced_from = 0.0
         self.passes = 0  # passes that fired or skipped something (tests wait on it)
 
@@ -120,6 +125,11 @@ class Scheduler(Service):
             ids, self._changed = list(self._changed), set()
             await self._reload(ids, now)
         await self.fire_due(now)
+        if now >= self._trim_at:
+            self._trim_at = now + TRIM_EVERY_S
+            trimmed = await self._store.trim_skips(now - self._skip_retention_s)
+            if trimmed:
+                log.info("scheduler: %d skipped ticks past their retention trimmed", trimmed)
 
     async def drain(self) -> None:
         # Handed over at once: another replica need not wait for the lease to expire.

@@ -25,6 +25,7 @@ from tierq.engine.errors import (
     FieldError,
     NotFound,
     Submitted,
+    field_error,
 )
 from tierq.engine.events import Batch
 from tierq.engine.handlers.base import HandlerRegistry
@@ -53,6 +54,7 @@ log = logging.getLogger("tierq.schedules")
 NEXT_RUNS = 5
 MAX_PREVIEW = 100
 _EDIT_ATTEMPTS = 5
+_edit_decoder = msgspec.json.Decoder(ScheduleIn)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ class Schedules:
             grace_s=settings.schedule_grace_s,
             renew_s=leader.ttl_s / 5 if leader.ttl_s else 3600.0,
             sync_s=min(1.0, settings.schedule_sync_s) if alone else settings.schedule_sync_s,
+            skip_retention_s=settings.schedule_skip_retention_s,
         )
         dispatch.listen_schedules(self.scheduler.changed)
 
@@ -264,7 +267,10 @@ class Schedules:
                 raise NotFound(f"no schedule {schedule_id}")
             spec = decode_spec(current.spec)
             merged = _merge(as_input(spec, current.paused), patch)
-            body = msgspec.json.decode(orjson.dumps(merged), type=ScheduleIn)
+            try:
+                body = _edit_decoder.decode(orjson.dumps(merged))
+            except msgspec.ValidationError as exc:
+                raise field_error(exc) from None
             timing_changed = any(
                 k in patch for k in ("cron", "cron_expression", "every_seconds", "start_at")
             )
