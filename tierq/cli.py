@@ -1,4 +1,4 @@
-"""Command line: ``tierq serve``, ``tierq migrate``, ``tierq settings``."""
+"""Command line: ``tierq serve``, ``tierq migrate``, ``tierq settings``, ``tierq schedules``."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from tierq import cli_schedules
 from tierq.config import ConfigError, Settings, from_env
 
 log = logging.getLogger("tierq")
@@ -34,6 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     migrate = sub.add_parser("migrate", help="apply record-store migrations and exit")
     migrate.add_argument("--database-url", help="record tier (TIERQ_DATABASE_URL)")
     sub.add_parser("settings", help="list every setting, its variable and default")
+    cli_schedules.add_parser(sub)
     return parser
 
 
@@ -134,6 +136,8 @@ def _run(coro: object) -> object:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "schedules":
+        return cli_schedules.run(args)
     if args.command == "settings":
         for env, default, doc in Settings.describe():
             print(f"{env:28} default {default:24} {doc}")
