@@ -177,6 +177,14 @@ class Settings:
             "(its schedule's catchup policy decides whether it still fires)."
         ),
     )
+    schedule_batch_ms: float = field(
+        default=100.0,
+        metadata=_doc(
+            "Schedules: passes of the scheduler are at least this far apart, so ticks spread "
+            "over time are fired in batches (one transaction per pass); a lone tick on an idle "
+            "scheduler fires at once. 0 = a pass per due tick."
+        ),
+    )
     schedule_leader_ttl_s: float = field(
         default=5.0,
         metadata=_doc(
@@ -290,6 +298,7 @@ class Settings:
         _check(self.schedule_grace_s > 0, "schedule_grace_s", "must be > 0")
         _check(self.schedule_leader_ttl_s >= 1, "schedule_leader_ttl_s", "must be at least 1")
         _check(self.schedule_sync_s > 0, "schedule_sync_s", "must be > 0")
+        _check(0 <= self.schedule_batch_ms <= 10_000, "schedule_batch_ms", "must be 0 to 10000")
         _check(self.schedule_skip_retention_s > 0, "schedule_skip_retention_s", "must be > 0")
         _check(self.webhook_timeout_s > 0, "webhook_timeout_s", "must be > 0")
         _check(self.notify_retry_horizon_s > 0, "notify_retry_horizon_s", "must be > 0")

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-from tierq.engine.schedules.plan import Active, first_tick, plan, tick_key
+from tierq.engine.schedules.plan import Active, activate, first_tick, plan, tick_key
 from tierq.engine.schedules.spec import Catchup, Overlap, ScheduleSpec, TaskTemplate
 from tierq.model import Schedule, SkipReason, Task, TaskState
 
@@ -37,9 +37,7 @@ def active(
         last_tick=last_tick,
     )
     prototype = Task("p", "noop", "default", 5, b"{}", TaskState.QUEUED, T0, T0, T0, 3, 60.0)
-    a = Active(row, definition, definition.timing(), prototype)
-    a.next_tick = first_tick(a)
-    return a
+    return activate(row, definition, prototype)
 
 
 def ticks(decision: Any) -> list[float]:

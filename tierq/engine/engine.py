@@ -210,15 +210,13 @@ class Engine:
                 self.instruments,
                 clock,
                 node_id,
-                # Replicas sharing PostgreSQL without Redis hear of no one's edits but their
-                # own: they read edits every second instead.
-                alone=store.capabilities.shared and not distributed,
+                alone=store.capabilities.shared and not distributed,  # edits not announced
             )
             if schedule_store is not None
             else None
         )
         if self.schedules is not None:
-            self.bus.subscribe(self.schedules.on_events)
+            self.bus.subscribe(self.schedules.outcomes.on_events)
         self.lifecycle = Lifecycle(started_at=clock())
         self.reports = Reporter(
             store,
@@ -254,8 +252,10 @@ class Engine:
             *self.eventing.loops,
             *self.eventing.forwarders,
         ]
-        if self.schedules is not None and self.settings.schedules:
-            self._services.append(self.schedules.scheduler)
+        if self.schedules is not None:
+            self._services.append(self.schedules.outcomes)
+            if self.settings.schedules:
+                self._services.append(self.schedules.scheduler)
         if self.dispatch.capabilities.leases_expire:
             self._services.append(self.rescuer)
         if self.dispatch.capabilities.shared:
@@ -324,6 +324,8 @@ class Engine:
         # One after the other: the flusher's last batches publish events (and notifications
         # submit deliveries to the committer); the log writer appends what both published.
         draining: list[Service] = [self.flusher, self.committer, *self.eventing.forwarders]
+        if self.schedules is not None:
+            draining.insert(1, self.schedules.outcomes)
         try:
             for step in draining:
                 await step.stop()

@@ -138,6 +138,8 @@ class Cron:
 class FixedRate:
     """Every ``interval`` seconds from ``anchor``."""
 
+    __slots__ = ("anchor", "interval")
+
     def __init__(self, interval: int, anchor: float) -> None:
         if interval < 1:
             raise CronError("must be at least 1")

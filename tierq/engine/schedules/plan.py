@@ -47,6 +47,7 @@ class Active:
     spec: ScheduleSpec
     timing: Timing
     prototype: Task
+    start_at: float | None = None  # kept here: the scheduler shares ``spec`` between schedules
     next_tick: float | None = None
 
 
@@ -66,16 +67,23 @@ def tick_key(schedule_id: str, tick: float) -> str:
 
 def first_tick(active: Active) -> float | None:
     """The next tick after the last one handled (or the first of a new schedule)."""
-    row, spec = active.row, active.spec
+    row, timing = active.row, active.timing
     if row.last_tick is not None:
         after = row.last_tick
-    elif spec.every_seconds is not None:
-        after = spec.anchor - 1e-3  # the anchor is tick 0
+    elif isinstance(timing, FixedRate):
+        after = timing.anchor - 1e-3  # the anchor is tick 0
     else:
         after = row.created_at
-    if spec.start_at is not None:
-        after = max(after, spec.start_at - 1e-3)
-    return bounded(active, active.timing.next_after(after), row.runs)
+    if active.start_at is not None:
+        after = max(after, active.start_at - 1e-3)
+    return bounded(active, timing.next_after(after), row.runs)
+
+
+def activate(row: Schedule, spec: ScheduleSpec, prototype: Task) -> Active:
+    """An Active of its own for one schedule (the API's reads; the scheduler shares pieces)."""
+    active = Active(row, spec, spec.timing(), prototype, spec.start_at)
+    active.next_tick = first_tick(active)
+    return active
 
 
 def bounded(active: Active, tick: float | None, runs: int) -> float | None:

@@ -18,10 +18,19 @@ import heapq
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
+import msgspec
+
 from tierq.engine.errors import EngineError, Submitted
 from tierq.engine.instruments import EngineMetrics
+from tierq.engine.schedules.cron import Cron, Timing
 from tierq.engine.schedules.plan import Active, Decision, first_tick, plan
-from tierq.engine.schedules.spec import Overlap, ScheduleSpec, decode_spec
+from tierq.engine.schedules.spec import (
+    Overlap,
+    ScheduleSpec,
+    decode_spec,
+    encode_spec,
+    encode_template,
+)
 from tierq.engine.service import Service
 from tierq.model import Schedule, ScheduleFire, Task, TaskState
 from tierq.storage.leader import Leader
@@ -44,6 +53,41 @@ CancelRuns = Callable[[list[str]], Awaitable[None]]
 Prototype = Callable[[ScheduleSpec, float], Task]
 
 
+class Shared:
+    """What the schedules held in memory share: definitions that differ only in name,
+    description and start (the anchor and start are kept per schedule), parsed cron
+    expressions, and task prototypes of identical templates. 100,000 schedules of a few
+    shapes then cost their rows and heap entries, not 100,000 parsed copies of the same
+    definition (BENCHMARKS.md, "Schedules")."""
+
+    def __init__(self) -> None:
+        self._specs: dict[bytes, ScheduleSpec] = {}
+        self._crons: dict[tuple[str, str], Cron] = {}
+        self._prototypes: dict[bytes, Task] = {}
+
+    def active(self, row: Schedule, prototype: Prototype, now: float) -> Active:
+        spec = decode_spec(row.spec)
+        timing: Timing
+        if spec.cron is not None:
+            key = (spec.cron, spec.timezone)
+            cron = self._crons.get(key)
+            if cron is None:
+                cron = self._crons[key] = Cron(spec.cron, spec.timezone)
+            timing = cron
+        else:
+            timing = spec.timing()
+        template = encode_template(spec.task)
+        task = self._prototypes.get(template)
+        if task is None:
+            task = self._prototypes[template] = prototype(spec, now)
+        lean = msgspec.structs.replace(spec, name="", description=None, anchor=0.0, start_at=None)
+        shared = self._specs.setdefault(encode_spec(lean), lean)
+        row.spec = b""  # decoded; the store keeps the definition
+        active = Active(row, shared, timing, task, spec.start_at)
+        active.next_tick = first_tick(active)
+        return active
+
+
 class Scheduler(Service):
     name = "scheduler"
 
@@ -63,6 +107,7 @@ class Scheduler(Service):
         renew_s: float,
         sync_s: float,
         skip_retention_s: float = 7 * 86400.0,
+        pass_gap_s: float = 0.0,
     ) -> None:
         super().__init__()
         self._store = store
@@ -85,9 +130,12 @@ class Scheduler(Service):
         self._renew_at = 0.0
         self._sync_at = 0.0
         self._trim_at = 0.0
+        self._last_pass = 0.0
+        self._pass_gap_s = pass_gap_s
         self._skip_retention_s = skip_retention_s
         self._synced_from = 0.0
         self.passes = 0  # passes that fired or skipped something (tests wait on it)
+        self._shared = Shared()
 
     @property
     def leading(self) -> bool:
@@ -107,7 +155,11 @@ class Scheduler(Service):
         if self.token is not None:
             wait = min(wait, self._sync_at - now)
             if self._heap:
-                wait = min(wait, self._heap[0][0] - now)
+                # Due ticks wait for the pass gap since the previous pass: a stream of
+                # ticks spread over time goes out in batches (one transaction each), not
+                # one transaction per tick. An idle scheduler still fires a lone tick at once.
+                due = max(self._heap[0][0], self._last_pass + self._pass_gap_s)
+                wait = min(wait, due - now)
         return max(0.0, wait)
 
     async def run_once(self) -> None:
@@ -168,6 +220,7 @@ class Scheduler(Service):
     async def _load_all(self, now: float) -> None:
         self.active.clear()
         self._heap.clear()
+        self._shared = Shared()
         for row in await self._store.load():
             self._install(row)
         heapq.heapify(self._heap)
@@ -206,14 +259,12 @@ class Scheduler(Service):
 
     def _install(self, row: Schedule, push: bool = False) -> None:
         try:
-            spec = decode_spec(row.spec)
-            active = Active(row, spec, spec.timing(), self._prototype(spec, self._clock()))
+            active = self._shared.active(row, self._prototype, self._clock())
         except (EngineError, ValueError) as exc:
             # Valid when saved; a task type no longer registered, say. Not fired, said once.
             log.error("schedule %s (%s) cannot fire: %s", row.id, row.name, exc)
             self.active.pop(row.id, None)
             return
-        active.next_tick = first_tick(active)
         self.active[row.id] = active
         if active.next_tick is not None:
             entry = (active.next_tick, row.id, row.version)
@@ -248,6 +299,7 @@ class Scheduler(Service):
         due = self._due(now)
         if not due:
             return 0
+        self._last_pass = now
         try:
             decisions = await self._plan(due, now)
             for decision, _ in decisions:

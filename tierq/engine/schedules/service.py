@@ -27,12 +27,12 @@ from tierq.engine.errors import (
     Submitted,
     field_error,
 )
-from tierq.engine.events import Batch
 from tierq.engine.handlers.base import HandlerRegistry
 from tierq.engine.instruments import EngineMetrics
 from tierq.engine.intake import build_task
 from tierq.engine.schedules.cron import Cron, CronError, FixedRate, next_times, zone
-from tierq.engine.schedules.plan import Active, first_tick, make_task
+from tierq.engine.schedules.outcomes import Outcomes
+from tierq.engine.schedules.plan import activate, make_task
 from tierq.engine.schedules.scheduler import Scheduler
 from tierq.engine.schedules.spec import (
     ScheduleIn,
@@ -101,7 +101,7 @@ class Schedules:
         clock: Callable[[], float],
         node_id: str,
         *,
-        alone: bool = False,
+        alone: bool = False,  # sharing PostgreSQL without Redis: edits are read every second
     ) -> None:
         self.settings = settings
         self.store = store
@@ -124,8 +124,10 @@ class Schedules:
             renew_s=leader.ttl_s / 5 if leader.ttl_s else 3600.0,
             sync_s=min(1.0, settings.schedule_sync_s) if alone else settings.schedule_sync_s,
             skip_retention_s=settings.schedule_skip_retention_s,
+            pass_gap_s=settings.schedule_batch_ms / 1000.0,
         )
         dispatch.listen_schedules(self.scheduler.changed)
+        self.outcomes = Outcomes(store, dispatch.announce_schedules, clock)
 
     async def accept_fired(
         self, fires: Sequence[ScheduleFire]
@@ -176,10 +178,10 @@ class Schedules:
     def view(self, schedule: Schedule, last_run: ScheduleRun | None = None) -> ScheduleView:
         spec = decode_spec(schedule.spec)
         try:
-            active = Active(schedule, spec, spec.timing(), self.prototype(spec, self._clock()))
+            active = activate(schedule, spec, self.prototype(spec, self._clock()))
         except (EngineError, CronError):
             return ScheduleView(schedule, spec, [], last_run)
-        nxt = first_tick(active)
+        nxt = active.next_tick
         runs: list[float] = []
         if nxt is not None:
             left = (
@@ -323,8 +325,9 @@ class Schedules:
             raise NotFound(f"no schedule {schedule_id}")
         now = self._clock()
         spec = decode_spec(schedule.spec)
-        active = Active(schedule, spec, spec.timing(), self.prototype(spec, now))
+        active = activate(schedule, spec, self.prototype(spec, now))
         task = make_task(active, now, now)
+        task.run_at, task.state = now, TaskState.QUEUED  # now: no jitter for a trigger
         task.idempotency_key = (
             None if key is None else f"tierq:schedule:{schedule_id}{TRIGGER_MARK}{key}"
         )
@@ -337,29 +340,6 @@ class Schedules:
             await self._dispatch.announce_schedules([schedule_id])
         except Exception as exc:  # the leader's next synchronisation picks the edit up
             log.warning("schedule %s: change not announced (%s)", schedule_id, exc)
-
-    # ---- outcomes (a subscriber of the event bus) --------------------------------------------
-
-    async def on_events(self, batch: Batch) -> None:
-        """Runs of schedules that failed or succeeded: kept per schedule (one statement per
-        batch), pausing a schedule that reached its ``pause_after_failures``."""
-        outcomes = [
-            (task.schedule_id, event.event == "failed")
-            for event, task in zip(batch.events, batch.tasks, strict=True)
-            if task is not None
-            and task.schedule_id is not None
-            and event.event in ("failed", "succeeded")
-        ]
-        if not outcomes:
-            return
-        try:
-            paused = await self.store.record_outcomes(outcomes, self._clock())
-        except Exception as exc:
-            log.warning("schedules: %d run outcomes not recorded (%s)", len(outcomes), exc)
-            return
-        for schedule_id in paused:
-            log.warning("schedule %s paused: too many consecutive failed runs", schedule_id)
-            await self._changed(schedule_id)
 
 
 def _merge(current: dict[str, Any], patch: dict[str, msgspec.Raw]) -> dict[str, Any]:

@@ -138,6 +138,10 @@ def encode_spec(spec: ScheduleSpec) -> bytes:
     return _encoder.encode(spec)
 
 
+def encode_template(template: TaskTemplate) -> bytes:
+    return _encoder.encode(template)
+
+
 def decode_spec(data: bytes) -> ScheduleSpec:
     return _decoder.decode(data)
 
