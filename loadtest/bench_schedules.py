@@ -4,8 +4,10 @@ minute) on one embedded replica. Prints, side by side in one run:
 - fire lag (task committed minus tick) p50 / p99 / max, from the tasks themselves;
 - the server's CPU share and RSS while idle, without and with the schedules loaded (the
   difference is the scheduler's cost: ~1,667 ticks per second);
-- end-to-end noop throughput (N tasks submitted in batches, until all succeeded) without
-  and with the schedules firing beside it.
+- end-to-end noop throughput (N tasks submitted in batches, until all succeeded) with the
+  schedules firing beside it, and without (the same database, the server restarted with
+  ``TIERQ_SCHEDULES=false``), plus the fire lag during that saturated run;
+- how long a restart takes until the scheduler holds every schedule again.
 
     .venv/bin/python loadtest/bench_schedules.py --schedules 100000 --n 100000
 
@@ -33,7 +35,7 @@ import aiohttp
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_e2e import free_port, pct, wait_ready  # noqa: E402
+from bench_e2e import free_port, pct, wait_ready
 
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -126,21 +128,63 @@ async def create_schedules(
     return count / (time.monotonic() - t0)
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, object]:
-    workdir = tempfile.mkdtemp(prefix="tierq-sched-bench-")
-    db = f"{workdir}/bench.db"
+def spawn(db: str, workdir: str, **extra: str) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIERQ_")}
     env.update(TIERQ_DATABASE_URL=f"sqlite:///{db}", TIERQ_PORT=str(port))
     env["TIERQ_LOG_LEVEL"] = "WARNING"
+    env.update(extra)
     proc = subprocess.Popen([sys.executable, "-m", "tierq", "serve"], env=env, cwd=workdir)
-    url = f"http://127.0.0.1:{port}"
-    out: dict[str, object] = {"schedules": args.schedules, "interval_s": args.interval}
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
     try:
-        timeout = aiohttp.ClientTimeout(total=120)
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def lag_figures(lags: list[float]) -> dict[str, object]:
+    return {
+        "ticks": len(lags),
+        "p50_ms": round(pct(lags, 50) * 1000, 1),
+        "p99_ms": round(pct(lags, 99) * 1000, 1),
+        "max_ms": round(max(lags) * 1000, 1) if lags else None,
+    }
+
+
+def lags_between(db: str, start: float, end: float) -> list[float]:
+    sql = (
+        "SELECT created_at - scheduled_for FROM tasks WHERE schedule_id IS NOT NULL "
+        "AND scheduled_for BETWEEN ? AND ?"
+    )
+    return [float(r[0]) for r in query(db, sql, start, end)]
+
+
+async def gauge(session: aiohttp.ClientSession, url: str, name: str) -> float:
+    async with session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name) and line[len(name) : len(name) + 1] in (" ", "{")
+    )
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    workdir = tempfile.mkdtemp(prefix="tierq-sched-bench-")
+    db = f"{workdir}/bench.db"
+    out: dict[str, object] = {"schedules": args.schedules, "interval_s": args.interval}
+    timeout = aiohttp.ClientTimeout(total=120)
+    proc, url = spawn(db, workdir)
+    try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             await wait_ready(session, url)
-            out["e2e_without"] = round(await e2e(session, url, db, args.n, "bench-a"))
+            # On an empty database, for reference (the fair "without" is measured at the end,
+            # on the same database as "with").
+            out["e2e_empty_db"] = round(await e2e(session, url, db, args.n, "bench-a"))
             out["idle_without"] = await idle(proc.pid, args.idle)
             out["create_rate"] = round(
                 await create_schedules(session, url, args.schedules, args.interval)
@@ -149,36 +193,42 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
             await asyncio.sleep(max(0.0, 30 + args.interval - 10))
             window_start = time.time()
             out["idle_with"] = await idle(proc.pid, args.idle)
-            window_end = time.time()
-            rows = query(
-                db,
-                "SELECT created_at - scheduled_for FROM tasks WHERE schedule_id IS NOT NULL "
-                "AND scheduled_for BETWEEN ? AND ?",
-                window_start,
-                window_end - 2,
-            )
-            lags = [float(r[0]) for r in rows]
-            expected = args.schedules * (window_end - 2 - window_start) / args.interval
+            lags = lags_between(db, window_start, time.time() - 2)
             out["fire_lag"] = {
-                "ticks": len(lags),
-                "ticks_expected": round(expected),
-                "p50_ms": round(pct(lags, 50) * 1000, 1),
-                "p99_ms": round(pct(lags, 99) * 1000, 1),
-                "max_ms": round(max(lags) * 1000, 1) if lags else None,
+                **lag_figures(lags),
+                "ticks_expected": round(
+                    args.schedules * (time.time() - 2 - window_start) / args.interval
+                ),
             }
+            busy_start = time.time()
             out["e2e_with"] = round(await e2e(session, url, db, args.n, "bench-b"))
-            doubled = query(
-                db,
-                "SELECT count(*) FROM (SELECT schedule_id, scheduled_for FROM tasks "
-                "WHERE schedule_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1)",
-            )[0][0]
-            out["doubled_ticks"] = doubled
+            busy_end = time.time()
+            await asyncio.sleep(2)  # the last ticks of the run committed
+            # The same lag while the queue is saturated by the e2e run beside it.
+            out["fire_lag_busy"] = lag_figures(lags_between(db, busy_start, busy_end))
+        stop(proc)
+        # The same database, the scheduler off: what the e2e run costs without schedules.
+        proc, url = spawn(db, workdir, TIERQ_SCHEDULES="false")
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            await wait_ready(session, url)
+            out["e2e_without"] = round(await e2e(session, url, db, args.n, "bench-c"))
+        stop(proc)
+        # A restart with the scheduler on: how long until it leads with every schedule held.
+        started = time.monotonic()
+        proc, url = spawn(db, workdir)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            await wait_ready(session, url)
+            while await gauge(session, url, "tierq_schedules") < args.schedules:
+                await asyncio.sleep(0.1)
+            out["restart_to_all_held_s"] = round(time.monotonic() - started, 2)
+        doubled = query(
+            db,
+            "SELECT count(*) FROM (SELECT schedule_id, scheduled_for FROM tasks "
+            "WHERE schedule_id IS NOT NULL GROUP BY 1, 2 HAVING count(*) > 1)",
+        )[0][0]
+        out["doubled_ticks"] = doubled
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         shutil.rmtree(workdir, ignore_errors=True)
     without, with_ = out["idle_without"], out["idle_with"]
     assert isinstance(without, dict) and isinstance(with_, dict)

@@ -10,8 +10,10 @@ statement per task.
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -56,9 +58,23 @@ _SQL = {
         "task_counts",
         "execution_list",
         "ping",
-        "optimize",
+        "statistics_forget",
+        "statistics_present",
     )
 }
+
+
+def _forget_statistics(path: str) -> None:
+    """Drop planner statistics an earlier version left (sql/statistics_forget.sql says why),
+    on a connection of its own, before any connection of the store has read them."""
+    if not os.path.exists(path):
+        return
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        if conn.execute(_SQL["statistics_present"]).fetchone():
+            conn.execute(_SQL["statistics_forget"])
+    finally:
+        conn.close()
 
 
 class DatabaseLocked(RuntimeError):
@@ -114,6 +130,7 @@ class SQLiteRecordStore(RecordStore):
             return
         self._lock = _acquire_lock(self.path)
         try:
+            await asyncio.to_thread(_forget_statistics, self.path)
             conn = _connect(self.path, self.synchronous)
             self._writer = ConnectionThread("tierq-sqlite-writer", conn, group_commit=True)
             self._writer.start()
@@ -139,7 +156,7 @@ class SQLiteRecordStore(RecordStore):
             if reader is not None:
                 await reader.stop()
             if writer is not None:
-                await writer.stop(final=lambda conn: conn.execute(_SQL["optimize"]))
+                await writer.stop()
         finally:
             if lock is not None:
                 lock.close()  # closing the descriptor releases the flock
