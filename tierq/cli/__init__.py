@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from tierq import cli_schedules
+from tierq.cli import schedules as cli_schedules
 from tierq.config import ConfigError, Settings, from_env
 
 log = logging.getLogger("tierq")
