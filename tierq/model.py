@@ -425,3 +425,77 @@ class ScheduleFilter:
     name_prefix: str | None = None
     after_id: str | None = None
     size: int = 50
+
+
+# ---- access: API keys and the audit log ---------------------------------------------------
+
+ROLES = ("viewer", "submitter", "operator", "admin")
+# The tenant of a platform key: it sees and manages every tenant's records.
+ALL_TENANTS = "*"
+
+
+@dataclass(slots=True)
+class ApiKey:
+    """An API key as stored: never the secret, only the SHA-256 of it (``secret_hash``). During
+    a rotation the previous secret's hash is kept until ``previous_until``, so clients switch
+    over without an outage. ``prefix`` is the secret's first characters, for display."""
+
+    id: str
+    name: str
+    role: str  # one of ROLES
+    tenant: str  # a tenant name, or ALL_TENANTS
+    secret_hash: str
+    prefix: str
+    created_at: float
+    expires_at: float | None = None
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+    previous_hash: str | None = None
+    previous_until: float | None = None
+    rate_limits: bytes | None = None  # JSON: {"submit": {"per_second": .., "burst": ..}, ...}
+
+    def usable(self, now: float, previous: bool = False) -> bool:
+        """Not revoked, not expired and (for the previous secret) inside its grace period."""
+        if self.revoked_at is not None or (self.expires_at is not None and now >= self.expires_at):
+            return False
+        return not previous or (self.previous_until is not None and now < self.previous_until)
+
+
+@dataclass(slots=True, frozen=True)
+class AuditEntry:
+    """One audited call, as the API records it (``seq`` and the chain hashes are the store's)."""
+
+    at: float
+    actor: str  # key id, JWT subject, or "anonymous"
+    tenant: str
+    role: str
+    action: str  # e.g. "POST /api/v1/tasks", or "auth.failed"
+    resource_type: str
+    resource_id: str | None
+    request_id: str
+    source: str  # the peer address
+    status: int
+    changes: bytes | None = None  # JSON of the changed fields (redacted), for updates
+
+
+@dataclass(slots=True, frozen=True)
+class AuditRecord:
+    """A stored audit row: the entry, its place in the log and its link in the hash chain
+    (``hash`` = SHA-256 of ``prev_hash`` and the entry's canonical JSON)."""
+
+    seq: int
+    entry: AuditEntry
+    prev_hash: str
+    hash: str
+
+
+@dataclass(slots=True, frozen=True)
+class AuditFilter:
+    tenant: str | None = None  # None: every tenant (a platform admin)
+    actor: str | None = None
+    action: str | None = None
+    resource: str | None = None  # resource type, or "type:id"
+    since: float | None = None
+    until: float | None = None
+    before_seq: int | None = None  # keyset paging, newest first
+    size: int = 50

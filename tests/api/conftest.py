@@ -3,6 +3,7 @@ tier in tmp_path, in-process dispatch). Start-up runs the engine; clean-up stops
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tests.helpers import poll_until
 from tierq.api.app import create_app
+from tierq.api.auth.access import ACCESS
+from tierq.api.auth.manage import create_key
 from tierq.config import from_mapping
 
 Client = TestClient  # type: ignore[type-arg]
@@ -53,6 +56,17 @@ async def make_client(tmp_path: Path) -> AsyncIterator[MakeClient]:
 @pytest.fixture
 async def client(make_client: MakeClient) -> Client:
     return await make_client()
+
+
+async def new_key(client: Client, role: str = "admin", tenant: str = "default", **more: Any) -> str:
+    """A key made on the server's own key store (as ``tierq keys create`` does); its secret.
+    From now on this server requires credentials (auth ``auto``)."""
+    access = client.app[ACCESS]  # type: ignore[index]
+    _, secret = await create_key(
+        access.keys, name=f"{role}-{tenant}", role=role, tenant=tenant, now=time.time(), **more
+    )
+    access.authenticator.forget([])
+    return secret
 
 
 async def submit(client: Client, **task: Any) -> dict[str, Any]:

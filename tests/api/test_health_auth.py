@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.api.conftest import Client, MakeClient, expect_error, submit, wait_status
+from tests.api.conftest import Client, MakeClient, expect_error, new_key, submit, wait_status
 from tests.helpers import poll_until
 
 TASKS = "/api/v1/tasks"
@@ -74,25 +74,26 @@ async def test_metrics_exposes_prometheus_text(client: Client) -> None:
     assert "Traceback" not in text
 
 
-async def test_api_keys(make_client: MakeClient) -> None:
-    client = await make_client(api_keys=("k1", "k2"))
+async def test_api_keys(client: Client) -> None:
+    k1, k2 = await new_key(client), await new_key(client, role="submitter")
     resp = await client.get(TASKS)
     error = await expect_error(resp, 401, "unauthorized")
     assert "X-API-Key" in error["message"]
-    assert resp.headers["WWW-Authenticate"] == "Bearer"
+    assert resp.headers["WWW-Authenticate"] == 'Bearer realm="tierq"'
     resp = await client.post(TASKS, json={"type": "noop"})
     await expect_error(resp, 401, "unauthorized")
 
-    await expect_error(await client.get(TASKS, headers={"X-API-Key": "nope"}), 403, "forbidden")
+    # A wrong credential is refused like a missing one (401), never told apart.
+    await expect_error(await client.get(TASKS, headers={"X-API-Key": "nope"}), 401, "unauthorized")
     await expect_error(
-        await client.get(TASKS, headers={"Authorization": "Bearer k11"}), 403, "forbidden"
+        await client.get(TASKS, headers={"Authorization": f"Bearer {k1}x"}), 401, "unauthorized"
     )
 
-    resp = await client.get(TASKS, headers={"X-API-Key": "k1"})
+    resp = await client.get(TASKS, headers={"X-API-Key": k1})
     assert resp.status == 200
-    resp = await client.get(TASKS, headers={"Authorization": "Bearer k2"})
+    resp = await client.get(TASKS, headers={"Authorization": f"Bearer {k2}"})
     assert resp.status == 200
-    resp = await client.post(TASKS, json={"type": "noop"}, headers={"X-API-Key": "k2"})
+    resp = await client.post(TASKS, json={"type": "noop"}, headers={"X-API-Key": k2})
     assert resp.status == 201
 
     resp = await client.get("/health/live")
@@ -102,8 +103,12 @@ async def test_api_keys(make_client: MakeClient) -> None:
 
 
 async def test_no_auth_without_keys(client: Client) -> None:
-    resp = await client.get(TASKS, headers={"X-API-Key": "anything"})
+    # No key exists and JWT is off (auth auto): loopback clients need no credential...
+    resp = await client.get(TASKS)
     assert resp.status == 200
+    # ...but one that is presented must be valid.
+    resp = await client.get(TASKS, headers={"X-API-Key": "anything"})
+    await expect_error(resp, 401, "unauthorized")
 
 
 async def test_unknown_route_is_404_json(client: Client) -> None:
@@ -134,17 +139,18 @@ async def test_request_id_is_echoed(client: Client) -> None:
 async def test_edge_layer_answers_errors_with_request_id_and_counts_them(
     make_client: MakeClient,
 ) -> None:
-    client = await make_client(api_keys=("k1",))
+    client = await make_client()
+    k1 = await new_key(client)
     # Refused by auth (the innermost layer) and by a handler: both shaped, both carry the id.
     resp = await client.get(TASKS, headers={"X-Request-ID": "edge-1"})
     await expect_error(resp, 401, "unauthorized")
     assert resp.headers["X-Request-ID"] == "edge-1"
     missing = "00000000-0000-0000-0000-000000000000"
-    resp = await client.get(f"{TASKS}/{missing}", headers={"X-API-Key": "k1"})
+    resp = await client.get(f"{TASKS}/{missing}", headers={"X-API-Key": k1})
     await expect_error(resp, 404, "not_found")
     assert resp.headers["X-Request-ID"]
     for _ in range(2):
-        resp = await client.get(TASKS, headers={"X-API-Key": "k1"})
+        resp = await client.get(TASKS, headers={"X-API-Key": k1})
         assert resp.status == 200
     text = await (await client.get("/metrics")).text()
     assert 'tierq_http_requests_total{route="/api/v1/tasks",status="401"} 1.0' in text

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.api.conftest import Client, MakeClient, expect_error, statistics, submit
+from tests.api.conftest import Client, expect_error, new_key, statistics, submit
 from tierq.api.routes import ENGINE
 from tierq.api.schemas import iso
 from tierq.engine.handlers.base import TaskContext
@@ -134,11 +134,15 @@ async def test_deep_offset_paging_is_refused_pointing_to_keyset(client: Client) 
     assert (await resp.json())["page"] == 100
 
 
-async def test_open_paths_are_exact(make_client: MakeClient) -> None:
-    client = await make_client(api_keys=("k1",))
+async def test_open_paths_are_exact(client: Client) -> None:
+    await new_key(client)
     for path in ("/health", "/health/live", "/health/ready", "/health/workers", "/metrics"):
         resp = await client.get(path)
         assert resp.status == 200, (path, await resp.text())
+    # Public is a route's permission in the route table, never a path prefix: a path near an
+    # open one is either another route (credentials needed) or no route at all (404; before
+    # the route table these were 401, as every unknown path was).
+    await expect_error(await client.get("/api/v1/tasks"), 401, "unauthorized")
     for path in ("/healthz", "/health/other", "/metrics-admin", "/metricsx/../x"):
-        await expect_error(await client.get(path), 401, "unauthorized")
+        await expect_error(await client.get(path), 404, "not_found")
     assert orjson.loads(await (await client.get("/health/live")).read())["status"] == "alive"

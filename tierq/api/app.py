@@ -3,7 +3,6 @@ metrics; then auth) and the engine's lifecycle tied to the app's start-up and cl
 
 from __future__ import annotations
 
-import hmac
 import itertools
 import logging
 import os
@@ -13,33 +12,35 @@ import uuid
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from tierq.api.errors import REQUEST_ID, ApiError, Handler, to_response
-from tierq.api.routes import ENGINE, add_routes
-from tierq.api.schedules import add_schedule_routes
-from tierq.api.stream import add_stream_routes
-from tierq.api.webhooks import add_webhook_routes
+from tierq.api.auth.access import ACCESS, Access, access_middleware
+from tierq.api.errors import REQUEST_ID, Handler, to_response
+from tierq.api.routes import ENGINE, SETTINGS
+from tierq.api.scrape import METRICS
+from tierq.api.table import add_routes, by_method_and_path
 from tierq.config import Settings
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import build_registry, close_registry
 from tierq.metrics import Metrics
+from tierq.storage.base import RecordStore
 from tierq.storage.factory import (
+    make_access_stores,
     make_dispatch,
     make_event_log,
     make_event_sink,
     make_leader,
     make_notification_store,
+    make_rate_limiter,
     make_record_store,
     make_schedule_store,
 )
-from tierq.storage.instrumented import instrument_dispatch, instrument_record_store
+from tierq.storage.instrumented import (
+    InstrumentedRecordStore,
+    instrument_dispatch,
+    instrument_record_store,
+)
 
 log = logging.getLogger("tierq.api")
-METRICS = web.AppKey("metrics", Metrics)
-# Exact paths, not prefixes: a prefix would also open "/healthz" or "/metrics-admin" (and any
-# route added later under them) to callers without a key.
-OPEN_PATHS = frozenset({"/health", "/health/live", "/health/ready", "/health/workers", "/metrics"})
 
 
 def default_node_id() -> str:
@@ -66,6 +67,11 @@ def build_engine(settings: Settings, metrics: Metrics) -> Engine:
         schedule_store=make_schedule_store(backend),
         leader=make_leader(settings, raw_dispatch),
     )
+
+
+def record_backend(store: RecordStore) -> RecordStore:
+    """The backend under the metrics wrapper: the access stores share its connections."""
+    return store.inner if isinstance(store, InstrumentedRecordStore) else store
 
 
 def _route_name(request: web.Request) -> str:
@@ -121,68 +127,27 @@ def edge_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[valid-t
     return edge
 
 
-def auth_middleware(keys: tuple[str, ...]) -> web.middleware:  # type: ignore[valid-type]
-    encoded = [k.encode() for k in keys]
-
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
-            return await handler(request)
-        given = request.headers.get("X-API-Key", "")
-        auth = request.headers.get("Authorization", "")
-        if not given and auth.lower().startswith("bearer "):
-            given = auth[7:].strip()
-        candidate = given.encode()
-        # Compare with every key in constant time: no early exit that leaks which matched.
-        matched = False
-        for key in encoded:
-            matched |= hmac.compare_digest(candidate, key)
-        if not given:
-            raise ApiError(
-                401,
-                "unauthorized",
-                "API key required (X-API-Key or Bearer)",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if not matched:
-            raise ApiError(403, "forbidden", "API key not accepted")
-        return await handler(request)
-
-    return check
-
-
-async def metrics_endpoint(request: web.Request) -> web.Response:
-    metrics = request.app[METRICS]
-    engine = request.app[ENGINE]
-    # Depths of every tier, read at scrape time (O(1): maintained counters / set sizes).
-    await engine.reports.update_gauges()
-    return web.Response(
-        body=generate_latest(metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
-    )
-
-
 def create_app(
     settings: Settings, engine: Engine | None = None, metrics: Metrics | None = None
 ) -> web.Application:
     metrics = metrics or (engine.metrics if engine is not None else Metrics())
     engine = engine or build_engine(settings, metrics)
-    middlewares = [edge_middleware(metrics)]
-    if settings.api_keys:
-        middlewares.append(auth_middleware(settings.api_keys))
+    middlewares = [edge_middleware(metrics), access_middleware(by_method_and_path())]
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[ENGINE] = engine
+    app[SETTINGS] = settings
     app[METRICS] = metrics
+    keys, audit = make_access_stores(record_backend(engine.store))
+    app[ACCESS] = Access(settings, keys, audit, make_rate_limiter(settings))
     add_routes(app)
-    add_stream_routes(app)
-    add_webhook_routes(app)
-    add_schedule_routes(app)
-    app.router.add_get("/metrics", metrics_endpoint)
 
     async def start_engine(app: web.Application) -> None:
-        await app[ENGINE].start()
+        await app[ENGINE].start()  # opens the record store the access stores use
+        await app[ACCESS].start()
 
     async def stop_engine(app: web.Application) -> None:
         try:
+            await app[ACCESS].stop()  # its last audit rows and key uses, while the store is open
             await app[ENGINE].stop()
         finally:
             await close_registry(app[ENGINE].registry)

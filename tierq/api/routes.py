@@ -4,12 +4,17 @@ No queue logic here."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
+from tierq.api.auth.access import AUDIT_RESOURCE, charge
 from tierq.api.errors import ApiError
+from tierq.api.permissions import Permission
+from tierq.api.routing import Route
 from tierq.api.schemas import decode_tasks, encode, execution_out, task_out
+from tierq.config import Settings
 from tierq.engine.engine import Engine
 from tierq.engine.errors import FieldError
 from tierq.engine.intake import parse_priority
@@ -17,6 +22,7 @@ from tierq.ids import is_valid_id
 from tierq.model import SORT_FIELDS, TaskFilter, TaskState
 
 ENGINE = web.AppKey("engine", Engine)
+SETTINGS = web.AppKey("settings", Settings)
 MAX_PAGE_SIZE = 1000
 # GET /api/v1/tasks/{id}?wait_seconds=N: the longest a request may wait for the task to end.
 MAX_WAIT_S = 60.0
@@ -52,15 +58,33 @@ def task_id_param(request: web.Request) -> str:
     return task_id
 
 
+def shed_load(request: web.Request) -> None:
+    """503 before a submission queues in memory behind too many others (the record tier is
+    not keeping up): the client retries later, and memory stays bounded."""
+    limit = request.app[SETTINGS].shed_waiting_submissions
+    if limit and request.app[ENGINE].committer.waiting >= limit:
+        raise ApiError(
+            503,
+            "overloaded",
+            "too many submissions are waiting for the record tier; retry later",
+            headers={"Retry-After": "1"},
+        )
+
+
 async def submit_one(request: web.Request) -> web.Response:
+    shed_load(request)
     specs = decode_tasks(await read_json_body(request), batch=False)
     (result,) = await request.app[ENGINE].submit(specs, batch=False)
+    request[AUDIT_RESOURCE] = result.task.id
     return json_response(task_out(result.task), 201 if result.created else 200)
 
 
 async def submit_batch(request: web.Request) -> web.Response:
+    shed_load(request)
     specs = decode_tasks(await read_json_body(request), batch=True)
+    await charge(request, len(specs))
     results = await request.app[ENGINE].submit(specs, batch=True)
+    request[AUDIT_RESOURCE] = f"{len(results)} tasks"
     existing = [i for i, r in enumerate(results) if not r.created]
     return json_response(
         {"ids": [r.task.id for r in results], "count": len(results), "existing": existing}, 201
@@ -104,7 +128,23 @@ async def task_executions(request: web.Request) -> web.Response:
     return json_response({"task_id": task_id, "items": [execution_out(e) for e in executions]})
 
 
-def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+def time_param(request: web.Request, name: str) -> float | None:
+    """An ISO 8601 time in the query (UTC when it names no zone), as epoch seconds."""
+    raw = request.query.get(name)
+    if not raw:
+        return None
+    try:
+        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(
+            400, "bad_parameter", f"{name} must be an ISO 8601 time", {"parameter": name}
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return when.timestamp()
+
+
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -163,8 +203,8 @@ def parse_filter(request: web.Request) -> TaskFilter:
                 {"parameter": "after"},
             )
     # Clamped just past the limit, so a page beyond it is refused below, not served.
-    page = _int_param(request, "page", 0, 0, MAX_OFFSET + 1)
-    size = _int_param(request, "size", 50, 1, MAX_PAGE_SIZE)
+    page = int_param(request, "page", 0, 0, MAX_OFFSET + 1)
+    size = int_param(request, "size", 50, 1, MAX_PAGE_SIZE)
     if page * size > MAX_OFFSET:
         raise ApiError(
             400,
@@ -231,18 +271,26 @@ async def health_workers(request: web.Request) -> web.Response:
     return json_response(await request.app[ENGINE].reports.workers())
 
 
-def add_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/api/v1/tasks", submit_one)
-    r.add_post("/api/v1/tasks/batch", submit_batch)
-    r.add_get("/api/v1/tasks", list_tasks)
-    r.add_get("/api/v1/tasks/statistics", statistics)
-    r.add_get("/api/v1/tasks/{task_id}", get_task)
-    r.add_delete("/api/v1/tasks/{task_id}", cancel_task)
-    r.add_post("/api/v1/tasks/{task_id}/cancel", cancel_task)
-    r.add_post("/api/v1/tasks/{task_id}/retry", retry_task)
-    r.add_get("/api/v1/tasks/{task_id}/executions", task_executions)
-    r.add_get("/health", health)
-    r.add_get("/health/live", health_live)
-    r.add_get("/health/ready", health_ready)
-    r.add_get("/health/workers", health_workers)
+_READ, _OPERATE = Permission.TASKS_READ, Permission.TASKS_OPERATE
+_ONE = "/api/v1/tasks/{task_id}"
+ROUTES = [
+    Route("POST", "/api/v1/tasks", submit_one, Permission.TASKS_SUBMIT, "Submit one task"),
+    Route(
+        "POST",
+        "/api/v1/tasks/batch",
+        submit_batch,
+        Permission.TASKS_SUBMIT,
+        "Submit a batch of tasks in one commit",
+    ),
+    Route("GET", "/api/v1/tasks", list_tasks, _READ, "List tasks (filters, pages)"),
+    Route("GET", "/api/v1/tasks/statistics", statistics, _READ, "Task counts and rates"),
+    Route("GET", _ONE, get_task, _READ, "Get a task (optionally wait for it to end)"),
+    Route("DELETE", _ONE, cancel_task, _OPERATE, "Cancel a task"),
+    Route("POST", _ONE + "/cancel", cancel_task, _OPERATE, "Cancel a task"),
+    Route("POST", _ONE + "/retry", retry_task, _OPERATE, "Run a failed or cancelled task again"),
+    Route("GET", _ONE + "/executions", task_executions, _READ, "A task's attempts"),
+    Route("GET", "/health", health, Permission.PUBLIC, "Health of every tier"),
+    Route("GET", "/health/live", health_live, Permission.PUBLIC, "Liveness probe"),
+    Route("GET", "/health/ready", health_ready, Permission.PUBLIC, "Readiness probe"),
+    Route("GET", "/health/workers", health_workers, Permission.PUBLIC, "Replicas and workers"),
+]

@@ -3,7 +3,7 @@ service, encode. No scheduling logic here."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,7 +11,9 @@ import msgspec
 from aiohttp import web
 
 from tierq.api.errors import ApiError
-from tierq.api.routes import ENGINE, json_response, read_json_body
+from tierq.api.permissions import Permission
+from tierq.api.routes import ENGINE, json_response, read_json_body, time_param
+from tierq.api.routing import Route
 from tierq.api.schemas import decode_as, task_out
 from tierq.engine.errors import FieldError
 from tierq.engine.schedules.cron import zone
@@ -106,21 +108,6 @@ def schedule_out(view: ScheduleView) -> dict[str, Any]:
     }
 
 
-def _time_param(request: web.Request, name: str) -> float | None:
-    raw = request.query.get(name)
-    if not raw:
-        return None
-    try:
-        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ApiError(
-            400, "bad_parameter", f"{name} must be an ISO 8601 time", {"parameter": name}
-        ) from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return when.timestamp()
-
-
 def _int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
     raw = request.query.get(name)
     if not raw:
@@ -181,7 +168,7 @@ async def preview_schedule(request: web.Request) -> web.Response:
         every,
         timezone,
         _int(request, "count", 5, 1, 100),
-        _time_param(request, "after"),
+        time_param(request, "after"),
     )
     tz = zone(timezone)
     return json_response(
@@ -243,7 +230,7 @@ async def schedule_runs(request: web.Request) -> web.Response:
     schedule_id = _schedule_id(request)
     limit = _int(request, "limit", 50, 1, MAX_RUNS_PAGE)
     view = await schedules.get(schedule_id)
-    runs = await schedules.runs(schedule_id, _time_param(request, "before"), limit)
+    runs = await schedules.runs(schedule_id, time_param(request, "before"), limit)
     tz = zone(view.spec.timezone)
     items = [run_out(r, tz) for r in runs]
     more = len(runs) == limit
@@ -256,15 +243,23 @@ async def schedule_runs(request: web.Request) -> web.Response:
     )
 
 
-def add_schedule_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/api/v1/schedules", create_schedule)
-    r.add_get("/api/v1/schedules", list_schedules)
-    r.add_get("/api/v1/schedules/preview", preview_schedule)
-    r.add_get("/api/v1/schedules/{schedule_id}", get_schedule)
-    r.add_patch("/api/v1/schedules/{schedule_id}", update_schedule)
-    r.add_delete("/api/v1/schedules/{schedule_id}", delete_schedule)
-    r.add_post("/api/v1/schedules/{schedule_id}/pause", pause_schedule)
-    r.add_post("/api/v1/schedules/{schedule_id}/resume", resume_schedule)
-    r.add_post("/api/v1/schedules/{schedule_id}/trigger", trigger_schedule)
-    r.add_get("/api/v1/schedules/{schedule_id}/runs", schedule_runs)
+_READ, _WRITE = Permission.SCHEDULES_READ, Permission.SCHEDULES_WRITE
+_ALL, _ONE = "/api/v1/schedules", "/api/v1/schedules/{schedule_id}"
+ROUTES = [
+    Route("POST", _ALL, create_schedule, _WRITE, "Create a cron or fixed-rate schedule"),
+    Route("GET", _ALL, list_schedules, _READ, "List schedules"),
+    Route(
+        "GET",
+        "/api/v1/schedules/preview",
+        preview_schedule,
+        _READ,
+        "Check a cron expression and list its next fire times",
+    ),
+    Route("GET", _ONE, get_schedule, _READ, "Get a schedule with its next and last runs"),
+    Route("PATCH", _ONE, update_schedule, _WRITE, "Change a schedule"),
+    Route("DELETE", _ONE, delete_schedule, _WRITE, "Delete a schedule"),
+    Route("POST", _ONE + "/pause", pause_schedule, _WRITE, "Pause a schedule"),
+    Route("POST", _ONE + "/resume", resume_schedule, _WRITE, "Resume a schedule"),
+    Route("POST", _ONE + "/trigger", trigger_schedule, _WRITE, "Run a schedule now"),
+    Route("GET", _ONE + "/runs", schedule_runs, _READ, "A schedule's fired and skipped ticks"),
+]

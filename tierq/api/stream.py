@@ -26,7 +26,9 @@ from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
 from tierq.api.errors import REQUEST_ID, ApiError
+from tierq.api.permissions import Permission
 from tierq.api.routes import ENGINE, json_response
+from tierq.api.routing import Route
 from tierq.api.schemas import event_out
 from tierq.engine.feed import Listener
 from tierq.ids import is_valid_id
@@ -228,8 +230,14 @@ async def _live(stream: _Stream, listener: Listener, request: web.Request) -> No
             await stream.response.write(b": keep-alive\n\n")
 
 
-def add_stream_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/events", events)
+ROUTES = [
+    Route(
+        "GET",
+        "/api/v1/events",
+        events,
+        Permission.EVENTS_READ,
+        "Task events: a resumable Server-Sent Events stream, or JSON pages",
+    ),
+]
 
-
-__all__ = ["add_stream_routes", "parse_event_filter"]
+__all__ = ["ROUTES", "parse_event_filter"]

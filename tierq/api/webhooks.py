@@ -7,7 +7,9 @@ import msgspec
 from aiohttp import web
 
 from tierq.api.errors import ApiError
+from tierq.api.permissions import Permission
 from tierq.api.routes import ENGINE, json_response, read_json_body, task_id_param
+from tierq.api.routing import Route
 from tierq.api.schemas import decode_as, delivery_out, subscription_out
 from tierq.engine.notify.service import Notifications
 from tierq.engine.notify.subscriptions import SubscriptionIn
@@ -67,11 +69,19 @@ async def task_notifications(request: web.Request) -> web.Response:
     return json_response({"task_id": task_id, "items": [delivery_out(r) for r in reports]})
 
 
-def add_webhook_routes(app: web.Application) -> None:
-    r = app.router
-    r.add_post("/api/v1/webhooks", create_webhook)
-    r.add_get("/api/v1/webhooks", list_webhooks)
-    r.add_get("/api/v1/webhooks/{webhook_id}", get_webhook)
-    r.add_patch("/api/v1/webhooks/{webhook_id}", update_webhook)
-    r.add_delete("/api/v1/webhooks/{webhook_id}", delete_webhook)
-    r.add_get("/api/v1/tasks/{task_id}/notifications", task_notifications)
+_ADMIN = Permission.WEBHOOKS_ADMIN
+_ONE = "/api/v1/webhooks/{webhook_id}"
+ROUTES = [
+    Route("POST", "/api/v1/webhooks", create_webhook, _ADMIN, "Subscribe a URL to events"),
+    Route("GET", "/api/v1/webhooks", list_webhooks, _ADMIN, "List webhook subscriptions"),
+    Route("GET", _ONE, get_webhook, _ADMIN, "Get a webhook subscription"),
+    Route("PATCH", _ONE, update_webhook, _ADMIN, "Change a webhook subscription"),
+    Route("DELETE", _ONE, delete_webhook, _ADMIN, "Delete a webhook subscription"),
+    Route(
+        "GET",
+        "/api/v1/tasks/{task_id}/notifications",
+        task_notifications,
+        Permission.TASKS_READ,
+        "Notifications delivered about a task, with every attempt",
+    ),
+]

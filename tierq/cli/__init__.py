@@ -1,4 +1,5 @@
-"""Command line: ``tierq serve``, ``tierq migrate``, ``tierq settings``, ``tierq schedules``."""
+"""Command line: ``tierq serve``, ``tierq migrate``, ``tierq settings``, ``tierq schedules``,
+``tierq keys``, ``tierq audit``."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from tierq.cli import access as cli_access
 from tierq.cli import schedules as cli_schedules
 from tierq.config import ConfigError, Settings, from_env
 
@@ -32,10 +34,17 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--handlers", help="user handler modules, comma-separated (TIERQ_HANDLERS)")
     serve.add_argument("--node-id", help="replica name (TIERQ_NODE_ID)")
     serve.add_argument("--log-level", help="DEBUG, INFO, WARNING, ERROR (TIERQ_LOG_LEVEL)")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_const",
+        const=True,
+        help="serve any address without credentials (TIERQ_INSECURE_NO_AUTH)",
+    )
     migrate = sub.add_parser("migrate", help="apply record-store migrations and exit")
     migrate.add_argument("--database-url", help="record tier (TIERQ_DATABASE_URL)")
     sub.add_parser("settings", help="list every setting, its variable and default")
     cli_schedules.add_parser(sub)
+    cli_access.add_parsers(sub)
     return parser
 
 
@@ -50,6 +59,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "handlers",
         "node_id",
         "log_level",
+        "insecure_no_auth",
     )
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
 
@@ -68,6 +78,7 @@ GC_MIDDLE_THRESHOLD = 1_000
 
 async def serve(settings: Settings) -> None:
     from tierq.api.app import create_app
+    from tierq.api.auth.access import ACCESS, is_loopback
     from tierq.api.routes import ENGINE
 
     # The SQLite threads release the GIL around every statement step (one per chunk of rows,
@@ -79,6 +90,14 @@ async def serve(settings: Settings) -> None:
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()  # starts the engine (recovery first)
+    exposed = not settings.insecure_no_auth and not is_loopback(settings.host)
+    if exposed and not await app[ACCESS].authenticator.required():
+        await runner.cleanup()
+        raise ConfigError(
+            f"TIERQ_HOST: {settings.host} is not a loopback address and no credential is "
+            "required (no API key exists, JWT is off, or TIERQ_AUTH=off): create a key "
+            "(tierq keys create --name admin --role admin), or pass --insecure-no-auth"
+        )
     # Everything alive now (modules, app, engine) lives as long as the process: keep it out
     # of the garbage collector's full passes, which otherwise walk it all and stall the loop.
     gc.freeze()
@@ -149,6 +168,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     _setup_logging(settings.log_level)
     try:
+        if args.command in ("keys", "audit"):
+            return cli_access.run(args, settings)
         if args.command == "serve":
             _run(serve(settings))
         elif args.command == "migrate":

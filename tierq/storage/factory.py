@@ -4,11 +4,14 @@ a missing driver is reported with the command that installs it."""
 from __future__ import annotations
 
 from tierq.config import ConfigError, Settings
+from tierq.storage.audit import AuditStore
 from tierq.storage.base import Dispatch, RecordStore
 from tierq.storage.eventlog import EventLog
 from tierq.storage.inprocess import InProcessDispatch
+from tierq.storage.keys import KeyStore
 from tierq.storage.leader import AlwaysLeader, Leader
 from tierq.storage.notifications import NotificationStore
+from tierq.storage.ratelimit import InProcessRateLimiter, RateLimiter
 from tierq.storage.schedules import ScheduleStore
 from tierq.storage.sinks import EventSink
 
@@ -106,6 +109,32 @@ def make_schedule_store(store: RecordStore) -> ScheduleStore:
     if not isinstance(store, PostgresRecordStore):
         raise TypeError(f"no schedule store for {type(store).__name__}")
     return PostgresScheduleStore(store)
+
+
+def make_access_stores(store: RecordStore) -> tuple[KeyStore, AuditStore]:
+    """API keys and the audit log live beside the tasks, on the record store's connections
+    (``store`` is the backend itself), so ``tierq keys create`` needs nothing else."""
+    from tierq.storage.sqlite.store import SQLiteRecordStore
+
+    if isinstance(store, SQLiteRecordStore):
+        from tierq.storage.sqlite.access import SQLiteAuditStore, SQLiteKeyStore
+
+        return SQLiteKeyStore(store), SQLiteAuditStore(store)
+    from tierq.storage.postgres.access import PostgresAuditStore, PostgresKeyStore
+    from tierq.storage.postgres.store import PostgresRecordStore
+
+    if not isinstance(store, PostgresRecordStore):
+        raise TypeError(f"no access stores for {type(store).__name__}")
+    return PostgresKeyStore(store), PostgresAuditStore(store)
+
+
+def make_rate_limiter(settings: Settings) -> RateLimiter:
+    """Distributed: buckets in Redis, shared by every replica; embedded: in this process."""
+    if not settings.redis_url:
+        return InProcessRateLimiter()
+    from tierq.storage.redis.ratelimit import RedisRateLimiter
+
+    return RedisRateLimiter(settings.redis_url, settings.redis_prefix)
 
 
 def make_leader(settings: Settings, dispatch: Dispatch) -> Leader:

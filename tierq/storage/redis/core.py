@@ -9,7 +9,7 @@ from typing import Any
 
 from tierq.storage.base import StoreUnavailable
 from tierq.storage.redis.keys import Keys
-from tierq.storage.redis.scripts import SCRIPTS
+from tierq.storage.redis.scripts import SCRIPTS, LuaScript
 
 try:
     from redis import asyncio as aioredis
@@ -54,6 +54,16 @@ def connect(url: str) -> Any:
     return aioredis.from_url(url, decode_responses=False)
 
 
+async def eval_script(client: Any, script: LuaScript, keys: list[str], *args: Any) -> Any:
+    """One script call: EVALSHA, and EVAL when the server has not seen the script (new,
+    restarted, SCRIPT FLUSH), which caches it for the next EVALSHA. redis-py's NoScriptError
+    message carries no "NOSCRIPT": catch the type, never match the text."""
+    try:
+        return await client.evalsha(script.sha, len(keys), *keys, *args)
+    except NoScriptError:
+        return await client.eval(script.source, len(keys), *keys, *args)
+
+
 __all__ = [
     "TRANSIENT",
     "Command",
@@ -62,6 +72,7 @@ __all__ = [
     "RedisCore",
     "aioredis",
     "connect",
+    "eval_script",
     "log",
 ]
 

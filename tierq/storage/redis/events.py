@@ -21,7 +21,7 @@ from typing import Any
 from tierq.model import Event
 from tierq.storage.base import StoreUnavailable
 from tierq.storage.eventlog import ENTRIES_PER_READ, EventLog, encode_batch, entry_events
-from tierq.storage.redis.core import TRANSIENT, NoScriptError, connect
+from tierq.storage.redis.core import TRANSIENT, connect, eval_script
 from tierq.storage.redis.scripts import SCRIPTS, LuaScript
 
 _APPEND = SCRIPTS["events_append"]
@@ -61,13 +61,7 @@ class RedisEventLog(EventLog):
             raise StoreUnavailable(f"redis event log: {exc}") from exc
 
     async def _script(self, script: LuaScript, keys: list[str], *args: Any) -> Any:
-        redis = self._redis()
-        try:
-            return await self._call(redis.evalsha(script.sha, len(keys), *keys, *args))
-        except NoScriptError:
-            # A Redis that has not seen the script yet (new, restarted, SCRIPT FLUSH): EVAL
-            # sends it and caches it, so the next EVALSHA finds it.
-            return await self._call(redis.eval(script.source, len(keys), *keys, *args))
+        return await self._call(eval_script(self._redis(), script, keys, *args))
 
     async def _append(self, events: Sequence[Event]) -> None:
         await self._script(

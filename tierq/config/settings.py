@@ -7,20 +7,13 @@ silently ignored is worse than none.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-ENV_PREFIX = "TIERQ_"
-TEST_PREFIX = "TIERQ_TEST_"
-
-
-class ConfigError(ValueError):
-    """A setting is unknown or malformed. The message names it."""
+from tierq.config.checks import validate
+from tierq.config.errors import ENV_PREFIX, TEST_PREFIX, ConfigError
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -129,12 +122,142 @@ class Settings:
         default="", metadata=_doc("Replica name in leases and /health/workers. Empty = generated.")
     )
     log_level: str = field(default="INFO", metadata=_doc("Python logging level."))
-    api_keys: tuple[str, ...] = field(
-        default=(),
-        repr=False,  # secrets never reach a log line through the settings' repr
+    # ---- access control (README, "Access control") --------------------------------------
+    auth: str = field(
+        default="auto",
         metadata=_doc(
-            "API keys accepted in the X-API-Key header or as a Bearer token. "
-            "Empty = no authentication (bind to localhost only)."
+            "auto: credentials are required once the record store holds a live API key or JWT "
+            "is configured; required: always; off: never. Without credentials only loopback "
+            "clients are served."
+        ),
+    )
+    insecure_no_auth: bool = field(
+        default=False,
+        metadata=_doc(
+            "Serve clients on any address without credentials (also --insecure-no-auth). "
+            "Without it, binding a non-loopback address with no credentials refuses to start."
+        ),
+    )
+    auth_cache_s: float = field(
+        default=1.0,
+        metadata=_doc(
+            "API keys read from the record store are trusted this long in memory: a revoked "
+            "or expired key stops working on every replica within it."
+        ),
+    )
+    key_rotation_grace_s: float = field(
+        default=86_400.0,
+        metadata=_doc("Rotating a key: how long its previous secret keeps working (default)."),
+    )
+    auth_failure_limit: int = field(
+        default=20,
+        metadata=_doc(
+            "Brute-force guard: failed authentications from one address within "
+            "auth_failure_window_s before it gets 429. 0 = no guard."
+        ),
+    )
+    auth_failure_window_s: float = field(
+        default=60.0, metadata=_doc("Brute-force guard: the window failures are counted in.")
+    )
+    jwt_algorithms: tuple[str, ...] = field(
+        default=("RS256",),
+        metadata=_doc(
+            "JWT algorithms accepted (never taken from the token): HS256/384/512, or "
+            "RS*, PS*, ES*, EdDSA; HMAC and public-key algorithms cannot be mixed."
+        ),
+    )
+    jwt_key: str = field(
+        default="",
+        repr=False,
+        metadata=_doc(
+            "JWT verification key: a PEM public key (RS/PS/ES/EdDSA) or the HMAC secret (HS). "
+            "Empty with jwt_jwks_url empty = no JWT."
+        ),
+    )
+    jwt_jwks_url: str = field(
+        default="",
+        metadata=_doc(
+            "JWKS URL the verification keys are fetched from (cached; fetched again for an "
+            "unknown kid at most once a minute; cached keys outlive an endpoint that is down)."
+        ),
+    )
+    jwt_issuer: str = field(default="", metadata=_doc("Required JWT iss (required with JWT)."))
+    jwt_audience: str = field(default="", metadata=_doc("Required JWT aud (required with JWT)."))
+    jwt_role_claim: str = field(default="role", metadata=_doc("JWT claim naming the role."))
+    jwt_tenant_claim: str = field(default="tenant", metadata=_doc("JWT claim naming the tenant."))
+    jwt_leeway_s: float = field(
+        default=30.0, metadata=_doc("JWT exp/nbf leeway for clock skew, in seconds.")
+    )
+    rate_submit_per_s: float = field(
+        default=0.0,
+        metadata=_doc(
+            "Rate limit of submissions per key and per tenant, in tasks per second (a batch "
+            "of N costs N). 0 = no limit."
+        ),
+    )
+    rate_submit_burst: int = field(
+        default=0, metadata=_doc("Submissions: the burst (0 = one second's worth).")
+    )
+    rate_read_per_s: float = field(
+        default=0.0, metadata=_doc("Rate limit of reads per key and per tenant. 0 = no limit.")
+    )
+    rate_read_burst: int = field(default=0, metadata=_doc("Reads: the burst (0 = one second's)."))
+    rate_admin_per_s: float = field(
+        default=0.0,
+        metadata=_doc(
+            "Rate limit of other changes (cancel, retry, schedules, keys, webhooks) per key "
+            "and per tenant. 0 = no limit."
+        ),
+    )
+    rate_admin_burst: int = field(
+        default=0, metadata=_doc("Other changes: the burst (0 = one second's worth).")
+    )
+    rate_tenants: str = field(
+        default="",
+        metadata=_doc(
+            'Per-tenant limits over the defaults, JSON: {"acme": {"submit": {"per_second": '
+            '500, "burst": 100}}}. A key\'s own limits are set when it is created.'
+        ),
+    )
+    tenant_max_inflight: int = field(
+        default=0,
+        metadata=_doc(
+            "Most requests of one tenant in progress at once in this process (429 beyond). "
+            "0 = no cap."
+        ),
+    )
+    shed_waiting_submissions: int = field(
+        default=10_000,
+        metadata=_doc(
+            "Load shedding: while this many submissions wait for a record-tier transaction, "
+            "new ones get 503 with Retry-After instead of queueing in memory. 0 = never."
+        ),
+    )
+    audit: bool = field(
+        default=True,
+        metadata=_doc("Keep the audit log of every change and every authentication failure."),
+    )
+    audit_retention_s: float = field(
+        default=90 * 86_400.0, metadata=_doc("Audit rows older than this are deleted.")
+    )
+    redact_fields: tuple[str, ...] = field(
+        default=(
+            "password",
+            "passwd",
+            "token",
+            "secret",
+            "authorization",
+            "api_key",
+            "apikey",
+            "access_token",
+            "refresh_token",
+            "client_secret",
+            "private_key",
+            "cookie",
+        ),
+        metadata=_doc(
+            "Field names whose values are masked wherever tierq records a request body "
+            "(the audit log, logs), at any depth, compared case-insensitively."
         ),
     )
 
@@ -260,90 +383,7 @@ class Settings:
     )
 
     def __post_init__(self) -> None:
-        _check(self.port >= 0 and self.port < 65536, "port", "must be 0..65535")
-        _check(self.workers >= 1, "workers", "must be at least 1")
-        _check(self.memory_limit >= 1, "memory_limit", "must be at least 1")
-        _check(self.retry_base_ms >= 0, "retry_base_ms", "must be >= 0")
-        _check(self.retry_max_ms >= self.retry_base_ms, "retry_max_ms", "must be >= retry_base_ms")
-        _check(self.max_batch >= 1, "max_batch", "must be at least 1")
-        _check(self.max_body_bytes >= 1024, "max_body_bytes", "must be at least 1024")
-        _check(self.commit_window_ms >= 0, "commit_window_ms", "must be >= 0")
-        _check(self.commit_small_slots >= 1, "commit_small_slots", "must be at least 1")
-        _check(self.flush_interval_ms > 0, "flush_interval_ms", "must be > 0")
-        _check(self.heartbeat_s > 0, "heartbeat_s", "must be > 0")
-        _check(
-            self.heartbeat_ttl_s > self.heartbeat_s, "heartbeat_ttl_s", "must exceed heartbeat_s"
-        )
-        _check(self.shutdown_grace_s >= 0, "shutdown_grace_s", "must be >= 0")
-        _check(self.default_max_retries >= 0, "default_max_retries", "must be >= 0")
-        _check(self.default_timeout_s > 0, "default_timeout_s", "must be > 0")
-        _check(self.event_retention_s > 0, "event_retention_s", "must be > 0")
-        _check(self.event_retention_count >= 1, "event_retention_count", "must be at least 1")
-        _check(self.event_client_buffer >= 100, "event_client_buffer", "must be at least 100")
-        _check(
-            all(_is_webhook_secret(k) for k in self.webhook_secret),
-            "webhook_secret",
-            "each key must be whsec_ followed by base64 of at least 24 bytes",
-        )
-        _check(
-            self.amqp_url == "" or self.amqp_url.startswith(("amqp://", "amqps://")),
-            "amqp_url",
-            "must be empty or start with amqp:// or amqps://",
-        )
-        _check(
-            bool(re.fullmatch(r"[A-Za-z0-9_.:-]{1,255}", self.amqp_exchange)),
-            "amqp_exchange",
-            "must be 1-255 letters, digits or _.:-",
-        )
-        _check(self.schedule_grace_s > 0, "schedule_grace_s", "must be > 0")
-        _check(self.schedule_leader_ttl_s >= 1, "schedule_leader_ttl_s", "must be at least 1")
-        _check(self.schedule_sync_s > 0, "schedule_sync_s", "must be > 0")
-        _check(0 <= self.schedule_batch_ms <= 10_000, "schedule_batch_ms", "must be 0 to 10000")
-        _check(self.schedule_skip_retention_s > 0, "schedule_skip_retention_s", "must be > 0")
-        _check(self.webhook_timeout_s > 0, "webhook_timeout_s", "must be > 0")
-        _check(self.notify_retry_horizon_s > 0, "notify_retry_horizon_s", "must be > 0")
-        _check(self.notify_retry_base_s > 0, "notify_retry_base_s", "must be > 0")
-        _check(
-            self.notify_retry_max_s >= self.notify_retry_base_s,
-            "notify_retry_max_s",
-            "must be >= notify_retry_base_s",
-        )
-        _check(0 < self.smtp_port < 65536, "smtp_port", "must be 1..65535")
-        _check(
-            self.smtp_tls in ("off", "starttls", "tls"), "smtp_tls", "must be off, starttls or tls"
-        )
-        _check(self.smtp_timeout_s > 0, "smtp_timeout_s", "must be > 0")
-        _check("@" in self.smtp_from, "smtp_from", "must be an email address")
-        _check(
-            self.sqlite_synchronous in ("OFF", "NORMAL", "FULL", "EXTRA"),
-            "sqlite_synchronous",
-            "must be OFF, NORMAL, FULL or EXTRA",
-        )
-        _check(
-            self.database_url.startswith(("sqlite://", "postgresql://", "postgres://")),
-            "database_url",
-            "must start with sqlite:// or postgresql://",
-        )
-        _check(
-            self.redis_url == "" or self.redis_url.startswith(("redis://", "rediss://", "unix://")),
-            "redis_url",
-            "must be empty or start with redis://",
-        )
-        _check(
-            bool(re.fullmatch(r"[A-Za-z0-9_:.-]{1,64}", self.redis_prefix)),
-            "redis_prefix",
-            "must be 1-64 letters, digits or _:.-",
-        )
-        _check(
-            bool(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,62}", self.database_schema)),
-            "database_schema",
-            "must be a plain SQL identifier",
-        )
-        _check(
-            self.log_level.upper() in ("DEBUG", "INFO", "WARNING", "ERROR"),
-            "log_level",
-            "must be DEBUG, INFO, WARNING or ERROR",
-        )
+        validate(self)
 
     @property
     def distributed(self) -> bool:
@@ -361,26 +401,16 @@ class Settings:
         ]
 
 
-def _is_webhook_secret(key: str) -> bool:
-    if not key.startswith("whsec_"):
-        return False
-    raw = key[6:].rstrip("=")
-    try:
-        return len(base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)) >= 24
-    except (binascii.Error, ValueError):
-        return False
-
-
-def _check(ok: bool, name: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}: {message}")
-
-
 def _as_dict(settings: Settings) -> dict[str, Any]:
     return {f.name: getattr(settings, f.name) for f in fields(settings)}
 
 
 _FIELDS = {f.name: f for f in fields(Settings)}
+# Settings that existed once: a deployment still setting one learns what replaced it.
+_REMOVED = {
+    "api_keys": "removed: API keys are stored hashed in the record store; create one with "
+    "`tierq keys create --name NAME --role admin` (README, Access control)",
+}
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -405,7 +435,7 @@ def _coerce(name: str, raw: Any) -> Any:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}: cannot parse {raw!r} ({exc})") from None
     if name in ("sqlite_synchronous", "log_level"):
         return text.upper()
-    if name == "smtp_tls":
+    if name in ("smtp_tls", "auth"):
         return text.lower()
     return text
 
@@ -413,6 +443,9 @@ def _coerce(name: str, raw: Any) -> Any:
 def from_mapping(values: Mapping[str, Any]) -> Settings:
     """Build settings from field names to values (strings are parsed). Unknown names fail."""
     unknown = sorted(set(values) - set(_FIELDS))
+    removed = [name for name in unknown if name in _REMOVED]
+    if removed:
+        raise ConfigError(f"{ENV_PREFIX}{removed[0].upper()}: {_REMOVED[removed[0]]}")
     if unknown:
         raise ConfigError(f"{ENV_PREFIX}{unknown[0].upper()}: unknown setting")
     parsed = {name: _coerce(name, value) for name, value in values.items()}
@@ -434,6 +467,3 @@ def from_env(
             values[key[len(ENV_PREFIX) :].lower()] = value
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return from_mapping(values)
-
-
-__all__ = ["ConfigError", "Settings", "from_env", "from_mapping"]

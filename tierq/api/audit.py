@@ -1,0 +1,70 @@
+"""``GET /api/v1/audit`` (admin): the audit log, newest first, filtered by actor, action,
+resource and time, paged by ``before`` (the ``seq`` of the last row of the previous page). A
+tenant's admin sees its tenant's rows; a platform admin every tenant's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from tierq.api.auth.access import ACCESS, PRINCIPAL
+from tierq.api.permissions import Permission
+from tierq.api.routes import MAX_PAGE_SIZE, int_param, json_response, time_param
+from tierq.api.routing import Route
+from tierq.model import AuditFilter, AuditRecord
+from tierq.timefmt import iso
+
+
+def record_out(r: AuditRecord) -> dict[str, Any]:
+    e = r.entry
+    return {
+        "seq": r.seq,
+        "at": iso(e.at),
+        "actor": e.actor,
+        "tenant": e.tenant,
+        "role": e.role,
+        "action": e.action,
+        "resource_type": e.resource_type,
+        "resource_id": e.resource_id,
+        "request_id": e.request_id,
+        "source": e.source,
+        "status": e.status,
+        "changes": None if e.changes is None else msgspec.Raw(e.changes),
+        "hash": r.hash,
+    }
+
+
+async def list_audit(request: web.Request) -> web.Response:
+    query = request.query
+    before = int_param(request, "before", 0, 1, 2**62) or None
+    flt = AuditFilter(
+        tenant=request[PRINCIPAL].scope,
+        actor=query.get("actor") or None,
+        action=query.get("action") or None,
+        resource=query.get("resource") or None,
+        since=time_param(request, "from"),
+        until=time_param(request, "to"),
+        before_seq=before,
+        size=int_param(request, "size", 50, 1, MAX_PAGE_SIZE),
+    )
+    rows, more = await request.app[ACCESS].audit_store.page(flt)
+    return json_response(
+        {
+            "items": [record_out(r) for r in rows],
+            "has_more": more,
+            "next_before": rows[-1].seq if more and rows else None,
+        }
+    )
+
+
+ROUTES = [
+    Route(
+        "GET",
+        "/api/v1/audit",
+        list_audit,
+        Permission.AUDIT_READ,
+        "The audit log: every change and refused credential",
+    ),
+]

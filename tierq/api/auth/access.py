@@ -1,0 +1,247 @@
+"""The access middleware and the object that composes access control's parts.
+
+Per request, in this order: the route's permission (from the route table; public routes pass
+straight through); the brute-force guard; the credential -> Principal (or the anonymous
+operator when credentials are not required, for loopback clients only); the permission check;
+the rate limit and the tenant's cap on requests in progress; the handler; then the rate-limit
+headers, and an audit row for every change and every refusal of a credential or permission.
+
+What must stay true: every failure to authenticate gets the same 401 (body and
+``WWW-Authenticate``), whatever the reason; 403 is only for an authenticated caller lacking a
+permission; the tenant a handler acts for comes from the Principal only.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+
+from aiohttp import web
+
+from tierq.api.auth.audit import AuditWriter, redaction_set
+from tierq.api.auth.credentials import Authenticator, KeyUsage, Unauthenticated, presented
+from tierq.api.auth.guard import BruteForceGuard
+from tierq.api.auth.jwt import JwtVerifier
+from tierq.api.auth.limits import RateGate, headers
+from tierq.api.errors import REQUEST_ID, ApiError, Handler, to_response
+from tierq.api.permissions import ANONYMOUS, Permission, Principal, RateClass, rate_class
+from tierq.api.routing import Route
+from tierq.config import Settings
+from tierq.model import AuditEntry
+from tierq.storage.audit import AuditStore
+from tierq.storage.keys import KeyStore
+from tierq.storage.ratelimit import Decision, RateLimiter
+
+log = logging.getLogger("tierq.api.auth")
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+# What a handler may tell the audit log: the id of what it created or changed, and (for an
+# edit) the changed fields as JSON, masked.
+AUDIT_RESOURCE = web.RequestKey("audit_resource", str)
+AUDIT_CHANGES = web.RequestKey("audit_changes", bytes)
+_RATE = web.RequestKey("rate", tuple)
+
+UNAUTHORIZED_HEADERS = {"WWW-Authenticate": 'Bearer realm="tierq"'}
+
+
+def unauthorized() -> ApiError:
+    return ApiError(
+        401,
+        "unauthorized",
+        "valid credentials required (X-API-Key, or Authorization: Bearer)",
+        headers=UNAUTHORIZED_HEADERS,
+    )
+
+
+def is_loopback(address: str | None) -> bool:
+    if not address:
+        return False
+    try:
+        return ipaddress.ip_address(address.split("%", 1)[0]).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+class Access:
+    def __init__(
+        self,
+        settings: Settings,
+        keys: KeyStore,
+        audit_store: AuditStore,
+        limiter: RateLimiter,
+    ) -> None:
+        self.settings = settings
+        self.keys = keys
+        self.audit_store = audit_store
+        jwt = JwtVerifier(settings) if settings.jwt_key or settings.jwt_jwks_url else None
+        self.authenticator = Authenticator(settings, keys, jwt)
+        self.usage = KeyUsage(self.authenticator, keys)
+        self.gate = RateGate(settings, limiter)
+        self.guard = BruteForceGuard(settings.auth_failure_limit, settings.auth_failure_window_s)
+        self.audit = (
+            AuditWriter(audit_store, settings.audit_retention_s) if settings.audit else None
+        )
+        self.redacted = redaction_set(settings.redact_fields)
+
+    async def start(self) -> None:
+        await self.gate.limiter.open()
+        if self.authenticator.jwt is not None:
+            await self.authenticator.jwt.refresh()
+        await self.usage.start()
+        if self.audit is not None:
+            await self.audit.start()
+
+    async def stop(self) -> None:
+        try:
+            await self.usage.stop()
+            if self.audit is not None:
+                await self.audit.stop()
+        finally:
+            await self.gate.limiter.close()
+
+    # ---- the steps of a request ------------------------------------------------------------
+
+    async def identify(self, request: web.Request, route: Route) -> Principal:
+        now = time.time()
+        source = request.remote or "-"
+        wait = self.guard.retry_after(source, now)
+        if wait > 0:
+            raise ApiError(
+                429,
+                "rate_limited",
+                "too many failed authentications from this address",
+                headers={"Retry-After": str(max(1, round(wait)))},
+            )
+        credential = presented(request)
+        if credential is None or self.settings.auth == "off":
+            if await self.authenticator.required():
+                self._refused(request, route, "auth.missing", 401, now)
+                raise unauthorized()
+            if not (self.settings.insecure_no_auth or is_loopback(request.remote)):
+                raise ApiError(
+                    403,
+                    "forbidden",
+                    "without credentials this server serves loopback clients only",
+                )
+            return ANONYMOUS
+        try:
+            principal = await self.authenticator.authenticate(credential)
+        except Unauthenticated as exc:
+            log.info("authentication refused from %s: %s", source, exc)
+            self._refused(request, route, "auth.failed", 401, now)
+            raise unauthorized() from None
+        if route.permission not in principal.permissions:
+            self._refused(request, route, "auth.forbidden", 403, now, principal)
+            raise ApiError(
+                403,
+                "forbidden",
+                f"role {principal.role} lacks the permission {route.permission}",
+                {"permission": str(route.permission)},
+            )
+        return principal
+
+    def _refused(
+        self,
+        request: web.Request,
+        route: Route,
+        action: str,
+        status: int,
+        now: float,
+        principal: Principal | None = None,
+    ) -> None:
+        if status == 401:
+            self.guard.failed(request.remote or "-", now)
+        if self.audit is not None:
+            who = principal or Principal("-", "-", "-")
+            self.audit.record(self._entry(request, route, who, status, now, action))
+
+    def _entry(
+        self,
+        request: web.Request,
+        route: Route,
+        principal: Principal,
+        status: int,
+        now: float,
+        action: str | None = None,
+    ) -> AuditEntry:
+        resource_id = request.get(AUDIT_RESOURCE)
+        if resource_id is None:
+            ids = [v for k, v in request.match_info.items() if k.endswith("_id")]
+            resource_id = ids[0] if ids else None
+        return AuditEntry(
+            at=now,
+            actor=principal.actor,
+            tenant=principal.tenant,
+            role=principal.role,
+            action=action or f"{route.method} {route.path}",
+            resource_type=route.path.split("/")[3] if route.path.startswith("/api/") else "-",
+            resource_id=resource_id,
+            request_id=request.get(REQUEST_ID, "-"),
+            source=request.remote or "-",
+            status=status,
+            changes=request.get(AUDIT_CHANGES),
+        )
+
+    async def admit(
+        self, request: web.Request, principal: Principal, kind: RateClass, cost: int
+    ) -> None:
+        """Charge ``cost`` to the caller's budget of ``kind``; 429 when it is spent."""
+        decision, buckets = await self.gate.check(principal, kind, cost)
+        request[_RATE] = (decision, buckets, kind)
+        if not decision.allowed:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"rate limit of {kind} exceeded",
+                {"retry_after_s": round(decision.retry_after_s, 3)},
+                headers=headers(decision, buckets, kind),
+            )
+
+
+ACCESS = web.AppKey("access", Access)
+
+
+async def charge(request: web.Request, cost: int) -> None:
+    """A submission of ``cost`` tasks: charged to the submit budget once its size is known
+    (the middleware charged the first task already)."""
+    if cost > 1:
+        await request.app[ACCESS].admit(request, request[PRINCIPAL], RateClass.SUBMIT, cost - 1)
+
+
+def access_middleware(table: dict[tuple[str, str], Route]) -> web.middleware:  # type: ignore[valid-type]
+    @web.middleware
+    async def access(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        route = table.get((request.method, resource.canonical)) if resource else None
+        if route is None or route.permission is Permission.PUBLIC:
+            return await handler(request)
+        acc = request.app[ACCESS]
+        principal = await acc.identify(request, route)
+        request[PRINCIPAL] = principal
+        kind = rate_class(route.permission)
+        if kind is not None:
+            await acc.admit(request, principal, kind, 1)
+        if not acc.gate.enter(principal.tenant):
+            raise ApiError(
+                429,
+                "too_many_requests",
+                "too many requests of this tenant in progress",
+                headers={"Retry-After": "1"},
+            )
+        try:
+            response = await handler(request)
+        except Exception as exc:  # shaped here so the audit row gets the status sent
+            if isinstance(exc, web.HTTPException) and exc.status < 400:
+                raise
+            response = to_response(exc, request)
+        finally:
+            acc.gate.leave(principal.tenant)
+        rate: tuple[Decision, list, RateClass] | None = request.get(_RATE)  # type: ignore[type-arg]
+        if rate is not None and not response.prepared:
+            response.headers.update(headers(*rate))
+        if route.mutating and acc.audit is not None:
+            acc.audit.record(acc._entry(request, route, principal, response.status, time.time()))
+        return response
+
+    return access

@@ -1,0 +1,7 @@
+"""Settings: one frozen, typed object built from defaults, ``TIERQ_*`` variables and flags
+(``settings.py``), checked at construction (``checks.py``)."""
+
+from tierq.config.errors import ConfigError
+from tierq.config.settings import Settings, from_env, from_mapping
+
+__all__ = ["ConfigError", "Settings", "from_env", "from_mapping"]
