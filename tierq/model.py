@@ -134,6 +134,8 @@ class Task:
     # Set on the tasks a schedule creates: which schedule, and the tick (fire time) it is for.
     schedule_id: str | None = None
     scheduled_for: float | None = None
+    # Whose task this is: taken from the submitter's credential, never from the body.
+    tenant: str = "default"
 
     @property
     def sort_key(self) -> tuple[int, float, str]:
@@ -204,6 +206,7 @@ class TaskFilter:
     queue: str | None = None
     priority: int | None = None
     schedule_id: str | None = None
+    tenant: str | None = None  # None: every tenant
     sort_field: str = "created_at"  # one of SORT_FIELDS
     descending: bool = True
     page: int = 0

@@ -158,10 +158,12 @@ async def test_body_bytes_round_trip_exactly(dispatch: RedisDispatch) -> None:
         last_error="boom",
         max_retries=7,
         timeout_s=2.5,
+        tenant="acme",
     )
     await dispatch.enqueue_many([task], None, NOW)
     (got,) = await dispatch.claim("a", 1, NOW)
-    for name in ("payload", "notify", "result", "name", "description", "idempotency_key"):
+    fields = ("payload", "notify", "result", "name", "description", "idempotency_key", "tenant")
+    for name in fields:
         assert getattr(got, name) == getattr(task, name), name
     assert (got.depends_on, got.attempt_base, got.last_error) == (
         task.depends_on,

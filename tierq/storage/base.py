@@ -173,14 +173,15 @@ class RecordStore(abc.ABC):
 
     # ---- reads -----------------------------------------------------------------------------
 
-    async def task_get_many(self, ids: Sequence[str]) -> list[Task]:
-        """The tasks found, in no particular order; unknown ids are skipped."""
+    async def task_get_many(self, ids: Sequence[str], tenant: str | None = None) -> list[Task]:
+        """The tasks found, in no particular order; unknown ids are skipped, and so are the
+        tasks of another tenant than ``tenant`` (None: any tenant), in the query itself."""
         if not ids:
             return []
-        return await self._task_get_many(ids)
+        return await self._task_get_many(ids, tenant)
 
-    async def task_get(self, task_id: str) -> Task | None:
-        found = await self.task_get_many([task_id])
+    async def task_get(self, task_id: str, tenant: str | None = None) -> Task | None:
+        found = await self.task_get_many([task_id], tenant)
         return found[0] if found else None
 
     async def task_list(self, flt: TaskFilter) -> TaskPage:
@@ -218,9 +219,11 @@ class RecordStore(abc.ABC):
                 return
             after = page.items[-1].id
 
-    async def task_counts(self) -> dict[TaskState, int]:
-        """Tasks per state, every state present (0 where none). Maintained counters, O(1)."""
-        counts = await self._task_counts()
+    async def task_counts(self, tenant: str | None = None) -> dict[TaskState, int]:
+        """Tasks per state, every state present (0 where none), of ``tenant`` (None: all).
+        All tenants, and the default tenant, from maintained counters; another tenant from
+        an index of the non-default tenants' tasks (never a scan of the table)."""
+        counts = await self._task_counts(tenant)
         return {state: counts.get(state, 0) for state in TaskState}
 
     async def execution_list(self, task_id: str) -> list[Execution]:
@@ -262,13 +265,13 @@ class RecordStore(abc.ABC):
     ) -> DependencyRelease: ...
 
     @abc.abstractmethod
-    async def _task_get_many(self, ids: Sequence[str]) -> list[Task]: ...
+    async def _task_get_many(self, ids: Sequence[str], tenant: str | None) -> list[Task]: ...
 
     @abc.abstractmethod
     async def _task_list(self, flt: TaskFilter) -> TaskPage: ...
 
     @abc.abstractmethod
-    async def _task_counts(self) -> dict[TaskState, int]: ...
+    async def _task_counts(self, tenant: str | None) -> dict[TaskState, int]: ...
 
     @abc.abstractmethod
     async def _execution_list(self, task_id: str) -> list[Execution]: ...

@@ -109,14 +109,14 @@ class InstrumentedRecordStore(RecordStore):
         call = self.inner._task_release_dependents(finished_ids, now)
         return await self._timed("release_dependents", call, len(finished_ids))
 
-    async def _task_get_many(self, ids: Sequence[str]) -> list[Task]:
-        return await self._timed("get", self.inner._task_get_many(ids))
+    async def _task_get_many(self, ids: Sequence[str], tenant: str | None) -> list[Task]:
+        return await self._timed("get", self.inner._task_get_many(ids, tenant))
 
     async def _task_list(self, flt: TaskFilter) -> TaskPage:
         return await self._timed("list", self.inner._task_list(flt))
 
-    async def _task_counts(self) -> dict[TaskState, int]:
-        return await self._timed("counts", self.inner._task_counts())
+    async def _task_counts(self, tenant: str | None) -> dict[TaskState, int]:
+        return await self._timed("counts", self.inner._task_counts(tenant))
 
     async def _execution_list(self, task_id: str) -> list[Execution]:
         return await self._timed("executions", self.inner._execution_list(task_id))

@@ -133,6 +133,7 @@ def task_from_row(r: Any) -> Task:
         r[22],
         r[23],
         r[24],
+        r[25],
     )
 
 
@@ -181,6 +182,7 @@ def task_document(tasks: Sequence[Task]) -> bytes:
                 "lease_owner": storable_text(t.lease_owner),
                 "schedule_id": t.schedule_id,
                 "scheduled_for": us(t.scheduled_for),
+                "tenant": t.tenant,
             }
             for t in tasks
         ]

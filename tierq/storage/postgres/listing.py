@@ -34,6 +34,8 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
         bind("state = ${n}", flt.states[0].value)
     elif flt.states is not None:
         bind("state = ANY(${n}::text[])", [s.value for s in flt.states])
+    if flt.tenant is not None:
+        bind("tenant = ${n}", flt.tenant)
     if flt.type is not None:
         bind("type = ${n}", flt.type)
     if flt.queue is not None:

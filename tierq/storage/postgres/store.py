@@ -239,12 +239,15 @@ class PostgresRecordStore(RecordStore):
             return [t.id for t in tasks]
         # Keys as stored (NUL replaced, see codecs.storable_text), so a key with a NUL in it
         # finds its holder too.
-        keys = [storable_text(t.idempotency_key) or "" for t in tasks]
-        wanted = [k for t, k in zip(tasks, keys, strict=True) if t.idempotency_key is not None]
-        holders: dict[str, str] = {}
+        # A key is unique per tenant: holders are looked up by (key, tenant).
+        keys = [(storable_text(t.idempotency_key) or "", t.tenant) for t in tasks]
+        wanted = sorted(
+            {k for t, (k, _) in zip(tasks, keys, strict=True) if t.idempotency_key is not None}
+        )
+        holders: dict[tuple[str, str], str] = {}
         if wanted:
             rows = await conn.fetch(q.TASK_KEY_HOLDERS, wanted)
-            holders = {r[0]: r[1] for r in rows}
+            holders = {(r[0], r[1]): r[2] for r in rows}
         # A skipped task without a key (or whose key nobody holds) already exists under its
         # own id; a keyed one maps to whoever holds the key, possibly earlier in this batch.
         out: list[str] = []
@@ -320,11 +323,11 @@ class PostgresRecordStore(RecordStore):
 
     # ---- reads -----------------------------------------------------------------------------
 
-    async def _task_get_many(self, ids: Sequence[str]) -> list[Task]:
+    async def _task_get_many(self, ids: Sequence[str], tenant: str | None) -> list[Task]:
         given = valid_ids(ids)
         if not given:
             return []
-        rows = await self._run(lambda c: c.fetch(q.TASK_GET_MANY, list(given)))
+        rows = await self._run(lambda c: c.fetch(q.TASK_GET_MANY, list(given), tenant))
         return [task_from_row(r) for r in rows]
 
     async def _task_list(self, flt: TaskFilter) -> TaskPage:
@@ -333,8 +336,13 @@ class PostgresRecordStore(RecordStore):
         items = [task_from_row(r) for r in rows[: flt.size]]
         return TaskPage(items=items, has_more=len(rows) > flt.size)
 
-    async def _task_counts(self) -> dict[TaskState, int]:
-        rows = await self._run(lambda c: c.fetch(q.TASK_COUNTS))
+    async def _task_counts(self, tenant: str | None) -> dict[TaskState, int]:
+        if tenant is None:
+            rows = await self._run(lambda c: c.fetch(q.TASK_COUNTS))
+        elif tenant == "default":
+            rows = await self._run(lambda c: c.fetch(q.TASK_COUNTS_DEFAULT_TENANT))
+        else:
+            rows = await self._run(lambda c: c.fetch(q.TASK_COUNTS_TENANT, tenant))
         return {_STATES[r[0]]: r[1] for r in rows}
 
     async def _execution_list(self, task_id: str) -> list[Execution]:

@@ -40,6 +40,7 @@ class _Body(msgspec.Struct):
     last_error: str | None = None
     schedule_id: str | None = None
     scheduled_for: float | None = None
+    tenant: str = "default"
 
 
 _decoder = msgspec.json.Decoder(_Body)
@@ -76,6 +77,8 @@ def encode_task(task: Task) -> bytes:
     if task.schedule_id is not None:
         doc["schedule_id"] = task.schedule_id
         doc["scheduled_for"] = task.scheduled_for
+    if task.tenant != "default":  # absent = the default tenant: no bytes for most tasks
+        doc["tenant"] = task.tenant
     return orjson.dumps(doc)
 
 
@@ -111,4 +114,5 @@ def decode_task(
         lease_owner=lease_owner,
         schedule_id=b.schedule_id,
         scheduled_for=b.scheduled_for,
+        tenant=b.tenant,
     )

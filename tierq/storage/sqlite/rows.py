@@ -44,7 +44,7 @@ _ROWS_JSON = load("task_rows_json")
 _GET_MANY = load("task_get_many")
 
 TaskRow = tuple[Any, ...]
-TASK_COLUMNS = 25  # columns of ``tasks``, in the order task_params gives them
+TASK_COLUMNS = 26  # columns of ``tasks``, in the order task_params gives them
 
 
 def task_params(t: Task) -> TaskRow:
@@ -76,6 +76,7 @@ def task_params(t: Task) -> TaskRow:
         t.lease_owner,
         t.schedule_id,
         t.scheduled_for,
+        t.tenant,
     )
 
 
@@ -109,6 +110,7 @@ def task_from_row(r: Sequence[Any]) -> Task:
         lease_owner=r[22],
         schedule_id=r[23],
         scheduled_for=None if r[24] is None else float(r[24]),
+        tenant=r[25],
     )
 
 
@@ -145,20 +147,25 @@ def prints_floats_exactly(conn: sqlite3.Connection) -> bool:
     return [float(text) for text in orjson.loads(printed)] == list(FLOAT_TEXT_CHECK)
 
 
-def read_tasks(conn: sqlite3.Connection, ids: str, as_json: bool) -> list[Task]:
-    """The tasks whose ids ``ids`` (a JSON array) holds, in no particular order: in one
-    step (task_rows_json.sql) when ``as_json``, else one row per step."""
-    return decode_tasks(read_task_rows(conn, ids, as_json), as_json)
+def read_tasks(
+    conn: sqlite3.Connection, ids: str, as_json: bool, tenant: str | None = None
+) -> list[Task]:
+    """The tasks whose ids ``ids`` (a JSON array) holds, of ``tenant`` (None: any), in no
+    particular order: in one step (task_rows_json.sql) when ``as_json``, else one row per
+    step."""
+    return decode_tasks(read_task_rows(conn, ids, as_json, tenant), as_json)
 
 
-def read_task_rows(conn: sqlite3.Connection, ids: str, as_json: bool) -> list[Any]:
+def read_task_rows(
+    conn: sqlite3.Connection, ids: str, as_json: bool, tenant: str | None = None
+) -> list[Any]:
     """``read_tasks`` without building the tasks: the rows, for ``decode_tasks`` to turn
     into tasks in another thread than the one holding the connection."""
     if as_json:
-        (found,) = conn.execute(_ROWS_JSON, (ids,)).fetchone()
+        (found,) = conn.execute(_ROWS_JSON, (ids, tenant)).fetchone()
         rows: list[Any] = orjson.loads(found)
         return rows
-    return conn.execute(_GET_MANY, (ids,)).fetchall()
+    return conn.execute(_GET_MANY, (ids, tenant)).fetchall()
 
 
 def decode_tasks(rows: Sequence[Any], as_json: bool) -> list[Task]:
@@ -203,6 +210,7 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
             terms.append(_LIST["state_many"])
             params.append(json_list([s.value for s in flt.states]))
     for column, value in (
+        ("tenant", flt.tenant),
         ("type", flt.type),
         ("queue", flt.queue),
         ("priority", flt.priority),

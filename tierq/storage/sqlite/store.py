@@ -36,7 +36,7 @@ from tierq.storage.base import RecordCapabilities, RecordStore, StoreDataError, 
 from tierq.storage.migrations import pending
 from tierq.storage.sqlite import rows, writes
 from tierq.storage.sqlite.connection import ConnectionThread
-from tierq.storage.sqlite.sqlfiles import load, migrations, statements
+from tierq.storage.sqlite.sqlfiles import load, load_sections, migrations, statements
 
 T = TypeVar("T")
 log = logging.getLogger("tierq.storage.sqlite")
@@ -62,6 +62,9 @@ _SQL = {
         "statistics_present",
     )
 }
+
+
+_COUNTS_TENANT = load_sections("task_counts_tenant")
 
 
 def _forget_statistics(path: str) -> None:
@@ -218,10 +221,10 @@ class SQLiteRecordStore(RecordStore):
 
     # ---- read primitives ---------------------------------------------------------------------
 
-    async def _task_get_many(self, ids: Sequence[str]) -> list[Task]:
+    async def _task_get_many(self, ids: Sequence[str], tenant: str | None) -> list[Task]:
         id_list = rows.json_list(ids)
         as_json = self._rows_as_json
-        return await self._read(lambda conn: rows.read_tasks(conn, id_list, as_json))
+        return await self._read(lambda conn: rows.read_tasks(conn, id_list, as_json, tenant))
 
     async def _task_list(self, flt: TaskFilter) -> TaskPage:
         sql, params = rows.list_query(flt)
@@ -238,9 +241,14 @@ class SQLiteRecordStore(RecordStore):
 
         return await self._read(job)
 
-    async def _task_counts(self) -> dict[TaskState, int]:
+    async def _task_counts(self, tenant: str | None) -> dict[TaskState, int]:
         def job(conn: sqlite3.Connection) -> dict[TaskState, int]:
-            (found,) = conn.execute(_SQL["task_counts"]).fetchone()
+            if tenant is None:
+                (found,) = conn.execute(_SQL["task_counts"]).fetchone()
+            elif tenant == "default":
+                (found,) = conn.execute(_COUNTS_TENANT["default"]).fetchone()
+            else:
+                (found,) = conn.execute(_COUNTS_TENANT["other"], (tenant,)).fetchone()
             return {rows.state_from_text(s): n for s, n in orjson.loads(found).items()}
 
         return await self._read(job)

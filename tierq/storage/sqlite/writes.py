@@ -89,7 +89,7 @@ def insert_job(tasks: Sequence[Task]) -> Job:
         if keys:
             # A key held by an earlier batch, or earlier in this one, keeps its first task:
             # known before the insert, so the skipped rows are neither sent nor counted.
-            owner = dict(conn.execute(_SQL["task_ids_by_key"], (rows.json_list([*keys.values()]),)))
+            owner = _key_holders(conn, keys)
             keep: list[int] = []
             for i, t in enumerate(tasks):
                 key = keys.get(i)
@@ -119,18 +119,26 @@ def insert_exact_job(tasks: Sequence[Task]) -> Job:
     return _insert_exact(tasks, [rows.task_params(t) for t in tasks], _stored_keys(tasks))
 
 
-def _stored_keys(tasks: Sequence[Task]) -> dict[int, str]:
-    """Idempotency keys by task index, as stored (NUL replaced, storage/text.py): the
-    lookups by key must use them or miss."""
+def _stored_keys(tasks: Sequence[Task]) -> dict[int, tuple[str, str]]:
+    """(idempotency key, tenant) by task index, keys as stored (NUL replaced, storage/
+    text.py): the lookups by key must use them or miss. A key is unique per tenant."""
     return {
-        i: without_nul(t.idempotency_key)
+        i: (without_nul(t.idempotency_key), t.tenant)
         for i, t in enumerate(tasks)
         if t.idempotency_key is not None
     }
 
 
+def _key_holders(
+    conn: sqlite3.Connection, keys: Mapping[int, tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    """(key, tenant) -> id of the task holding it, for the keys of ``keys``."""
+    wanted = rows.json_list(sorted({k for k, _ in keys.values()}))
+    return {(k, tenant): i for k, tenant, i in conn.execute(_SQL["task_ids_by_key"], (wanted,))}
+
+
 def _insert_exact(
-    tasks: Sequence[Task], params: Sequence[rows.TaskRow], keys: dict[int, str]
+    tasks: Sequence[Task], params: Sequence[rows.TaskRow], keys: dict[int, tuple[str, str]]
 ) -> Job:
     """Row by row, so each skipped row (duplicate id or key) is known and not counted."""
 
@@ -141,7 +149,7 @@ def _insert_exact(
             if execute_rows(conn, _SQL["task_insert"], _TASK_WIDTH, [p]):
                 added[t.state.value] += 1
         if keys:
-            owner = dict(conn.execute(_SQL["task_ids_by_key"], (rows.json_list([*keys.values()]),)))
+            owner = _key_holders(conn, keys)
             for i, key in keys.items():
                 stored[i] = owner[key]
         _add_counts(conn, added)

@@ -1,3 +1,3 @@
 -- ?1: JSON array of idempotency keys.
-SELECT idempotency_key, id FROM tasks
+SELECT idempotency_key, tenant, id FROM tasks
 WHERE idempotency_key IN (SELECT value FROM json_each(?1))

@@ -22,6 +22,8 @@ queue = ?
 priority = ?
 -- name: schedule_id
 schedule_id = ?
+-- name: tenant
+tenant = ?
 -- name: after_asc
 id > ?
 -- name: after_desc

@@ -1,4 +1,4 @@
--- ?1: JSON array of ids. The rows of those tasks as ONE row holding a JSON array, one
+-- ?1: JSON array of ids; ?2: the tenant they must belong to (NULL: any). The rows of those tasks as ONE row holding a JSON array, one
 -- element per task in ``tasks`` column order: one sqlite3_step, so one GIL hand-over, for
 -- the whole batch (reading row by row costs one per row; see batches.py). Values JSON
 -- cannot carry exactly travel as text: REALs as printf('%!.17g') (17 significant digits
@@ -14,7 +14,7 @@ SELECT json_group_array(json_array(
     iif(started_at IS NULL, NULL, printf('%!.17g', started_at)),
     iif(finished_at IS NULL, NULL, printf('%!.17g', finished_at)),
     lease_owner, schedule_id,
-    iif(scheduled_for IS NULL, NULL, printf('%!.17g', scheduled_for))
+    iif(scheduled_for IS NULL, NULL, printf('%!.17g', scheduled_for)), tenant
 ))
 FROM tasks
-WHERE id IN (SELECT value FROM json_each(?1))
+WHERE id IN (SELECT value FROM json_each(?1)) AND (?2 IS NULL OR tenant = ?2)
