@@ -299,10 +299,12 @@ class EventFilter:
     queue: str | None = None
     type: str | None = None
     events: frozenset[str] | None = None
+    tenant: str | None = None
 
     def matches(self, event: Event) -> bool:
         return (
-            (self.task_id is None or event.task_id == self.task_id)
+            (self.tenant is None or event.tenant == self.tenant)
+            and (self.task_id is None or event.task_id == self.task_id)
             and (self.queue is None or event.queue == self.queue)
             and (self.type is None or event.type == self.type)
             and (self.events is None or event.event in self.events)
@@ -311,7 +313,7 @@ class EventFilter:
 
 @dataclass(slots=True, frozen=True)
 class WebhookSubscription:
-    """A deployment-wide webhook: events matching its filters (``None`` = any) are delivered
+    """A tenant's webhook: its events matching its filters (``None`` = any) are delivered
     to ``url``, signed with its own ``secret`` (a ``whsec_`` key, kept to sign with, shown to
     its creator once)."""
 
@@ -326,10 +328,12 @@ class WebhookSubscription:
     updated_at: float
     description: str | None = None
     disabled_reason: str | None = None
+    tenant: str = "default"  # it hears this tenant's events only
 
     def wants(self, event: Event) -> bool:
         return (
             self.enabled
+            and event.tenant == self.tenant
             and event.event in self.events
             and (self.queue is None or event.queue == self.queue)
             and (self.type is None or event.type == self.type)
@@ -424,6 +428,7 @@ class ScheduleRun:
 
 @dataclass(slots=True, frozen=True)
 class ScheduleFilter:
+    tenant: str | None = None  # None: every tenant
     paused: bool | None = None
     name_prefix: str | None = None
     after_id: str | None = None
@@ -435,6 +440,9 @@ class ScheduleFilter:
 ROLES = ("viewer", "submitter", "operator", "admin")
 # The tenant of a platform key: it sees and manages every tenant's records.
 ALL_TENANTS = "*"
+# The tenant of single-tenant deployments, of everything made without credentials, and of
+# what a platform key creates.
+DEFAULT_TENANT = "default"
 
 
 @dataclass(slots=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from tierq.model import ALL_TENANTS, ROLES
+from tierq.model import ALL_TENANTS, DEFAULT_TENANT, ROLES
 
 
 class Permission(enum.StrEnum):
@@ -75,7 +75,13 @@ class Principal:
         """The tenant every query is restricted to; None for a platform admin (all)."""
         return None if self.tenant == ALL_TENANTS else self.tenant
 
+    @property
+    def owner(self) -> str:
+        """The tenant what this caller creates belongs to (a platform key's: ``default``)."""
+        return DEFAULT_TENANT if self.tenant == ALL_TENANTS else self.tenant
+
 
 # Who calls when credentials are not required (auth off, or auto with no key and no JWT):
-# the loopback operator of a single-user deployment.
-ANONYMOUS = Principal(tenant="default", role="admin", actor="anonymous")
+# the loopback operator of the whole deployment, like the CLI on the record store (what it
+# creates belongs to the default tenant).
+ANONYMOUS = Principal(tenant=ALL_TENANTS, role="admin", actor="anonymous")

@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tierq.api.auth.access import AUDIT_RESOURCE, charge
+from tierq.api.auth.access import AUDIT_RESOURCE, PRINCIPAL, charge
 from tierq.api.errors import ApiError
 from tierq.api.permissions import Permission
 from tierq.api.routing import Route
@@ -51,6 +51,11 @@ async def read_json_body(request: web.Request) -> bytes:
     return body
 
 
+def scope(request: web.Request) -> str | None:
+    """The tenant the caller's reads and changes are confined to (None: every tenant)."""
+    return request[PRINCIPAL].scope
+
+
 def task_id_param(request: web.Request) -> str:
     task_id = request.match_info["task_id"].lower()
     if not is_valid_id(task_id):
@@ -74,7 +79,8 @@ def shed_load(request: web.Request) -> None:
 async def submit_one(request: web.Request) -> web.Response:
     shed_load(request)
     specs = decode_tasks(await read_json_body(request), batch=False)
-    (result,) = await request.app[ENGINE].submit(specs, batch=False)
+    owner = request[PRINCIPAL].owner
+    (result,) = await request.app[ENGINE].submit(specs, batch=False, tenant=owner)
     request[AUDIT_RESOURCE] = result.task.id
     return json_response(task_out(result.task), 201 if result.created else 200)
 
@@ -83,7 +89,8 @@ async def submit_batch(request: web.Request) -> web.Response:
     shed_load(request)
     specs = decode_tasks(await read_json_body(request), batch=True)
     await charge(request, len(specs))
-    results = await request.app[ENGINE].submit(specs, batch=True)
+    owner = request[PRINCIPAL].owner
+    results = await request.app[ENGINE].submit(specs, batch=True, tenant=owner)
     request[AUDIT_RESOURCE] = f"{len(results)} tasks"
     existing = [i for i, r in enumerate(results) if not r.created]
     return json_response(
@@ -106,25 +113,25 @@ async def get_task(request: web.Request) -> web.Response:
                 f"wait_seconds must be a number from 0 to {MAX_WAIT_S:g}",
                 {"parameter": "wait_seconds"},
             )
-        task = await request.app[ENGINE].wait_finished(task_id, wait_s)
+        task = await request.app[ENGINE].wait_finished(task_id, wait_s, scope(request))
     else:
-        task = await request.app[ENGINE].get(task_id)
+        task = await request.app[ENGINE].get(task_id, scope(request))
     return json_response(task_out(task))
 
 
 async def cancel_task(request: web.Request) -> web.Response:
-    task = await request.app[ENGINE].cancel(task_id_param(request))
+    task = await request.app[ENGINE].cancel(task_id_param(request), scope(request))
     return json_response(task_out(task))
 
 
 async def retry_task(request: web.Request) -> web.Response:
-    task = await request.app[ENGINE].retry(task_id_param(request))
+    task = await request.app[ENGINE].retry(task_id_param(request), scope(request))
     return json_response(task_out(task))
 
 
 async def task_executions(request: web.Request) -> web.Response:
     task_id = task_id_param(request)
-    executions = await request.app[ENGINE].executions(task_id)
+    executions = await request.app[ENGINE].executions(task_id, scope(request))
     return json_response({"task_id": task_id, "items": [execution_out(e) for e in executions]})
 
 
@@ -219,6 +226,7 @@ def parse_filter(request: web.Request) -> TaskFilter:
             400, "bad_parameter", "schedule_id must be a schedule id", {"parameter": "schedule_id"}
         )
     return TaskFilter(
+        tenant=scope(request),
         states=states,
         schedule_id=schedule_id.lower() if schedule_id else None,
         type=query.get("type") or None,
@@ -250,7 +258,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 
 async def statistics(request: web.Request) -> web.Response:
-    return json_response(await request.app[ENGINE].reports.statistics())
+    return json_response(await request.app[ENGINE].reports.statistics(scope(request)))
 
 
 async def health(request: web.Request) -> web.Response:

@@ -10,9 +10,10 @@ from zoneinfo import ZoneInfo
 import msgspec
 from aiohttp import web
 
+from tierq.api.auth.access import AUDIT_RESOURCE, PRINCIPAL
 from tierq.api.errors import ApiError
 from tierq.api.permissions import Permission
-from tierq.api.routes import ENGINE, json_response, read_json_body, time_param
+from tierq.api.routes import ENGINE, json_response, read_json_body, scope, time_param
 from tierq.api.routing import Route
 from tierq.api.schemas import decode_as, task_out
 from tierq.engine.errors import FieldError
@@ -105,6 +106,7 @@ def schedule_out(view: ScheduleView) -> dict[str, Any]:
         "created_at": iso(s.created_at),
         "updated_at": iso(s.updated_at),
         "version": s.version,
+        "tenant": s.tenant,
     }
 
 
@@ -128,7 +130,8 @@ def _int(request: web.Request, name: str, default: int, low: int, high: int) -> 
 
 async def create_schedule(request: web.Request) -> web.Response:
     body = decode_as(_schedule_in, await read_json_body(request))
-    view = await _schedules(request).create(body)
+    view = await _schedules(request).create(body, request[PRINCIPAL].owner)
+    request[AUDIT_RESOURCE] = view.schedule.id
     return json_response(schedule_out(view), 201)
 
 
@@ -145,6 +148,7 @@ async def list_schedules(request: web.Request) -> web.Response:
     if after is not None and not is_valid_id(after.lower()):
         raise ApiError(400, "bad_parameter", "after must be a schedule id", {"parameter": "after"})
     flt = ScheduleFilter(
+        tenant=scope(request),
         paused=paused,
         name_prefix=query.get("name") or None,
         after_id=after.lower() if after else None,
@@ -182,7 +186,8 @@ async def preview_schedule(request: web.Request) -> web.Response:
 
 
 async def get_schedule(request: web.Request) -> web.Response:
-    return json_response(schedule_out(await _schedules(request).get(_schedule_id(request))))
+    view = await _schedules(request).get(_schedule_id(request), scope(request))
+    return json_response(schedule_out(view))
 
 
 async def update_schedule(request: web.Request) -> web.Response:
@@ -193,22 +198,22 @@ async def update_schedule(request: web.Request) -> web.Response:
     for key in ("id", "state", "runs", "version", "created_at", "updated_at", "last_tick"):
         if key in patch:
             raise FieldError(f"$.{key}", "cannot be set")
-    view = await _schedules(request).update(schedule_id, patch)
+    view = await _schedules(request).update(schedule_id, patch, scope(request))
     return json_response(schedule_out(view))
 
 
 async def delete_schedule(request: web.Request) -> web.Response:
-    await _schedules(request).delete(_schedule_id(request))
+    await _schedules(request).delete(_schedule_id(request), scope(request))
     return web.Response(status=204)
 
 
 async def pause_schedule(request: web.Request) -> web.Response:
-    view = await _schedules(request).set_paused(_schedule_id(request), True)
+    view = await _schedules(request).set_paused(_schedule_id(request), True, scope(request))
     return json_response(schedule_out(view))
 
 
 async def resume_schedule(request: web.Request) -> web.Response:
-    view = await _schedules(request).set_paused(_schedule_id(request), False)
+    view = await _schedules(request).set_paused(_schedule_id(request), False, scope(request))
     return json_response(schedule_out(view))
 
 
@@ -221,7 +226,7 @@ async def trigger_schedule(request: web.Request) -> web.Response:
             "Idempotency-Key must be 1 to 200 characters",
             {"header": "Idempotency-Key"},
         )
-    submitted = await _schedules(request).trigger(_schedule_id(request), key)
+    submitted = await _schedules(request).trigger(_schedule_id(request), key, scope(request))
     return json_response(task_out(submitted.task), 201 if submitted.created else 200)
 
 
@@ -229,8 +234,8 @@ async def schedule_runs(request: web.Request) -> web.Response:
     schedules = _schedules(request)
     schedule_id = _schedule_id(request)
     limit = _int(request, "limit", 50, 1, MAX_RUNS_PAGE)
-    view = await schedules.get(schedule_id)
-    runs = await schedules.runs(schedule_id, time_param(request, "before"), limit)
+    view = await schedules.get(schedule_id, scope(request))
+    runs = await schedules.runs(schedule_id, time_param(request, "before"), limit, scope(request))
     tz = zone(view.spec.timezone)
     items = [run_out(r, tz) for r in runs]
     more = len(runs) == limit

@@ -70,6 +70,7 @@ def task_out(task: Task) -> dict[str, Any]:
         "lease_owner": task.lease_owner,  # the replica holding its lease (none when free)
         "schedule_id": task.schedule_id,  # set on the tasks a schedule fired
         "scheduled_for": iso(task.scheduled_for),  # the tick it was fired for
+        "tenant": task.tenant,
     }
 
 
@@ -92,6 +93,7 @@ def subscription_out(sub: WebhookSubscription, secret: bool = False) -> dict[str
         "queue": sub.queue,
         "type": sub.type,
         "enabled": sub.enabled,
+        "tenant": sub.tenant,
         "description": sub.description,
         "disabled_reason": sub.disabled_reason,
         "created_at": iso(sub.created_at),

@@ -25,6 +25,7 @@ import orjson
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
+from tierq.api.auth.access import PRINCIPAL
 from tierq.api.errors import REQUEST_ID, ApiError
 from tierq.api.permissions import Permission
 from tierq.api.routes import ENGINE, json_response
@@ -68,9 +69,11 @@ def parse_event_filter(request: web.Request) -> EventFilter | None:
         events = names
     queue = query.get("queue") or None
     type_name = query.get("type") or None
-    if task_id is None and events is None and queue is None and type_name is None:
+    # A tenant's caller hears its own tenant's events only.
+    tenant = request[PRINCIPAL].scope
+    if (task_id, events, queue, type_name, tenant) == (None, None, None, None, None):
         return None
-    return EventFilter(task_id=task_id, queue=queue, type=type_name, events=events)
+    return EventFilter(task_id=task_id, queue=queue, type=type_name, events=events, tenant=tenant)
 
 
 def _event_log(request: web.Request) -> EventLog:

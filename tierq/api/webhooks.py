@@ -6,9 +6,10 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from tierq.api.auth.access import AUDIT_RESOURCE, PRINCIPAL
 from tierq.api.errors import ApiError
 from tierq.api.permissions import Permission
-from tierq.api.routes import ENGINE, json_response, read_json_body, task_id_param
+from tierq.api.routes import ENGINE, json_response, read_json_body, scope, task_id_param
 from tierq.api.routing import Route
 from tierq.api.schemas import decode_as, delivery_out, subscription_out
 from tierq.engine.notify.service import Notifications
@@ -32,37 +33,42 @@ def _notifications(request: web.Request) -> Notifications:
 
 async def create_webhook(request: web.Request) -> web.Response:
     spec = decode_as(_subscription, await read_json_body(request))
-    sub = await _notifications(request).subscriptions.create(spec)
+    sub = await _notifications(request).subscriptions.create(spec, request[PRINCIPAL].owner)
+    request[AUDIT_RESOURCE] = sub.id
     return json_response(subscription_out(sub, secret=True), 201)
 
 
 async def list_webhooks(request: web.Request) -> web.Response:
-    subs = await _notifications(request).subscriptions.list()
+    subs = await _notifications(request).subscriptions.list(scope(request))
     return json_response({"items": [subscription_out(s) for s in subs]})
 
 
 async def get_webhook(request: web.Request) -> web.Response:
-    sub = await _notifications(request).subscriptions.get(request.match_info["webhook_id"])
+    sub = await _notifications(request).subscriptions.get(
+        request.match_info["webhook_id"], scope(request)
+    )
     return json_response(subscription_out(sub))
 
 
 async def update_webhook(request: web.Request) -> web.Response:
     change = decode_as(_enabled, await read_json_body(request))
     sub = await _notifications(request).subscriptions.set_enabled(
-        request.match_info["webhook_id"], change.enabled
+        request.match_info["webhook_id"], change.enabled, tenant=scope(request)
     )
     return json_response(subscription_out(sub))
 
 
 async def delete_webhook(request: web.Request) -> web.Response:
-    await _notifications(request).subscriptions.delete(request.match_info["webhook_id"])
+    await _notifications(request).subscriptions.delete(
+        request.match_info["webhook_id"], scope(request)
+    )
     return web.Response(status=204)
 
 
 async def task_notifications(request: web.Request) -> web.Response:
     task_id = task_id_param(request)
     engine = request.app[ENGINE]
-    await engine.get(task_id)  # 404 for an unknown task
+    await engine.get(task_id, scope(request))  # 404 for an unknown or another tenant's task
     reports = await _notifications(request).report(
         task_id, engine.store.task_get_many, engine.executions
     )

@@ -54,14 +54,19 @@ class Dependencies:
             return
         in_batch = {t.id: t for t in tasks}
         outside = [d for d in wanted if d not in in_batch]
-        found = {t.id: t for t in await self._store.task_get_many(outside)} if outside else {}
+        # A task may depend on its own tenant's tasks only: another tenant's is not found.
+        tenants = {t.tenant for t in tasks}
+        scope = tenants.pop() if len(tenants) == 1 else None
+        found = (
+            {t.id: t for t in await self._store.task_get_many(outside, scope)} if outside else {}
+        )
         for index, task in enumerate(tasks):
             if not task.depends_on:
                 continue
             waiting = False
             for position, dep in enumerate(task.depends_on):
                 dep_task = found.get(dep) or in_batch.get(dep)
-                if dep_task is None or dep == task.id:
+                if dep_task is None or dep == task.id or dep_task.tenant != task.tenant:
                     raise InvalidDependency(index, position, dep)
                 held = self._held.get(dep)
                 state = held.state if held is not None else dep_task.state

@@ -19,14 +19,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from tierq.config import Settings
+from tierq.engine.actions import TaskActions
 from tierq.engine.cancellation import Cancellation
 from tierq.engine.committer import GroupCommitter
 from tierq.engine.dependencies import Dependencies
 from tierq.engine.errors import (
-    Conflict,
     FieldError,
     InvalidDependency,
-    NotFound,
     ShuttingDown,
     Submitted,
 )
@@ -50,9 +49,7 @@ from tierq.engine.service import Service
 from tierq.engine.workers import RetryPolicy, WorkerPool
 from tierq.metrics import Metrics
 from tierq.model import (
-    TERMINAL_EVENTS,
     TERMINAL_STATES,
-    EventFilter,
     EventType,
     Execution,
     Task,
@@ -181,6 +178,18 @@ class Engine:
             flusher.run_once,
             clock,
             self._on_cancelled,
+        )
+        self.actions = TaskActions(
+            held,
+            store,
+            self.feed,
+            flusher,
+            self.cancellation,
+            self.events,
+            self.bus.publish,
+            self.repair.enqueue_shared if distributed else None,
+            hint,
+            clock,
         )
         self.pager = Pager(
             held,
@@ -397,10 +406,12 @@ class Engine:
 
     # ---- submission ------------------------------------------------------------------------
 
-    async def submit(self, specs: Sequence[TaskIn], batch: bool) -> list[Submitted]:
-        """Validate decoded task specs, build the tasks (ids, times, initial state) and make
-        them durable. Errors name the field path as the client sent it (``$`` for a single
-        task, ``$[i]`` in a batch)."""
+    async def submit(
+        self, specs: Sequence[TaskIn], batch: bool, tenant: str = "default"
+    ) -> list[Submitted]:
+        """Validate decoded task specs, build the tasks (ids, times, initial state) of
+        ``tenant`` and make them durable. Errors name the field path as the client sent it
+        (``$`` for a single task, ``$[i]`` in a batch)."""
         if batch:
             if not specs:
                 raise FieldError("$", "a batch needs at least one task")
@@ -411,6 +422,9 @@ class Engine:
             tasks = build_tasks(list(specs), self.settings, self.registry, now)
         else:
             tasks = [build_task(specs[0], "$", self.settings, self.registry, now)]
+        if tenant != "default":  # the tasks are built for the default tenant
+            for task in tasks:
+                task.tenant = tenant
         try:
             return await self.submit_many(tasks)
         except InvalidDependency as exc:
@@ -541,60 +555,22 @@ class Engine:
 
     # ---- reads and user actions --------------------------------------------------------------
 
-    async def get(self, task_id: str) -> Task:
-        task = self.held.get(task_id)
-        if task is not None:
-            return task
-        found = await self.store.task_get(task_id)
-        if found is None:
-            raise NotFound(f"no task {task_id}")
-        return found
+    async def get(self, task_id: str, tenant: str | None = None) -> Task:
+        return await self.actions.get(task_id, tenant)
 
-    async def wait_finished(self, task_id: str, timeout_s: float) -> Task:
-        """The task once it is terminal, or after ``timeout_s`` as it is then. Woken by its
-        terminal event (from any replica), not by reading the store in a loop."""
-        listener = await self.feed.listen(EventFilter(task_id=task_id, events=TERMINAL_EVENTS))
-        try:
-            task = await self.get(task_id)
-            if task.state not in TERMINAL_STATES:
-                await listener.take(timeout_s)
-                task = await self.get(task_id)
-            return task
-        finally:
-            self.feed.unlisten(listener)
+    async def wait_finished(
+        self, task_id: str, timeout_s: float, tenant: str | None = None
+    ) -> Task:
+        return await self.actions.wait_finished(task_id, timeout_s, tenant)
 
     async def list_tasks(self, flt: TaskFilter) -> TaskPage:
-        return await self.store.task_list(flt)
+        return await self.actions.page(flt)
 
-    async def executions(self, task_id: str) -> list[Execution]:
-        await self.get(task_id)
-        await self._flush_if_held(task_id)
-        return await self.store.execution_list(task_id)
+    async def executions(self, task_id: str, tenant: str | None = None) -> list[Execution]:
+        return await self.actions.executions(task_id, tenant)
 
-    async def _flush_if_held(self, task_id: str) -> None:
-        if task_id in self.held:
-            await self.flusher.run_once()
+    async def cancel(self, task_id: str, tenant: str | None = None) -> Task:
+        return await self.actions.cancel(task_id, tenant)
 
-    async def cancel(self, task_id: str) -> Task:
-        return await self.cancellation.cancel(task_id)
-
-    async def retry(self, task_id: str) -> Task:
-        """Replay a failed (dead-lettered) or cancelled task: a new attempt budget."""
-        await self.get(task_id)
-        await self._flush_if_held(task_id)
-        task = await self.get(task_id)
-        if task.state not in (TaskState.FAILED, TaskState.CANCELLED):
-            raise Conflict(
-                f"task is {task.state.value}; only failed or cancelled tasks can be retried",
-                task.state,
-            )
-        changed = await self.store.task_retry_many([task_id], self.clock())
-        if not changed:
-            current = await self.get(task_id)
-            raise Conflict(f"task is {current.state.value}", current.state)
-        fresh = await self.get(task_id)
-        await self.bus.publish(self.events.retried([fresh]))
-        if self.distributed:
-            await self.repair.enqueue_shared([fresh])
-        self.hint.poke()
-        return fresh
+    async def retry(self, task_id: str, tenant: str | None = None) -> Task:
+        return await self.actions.retry(task_id, tenant)

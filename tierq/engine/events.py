@@ -39,8 +39,6 @@ from tierq.storage.eventlog import EventLog
 
 log = logging.getLogger("tierq.engine")
 
-# Until access control lands every task belongs to one tenant.
-DEFAULT_TENANT = "default"
 # The trimmer's interval: trimming is maintenance, a minute late costs a minute of retention.
 TRIM_INTERVAL_S = 60.0
 
@@ -136,7 +134,7 @@ class EventSource:
             task.priority,
             task.attempt if attempt is None else attempt,
             self._node,
-            DEFAULT_TENANT,
+            task.tenant,
             error,
             duration_s,
             retry_at,
@@ -166,7 +164,6 @@ class EventSource:
         about: list[Task | None] = []
         started = self._started
         node = self._node
-        tenant = DEFAULT_TENANT
         by_state = _KIND_BY_STATE
         interrupted = Outcome.INTERRUPTED
         for t in transitions:
@@ -200,7 +197,7 @@ class EventSource:
                             task.priority,
                             attempt,
                             node,
-                            tenant,
+                            task.tenant,
                         )
                     )
                     about.append(task)
@@ -221,7 +218,7 @@ class EventSource:
                             task.priority,
                             attempt,
                             node,
-                            tenant,
+                            task.tenant,
                         )
                     )
                     about.append(task)
@@ -242,7 +239,7 @@ class EventSource:
                     task.priority,
                     attempt,
                     node,
-                    tenant,
+                    task.tenant,
                     None if error is None or kind == "succeeded" else _summary(error),
                     duration,
                     t.run_at if kind == "attempt_failed" else None,
@@ -252,9 +249,9 @@ class EventSource:
         return Batch(out, about)
 
     def submitted(self, tasks: Sequence[Task]) -> Batch:
-        node, tenant = self._node, DEFAULT_TENANT
+        node = self._node
         events = [
-            Event(t.created_at, "submitted", t.id, t.queue, t.type, t.priority, 0, node, tenant)
+            Event(t.created_at, "submitted", t.id, t.queue, t.type, t.priority, 0, node, t.tenant)
             for t in tasks
         ]
         return Batch(events, list[Task | None](tasks))

@@ -62,7 +62,18 @@ class Reporter:
         self._listeners = listeners
         self._mode = "distributed" if dispatch.capabilities.shared else "embedded"
 
-    async def statistics(self) -> Statistics:
+    async def statistics(self, tenant: str | None = None) -> Statistics:
+        """Counts of ``tenant``'s tasks (None: every tenant's, with the tiers' depths)."""
+        if tenant is not None:
+            counts = await self._store.task_counts(tenant)
+            return Statistics(
+                counts={state.value: n for state, n in counts.items()},
+                total=sum(counts.values()),
+                memory=None,
+                dispatch=None,
+                node=self._node,
+                mode=self._mode,
+            )
         # Both tiers at once: while a backlog drains, each read may wait for its tier (Redis
         # waits for a CPU), and one after the other the waits added up.
         try:

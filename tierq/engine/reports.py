@@ -18,8 +18,10 @@ class MemoryDepth(msgspec.Struct, frozen=True):
 class Statistics(msgspec.Struct, frozen=True):
     counts: dict[str, int]  # every task state, 0 where none (maintained counters)
     total: int
-    memory: MemoryDepth
-    dispatch: dict[str, int]
+    # The tiers' depths hold every tenant's tasks: shown to a platform caller only (None
+    # for a tenant's statistics).
+    memory: MemoryDepth | None
+    dispatch: dict[str, int] | None
     node: str
     mode: str  # "embedded" or "distributed"
 

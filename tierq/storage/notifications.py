@@ -18,12 +18,14 @@ class NotificationStore(abc.ABC):
     async def webhook_insert(self, sub: WebhookSubscription) -> None:
         await self._webhook_insert(sub)
 
-    async def webhook_list(self) -> list[WebhookSubscription]:
-        """Every subscription, oldest first."""
-        return await self._webhook_list()
+    async def webhook_list(self, tenant: str | None = None) -> list[WebhookSubscription]:
+        """The subscriptions of ``tenant`` (None: every tenant), oldest first."""
+        return await self._webhook_list(tenant)
 
-    async def webhook_get(self, sub_id: str) -> WebhookSubscription | None:
-        return await self._webhook_get(sub_id)
+    async def webhook_get(
+        self, sub_id: str, tenant: str | None = None
+    ) -> WebhookSubscription | None:
+        return await self._webhook_get(sub_id, tenant)
 
     async def webhook_set_enabled(
         self, sub_id: str, enabled: bool, reason: str | None, now: float
@@ -48,10 +50,10 @@ class NotificationStore(abc.ABC):
     async def _webhook_insert(self, sub: WebhookSubscription) -> None: ...
 
     @abc.abstractmethod
-    async def _webhook_list(self) -> list[WebhookSubscription]: ...
+    async def _webhook_list(self, tenant: str | None) -> list[WebhookSubscription]: ...
 
     @abc.abstractmethod
-    async def _webhook_get(self, sub_id: str) -> WebhookSubscription | None: ...
+    async def _webhook_get(self, sub_id: str, tenant: str | None) -> WebhookSubscription | None: ...
 
     @abc.abstractmethod
     async def _webhook_set_enabled(

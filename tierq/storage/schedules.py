@@ -29,8 +29,9 @@ class ScheduleStore(abc.ABC):
         """Insert; ScheduleNameTaken when the tenant already has the name."""
         await self._create(schedule)
 
-    async def get(self, schedule_id: str) -> Schedule | None:
-        return await self._get(schedule_id)
+    async def get(self, schedule_id: str, tenant: str | None = None) -> Schedule | None:
+        """The schedule, if it belongs to ``tenant`` (None: any tenant)."""
+        return await self._get(schedule_id, tenant)
 
     async def page(self, flt: ScheduleFilter) -> tuple[list[Schedule], bool]:
         """One page in id order (ids are time-ordered: oldest first), and whether more follow."""
@@ -110,7 +111,7 @@ class ScheduleStore(abc.ABC):
     async def _create(self, schedule: Schedule) -> None: ...
 
     @abc.abstractmethod
-    async def _get(self, schedule_id: str) -> Schedule | None: ...
+    async def _get(self, schedule_id: str, tenant: str | None) -> Schedule | None: ...
 
     @abc.abstractmethod
     async def _list(self, flt: ScheduleFilter) -> list[Schedule]:

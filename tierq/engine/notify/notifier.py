@@ -108,7 +108,13 @@ class Notifier:
                 self._webhook(event, task, sub.url, sub.id, now, tasks, deliveries)
 
     def _delivery_task(
-        self, type_name: str, payload: dict[str, object], key: str, now: float, timeout_s: float
+        self,
+        type_name: str,
+        payload: dict[str, object],
+        key: str,
+        now: float,
+        timeout_s: float,
+        tenant: str,
     ) -> Task:
         task_id = str(payload["delivery_id"])
         return Task(
@@ -124,6 +130,7 @@ class Notifier:
             DELIVERY_ATTEMPTS,
             timeout_s,
             idempotency_key=key,
+            tenant=tenant,  # the tenant whose event it reports: listed among its tasks
         )
 
     def _webhook(
@@ -150,7 +157,7 @@ class Notifier:
             "event": event.event,
         }
         timeout = self._settings.webhook_timeout_s + 5.0
-        tasks.append(self._delivery_task(WEBHOOK_TYPE, payload, key, now, timeout))
+        tasks.append(self._delivery_task(WEBHOOK_TYPE, payload, key, now, timeout, event.tenant))
         deliveries.append(Delivery(delivery_id, about, "webhook", url, event.event, now, sub_id))
 
     def _email(
@@ -176,5 +183,5 @@ class Notifier:
             "event": event.event,
         }
         timeout = self._settings.smtp_timeout_s + 5.0
-        tasks.append(self._delivery_task(EMAIL_TYPE, payload, key, now, timeout))
+        tasks.append(self._delivery_task(EMAIL_TYPE, payload, key, now, timeout, event.tenant))
         deliveries.append(Delivery(delivery_id, event.task_id, "email", target, event.event, now))

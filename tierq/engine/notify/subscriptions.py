@@ -27,7 +27,7 @@ from tierq.engine.notify.targets import (
     guard_for,
 )
 from tierq.ids import is_valid_id, new_id
-from tierq.model import WebhookSubscription
+from tierq.model import DEFAULT_TENANT, WebhookSubscription
 from tierq.storage.notifications import NotificationStore
 
 log = logging.getLogger("tierq.notify")
@@ -109,7 +109,9 @@ class Subscriptions:
         self._settings = settings
         self._clock = clock
 
-    async def create(self, spec: SubscriptionIn) -> WebhookSubscription:
+    async def create(
+        self, spec: SubscriptionIn, tenant: str = DEFAULT_TENANT
+    ) -> WebhookSubscription:
         guard = guard_for(self._settings.http_allow_private)
         url = check_url(spec.url, "$.url", guard)
         events = check_events(spec.events, "$.events", SUBSCRIPTION_EVENTS)
@@ -125,23 +127,31 @@ class Subscriptions:
             now,
             now,
             spec.description,
+            tenant=tenant,
         )
         await self._store.webhook_insert(sub)
         self._cache.invalidate()
         return sub
 
-    async def list(self) -> list[WebhookSubscription]:
-        return await self._store.webhook_list()
+    async def list(self, tenant: str | None = None) -> list[WebhookSubscription]:
+        return await self._store.webhook_list(tenant)
 
-    async def get(self, sub_id: str) -> WebhookSubscription:
-        sub = await self._store.webhook_get(sub_id) if is_valid_id(sub_id) else None
+    async def get(self, sub_id: str, tenant: str | None = None) -> WebhookSubscription:
+        """The subscription, if it is ``tenant``'s (None: any tenant's)."""
+        sub = await self._store.webhook_get(sub_id, tenant) if is_valid_id(sub_id) else None
         if sub is None:
             raise NotFound(f"no webhook subscription {sub_id}")
         return sub
 
     async def set_enabled(
-        self, sub_id: str, enabled: bool, reason: str | None = None
+        self,
+        sub_id: str,
+        enabled: bool,
+        reason: str | None = None,
+        tenant: str | None = None,
     ) -> WebhookSubscription:
+        if tenant is not None:
+            await self.get(sub_id, tenant)
         sub = None
         if is_valid_id(sub_id):
             sub = await self._store.webhook_set_enabled(
@@ -152,7 +162,9 @@ class Subscriptions:
         self._cache.invalidate()
         return sub
 
-    async def delete(self, sub_id: str) -> None:
+    async def delete(self, sub_id: str, tenant: str | None = None) -> None:
+        if tenant is not None:
+            await self.get(sub_id, tenant)
         if not is_valid_id(sub_id) or not await self._store.webhook_delete(sub_id):
             raise NotFound(f"no webhook subscription {sub_id}")
         self._cache.invalidate()

@@ -117,6 +117,7 @@ def make_task(active: Active, tick: float, now: float) -> Task:
         idempotency_key=tick_key(active.row.id, tick),
         schedule_id=active.row.id,
         scheduled_for=tick,
+        tenant=active.row.tenant,
     )
 
 

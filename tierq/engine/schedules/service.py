@@ -44,7 +44,15 @@ from tierq.engine.schedules.spec import (
     encode_spec,
 )
 from tierq.ids import new_id
-from tierq.model import Schedule, ScheduleFilter, ScheduleFire, ScheduleRun, Task, TaskState
+from tierq.model import (
+    DEFAULT_TENANT,
+    Schedule,
+    ScheduleFilter,
+    ScheduleFire,
+    ScheduleRun,
+    Task,
+    TaskState,
+)
 from tierq.storage.base import Dispatch
 from tierq.storage.leader import Leader
 from tierq.storage.schedules import TRIGGER_MARK, ScheduleNameTaken, ScheduleStore
@@ -192,8 +200,8 @@ class Schedules:
             runs = [nxt, *next_times(active.timing, nxt, max(0, left - 1), spec.end_at)][:left]
         return ScheduleView(schedule, spec, runs, last_run)
 
-    async def get(self, schedule_id: str) -> ScheduleView:
-        schedule = await self.store.get(schedule_id)
+    async def get(self, schedule_id: str, tenant: str | None = None) -> ScheduleView:
+        schedule = await self.store.get(schedule_id, tenant)
         if schedule is None:
             raise NotFound(f"no schedule {schedule_id}")
         history = await self.store.runs(schedule_id, None, 1)
@@ -203,8 +211,10 @@ class Schedules:
         rows, more = await self.store.page(flt)
         return [self.view(r) for r in rows], more
 
-    async def runs(self, schedule_id: str, before: float | None, limit: int) -> list[ScheduleRun]:
-        if await self.store.get(schedule_id) is None:
+    async def runs(
+        self, schedule_id: str, before: float | None, limit: int, tenant: str | None = None
+    ) -> list[ScheduleRun]:
+        if await self.store.get(schedule_id, tenant) is None:
             raise NotFound(f"no schedule {schedule_id}")
         return await self.store.runs(schedule_id, before, limit)
 
@@ -239,10 +249,11 @@ class Schedules:
 
     # ---- changes ---------------------------------------------------------------------------
 
-    async def create(self, body: ScheduleIn) -> ScheduleView:
+    async def create(self, body: ScheduleIn, tenant: str = DEFAULT_TENANT) -> ScheduleView:
         now = self._clock()
         spec = build_spec(body, self.settings, self.registry, now)
         schedule = Schedule(
+            tenant=tenant,
             id=new_id(now),
             name=spec.name,
             spec=encode_spec(spec),
@@ -260,11 +271,13 @@ class Schedules:
         await self._changed(schedule.id)
         return view
 
-    async def update(self, schedule_id: str, patch: dict[str, msgspec.Raw]) -> ScheduleView:
+    async def update(
+        self, schedule_id: str, patch: dict[str, msgspec.Raw], tenant: str | None = None
+    ) -> ScheduleView:
         """Merge ``patch`` (top-level fields; ``task`` merged field by field) onto the stored
         definition and validate the result as a whole, as a creation would."""
         for _ in range(_EDIT_ATTEMPTS):
-            current = await self.store.get(schedule_id)
+            current = await self.store.get(schedule_id, tenant)
             if current is None:
                 raise NotFound(f"no schedule {schedule_id}")
             spec = decode_spec(current.spec)
@@ -283,9 +296,11 @@ class Schedules:
                 return self.view(updated)
         raise FieldError("$", "the schedule is being changed by someone else; try again")
 
-    async def set_paused(self, schedule_id: str, paused: bool) -> ScheduleView:
+    async def set_paused(
+        self, schedule_id: str, paused: bool, tenant: str | None = None
+    ) -> ScheduleView:
         for _ in range(_EDIT_ATTEMPTS):
-            current = await self.store.get(schedule_id)
+            current = await self.store.get(schedule_id, tenant)
             if current is None:
                 raise NotFound(f"no schedule {schedule_id}")
             updated = await self._write(current, decode_spec(current.spec), paused)
@@ -311,16 +326,20 @@ class Schedules:
             await self._changed(updated.id)
         return updated
 
-    async def delete(self, schedule_id: str) -> None:
+    async def delete(self, schedule_id: str, tenant: str | None = None) -> None:
+        if tenant is not None and await self.store.get(schedule_id, tenant) is None:
+            raise NotFound(f"no schedule {schedule_id}")
         if not await self.store.delete(schedule_id):
             raise NotFound(f"no schedule {schedule_id}")
         await self._changed(schedule_id)
 
-    async def trigger(self, schedule_id: str, key: str | None) -> Submitted:
+    async def trigger(
+        self, schedule_id: str, key: str | None, tenant: str | None = None
+    ) -> Submitted:
         """Run now, outside the ticks. With ``key`` a retried call fires once (the key is
         scoped to the schedule) and returns the first call's task; without, every call is a
         run of its own."""
-        schedule = await self.store.get(schedule_id)
+        schedule = await self.store.get(schedule_id, tenant)
         if schedule is None:
             raise NotFound(f"no schedule {schedule_id}")
         now = self._clock()

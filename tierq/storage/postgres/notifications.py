@@ -32,6 +32,7 @@ def _subscription(row: Any) -> WebhookSubscription:
         row[8],
         row[9],
         row[10],
+        row[11],
     )
 
 
@@ -58,13 +59,14 @@ class PostgresNotificationStore(NotificationStore):
             sub.updated_at,
             sub.description,
             sub.disabled_reason,
+            sub.tenant,
         )
 
-    async def _webhook_list(self) -> list[WebhookSubscription]:
-        return [_subscription(r) for r in await self._run("fetch", _LIST)]
+    async def _webhook_list(self, tenant: str | None) -> list[WebhookSubscription]:
+        return [_subscription(r) for r in await self._run("fetch", _LIST, tenant)]
 
-    async def _webhook_get(self, sub_id: str) -> WebhookSubscription | None:
-        row = await self._run("fetchrow", _GET, sub_id)
+    async def _webhook_get(self, sub_id: str, tenant: str | None) -> WebhookSubscription | None:
+        row = await self._run("fetchrow", _GET, sub_id, tenant)
         return None if row is None else _subscription(row)
 
     async def _webhook_set_enabled(

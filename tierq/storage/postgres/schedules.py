@@ -90,13 +90,15 @@ class PostgresScheduleStore(ScheduleStore):
                 raise ScheduleNameTaken(s.name) from None
             raise
 
-    async def _get(self, schedule_id: str) -> Schedule | None:
-        row = await self._record._run(lambda c: c.fetchrow(_GET, schedule_id))
+    async def _get(self, schedule_id: str, tenant: str | None) -> Schedule | None:
+        row = await self._record._run(lambda c: c.fetchrow(_GET, schedule_id, tenant))
         return None if row is None else _schedule(row)
 
     async def _list(self, flt: ScheduleFilter) -> list[Schedule]:
         rows = await self._record._run(
-            lambda c: c.fetch(_LIST, flt.paused, flt.name_prefix, flt.after_id, flt.size + 1)
+            lambda c: c.fetch(
+                _LIST, flt.paused, flt.name_prefix, flt.after_id, flt.size + 1, flt.tenant
+            )
         )
         return [_schedule(r) for r in rows]
 

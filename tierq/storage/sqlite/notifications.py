@@ -30,6 +30,7 @@ def _subscription(row: Any) -> WebhookSubscription:
         row[8],
         row[9],
         row[10],
+        row[11],
     )
 
 
@@ -50,16 +51,19 @@ class SQLiteNotificationStore(NotificationStore):
             sub.updated_at,
             sub.description,
             sub.disabled_reason,
+            sub.tenant,
         )
         await self._record._write(lambda c: c.execute(_SQL["webhook_insert"], values), urgent=True)
 
-    async def _webhook_list(self) -> list[WebhookSubscription]:
-        rows = await self._record._read(lambda c: c.execute(_SQL["webhook_list"]).fetchall())
+    async def _webhook_list(self, tenant: str | None) -> list[WebhookSubscription]:
+        rows = await self._record._read(
+            lambda c: c.execute(_SQL["webhook_list"], (tenant,)).fetchall()
+        )
         return [_subscription(r) for r in rows]
 
-    async def _webhook_get(self, sub_id: str) -> WebhookSubscription | None:
+    async def _webhook_get(self, sub_id: str, tenant: str | None) -> WebhookSubscription | None:
         row = await self._record._read(
-            lambda c: c.execute(_SQL["webhook_get"], (sub_id,)).fetchone()
+            lambda c: c.execute(_SQL["webhook_get"], (sub_id, tenant)).fetchone()
         )
         return None if row is None else _subscription(row)
 
@@ -68,7 +72,7 @@ class SQLiteNotificationStore(NotificationStore):
     ) -> WebhookSubscription | None:
         def job(conn: sqlite3.Connection) -> Any:
             conn.execute(_SQL["webhook_set_enabled"], (int(enabled), reason, now, sub_id))
-            return conn.execute(_SQL["webhook_get"], (sub_id,)).fetchone()
+            return conn.execute(_SQL["webhook_get"], (sub_id, None)).fetchone()
 
         row = await self._record._write(job, urgent=True)
         return None if row is None else _subscription(row)

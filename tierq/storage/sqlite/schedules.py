@@ -113,13 +113,14 @@ class SQLiteScheduleStore(ScheduleStore):
                 raise ScheduleNameTaken(s.name) from None
             raise
 
-    async def _get(self, schedule_id: str) -> Schedule | None:
-        row = await self._record._read(lambda c: c.execute(_SQL["get"], (schedule_id,)).fetchone())
+    async def _get(self, schedule_id: str, tenant: str | None) -> Schedule | None:
+        args = (schedule_id, tenant)
+        row = await self._record._read(lambda c: c.execute(_SQL["get"], args).fetchone())
         return None if row is None else _schedule(row)
 
     async def _list(self, flt: ScheduleFilter) -> list[Schedule]:
         paused = None if flt.paused is None else int(flt.paused)
-        args = (paused, flt.name_prefix, flt.after_id, flt.size + 1)
+        args = (paused, flt.name_prefix, flt.after_id, flt.size + 1, flt.tenant)
         rows = await self._record._read(lambda c: c.execute(_SQL["list"], args).fetchall())
         return [_schedule(r) for r in rows]
 
@@ -138,7 +139,7 @@ class SQLiteScheduleStore(ScheduleStore):
         def job(conn: sqlite3.Connection) -> Any:
             if conn.execute(_SQL["update"], args).rowcount == 0:
                 return None
-            return conn.execute(_SQL["get"], (schedule_id,)).fetchone()
+            return conn.execute(_SQL["get"], (schedule_id, None)).fetchone()
 
         try:
             row = await self._record._write(job, urgent=True)

@@ -1,3 +1,3 @@
 SELECT id::text, url, secret, events, queue, type, enabled, created_at, updated_at, description,
-       disabled_reason
-FROM webhook_subscriptions WHERE id = $1::uuid
+       disabled_reason, tenant
+FROM webhook_subscriptions WHERE id = $1::uuid AND ($2::text IS NULL OR tenant = $2)

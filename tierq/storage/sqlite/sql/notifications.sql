@@ -2,16 +2,16 @@
 -- name: webhook_insert
 INSERT INTO webhook_subscriptions
     (id, url, secret, events, queue, type, enabled, created_at, updated_at, description,
-     disabled_reason)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+     disabled_reason, tenant)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 -- name: webhook_list
 SELECT id, url, secret, events, queue, type, enabled, created_at, updated_at, description,
-       disabled_reason
-FROM webhook_subscriptions ORDER BY created_at, id
+       disabled_reason, tenant
+FROM webhook_subscriptions WHERE ?1 IS NULL OR tenant = ?1 ORDER BY created_at, id
 -- name: webhook_get
 SELECT id, url, secret, events, queue, type, enabled, created_at, updated_at, description,
-       disabled_reason
-FROM webhook_subscriptions WHERE id = ?
+       disabled_reason, tenant
+FROM webhook_subscriptions WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)
 -- name: webhook_set_enabled
 UPDATE webhook_subscriptions SET enabled = ?, disabled_reason = ?, updated_at = ? WHERE id = ?
 -- name: webhook_delete

@@ -8,7 +8,7 @@ INSERT INTO schedules (
 -- name: get
 SELECT id, tenant, name, spec, paused, version, last_tick, runs, failures, last_task_id,
        next_fire_at, created_at, updated_at
-FROM schedules WHERE id = ?1
+FROM schedules WHERE id = ?1 AND (?2 IS NULL OR tenant = ?2)
 -- name: list
 SELECT id, tenant, name, spec, paused, version, last_tick, runs, failures, last_task_id,
        next_fire_at, created_at, updated_at
@@ -16,6 +16,7 @@ FROM schedules
 WHERE (?1 IS NULL OR paused = ?1)
   AND (?2 IS NULL OR substr(name, 1, length(?2)) = ?2)
   AND (?3 IS NULL OR id > ?3)
+  AND (?5 IS NULL OR tenant = ?5)
 ORDER BY id LIMIT ?4
 -- name: load_all
 SELECT id, tenant, name, spec, paused, version, last_tick, runs, failures, last_task_id,
