@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from tierq.api.auth.access import ACCESS, Access, access_middleware
-from tierq.api.errors import REQUEST_ID, Handler, to_response
+from tierq.api.errors import REQUEST_ID, SERVER_NAME, Handler, to_response
 from tierq.api.routes import ENGINE, SETTINGS
 from tierq.api.scrape import METRICS
 from tierq.api.table import add_routes, by_method_and_path
@@ -122,6 +122,7 @@ def edge_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[valid-t
         child[1].observe(time.perf_counter() - started)
         if not response.prepared:  # a stream sent its headers already (it set its own id)
             response.headers["X-Request-ID"] = request_id
+            response.headers["Server"] = SERVER_NAME
         return response
 
     return edge

@@ -28,6 +28,9 @@ from tierq.storage.base import StoreDataError, StoreUnavailable
 log = logging.getLogger("tierq.api")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Every response names the server without its version (aiohttp's default names Python's and
+# its own): nothing to look vulnerabilities up by.
+SERVER_NAME = "tierq"
 REQUEST_ID = web.RequestKey("request_id", str)
 
 

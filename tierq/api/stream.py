@@ -26,7 +26,7 @@ from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
 from tierq.api.auth.access import PRINCIPAL
-from tierq.api.errors import REQUEST_ID, ApiError
+from tierq.api.errors import REQUEST_ID, SERVER_NAME, ApiError
 from tierq.api.permissions import Permission
 from tierq.api.routes import ENGINE, json_response
 from tierq.api.routing import Route
@@ -181,6 +181,7 @@ async def _stream(
                 "Cache-Control": "no-cache",
                 "X-Accel-Buffering": "no",  # nginx: pass each event on at once
                 "X-Request-ID": request.get(REQUEST_ID, ""),
+                "Server": SERVER_NAME,
             }
         )
         await response.prepare(request)
