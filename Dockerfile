@@ -26,8 +26,12 @@ USER tierq
 WORKDIR /data
 VOLUME ["/data"]
 
+# TIERQ_AUTH=required: the container listens on every interface, so every API call needs a
+# key. Make the first one with `docker run ... tierq keys create --name ops --role admin`
+# (embedded: while the server is stopped; it prints the secret on its last line).
 ENV TIERQ_DATABASE_URL=sqlite:////data/tierq.db \
-    TIERQ_PORT=8080
+    TIERQ_PORT=8080 \
+    TIERQ_AUTH=required
 
 EXPOSE 8080
 

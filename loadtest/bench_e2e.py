@@ -136,7 +136,11 @@ async def collect_latencies(
 async def run(args: argparse.Namespace, url: str) -> dict[str, object]:
     connector = aiohttp.TCPConnector(limit=args.concurrency * 2)
     timeout = aiohttp.ClientTimeout(total=120)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    key = getattr(args, "api_key", None)
+    headers = {"X-API-Key": key} if key else None
+    async with aiohttp.ClientSession(
+        connector=connector, timeout=timeout, headers=headers
+    ) as session:
         await wait_ready(session, url)
         base = await counts(session, url)
         base_done = base["succeeded"]
@@ -304,6 +308,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=4, help="parallel batch submitters")
     parser.add_argument("--url", help="use a running server instead of spawning one")
+    parser.add_argument("--api-key", help="send this X-API-Key with every request")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     parser.add_argument("--priority-mix", action="store_true")
     parser.add_argument("--max-seconds", type=float, default=600)

@@ -11,6 +11,7 @@ import time
 import uuid
 from typing import Any
 
+import orjson
 import pytest
 
 from tierq.api.auth.access import ACCESS
@@ -427,6 +428,42 @@ async def test_the_audit_log_records_changes_and_refusals(make_client: MakeClien
         400,
         "bad_parameter",
     )
+
+
+async def test_audit_keeps_an_edits_fields_masked(make_client: MakeClient) -> None:
+    client = await make_client(redact_fields="token,secret")
+    admin = await new_key(client)
+    made = await (
+        await client.post(
+            "/api/v1/schedules",
+            json={"name": "s", "every_seconds": 60, "task": {"type": "noop"}},
+            headers=auth(admin),
+        )
+    ).json()
+    resp = await client.patch(
+        f"/api/v1/schedules/{made['id']}",
+        json={"description": "nightly", "task": {"payload": {"Token": "abc", "n": 1}}},
+        headers=auth(admin),
+    )
+    assert resp.status == 200, await resp.text()
+    access = client.app[ACCESS]  # type: ignore[index]
+
+    async def patched() -> list[Any]:
+        page, _ = await access.audit_store.page(
+            AuditFilter(action="PATCH /api/v1/schedules/{schedule_id}")
+        )
+        return page
+
+    deadline = time.monotonic() + 5
+    while not await patched():
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    (row,) = await patched()
+    assert row.entry.resource_id == made["id"]
+    assert orjson.loads(row.entry.changes) == {
+        "description": "nightly",
+        "task": {"payload": {"Token": "***", "n": 1}},
+    }
 
 
 async def test_audit_changes_are_masked(make_client: MakeClient) -> None:

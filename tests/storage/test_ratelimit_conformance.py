@@ -4,6 +4,7 @@ sharing a bucket (as two replicas do). Real time: the Redis limiter uses its ser
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -98,4 +99,28 @@ async def test_two_redis_limiters_share_one_bucket() -> None:
     finally:
         await a.close()
         await b.close()
+        await purge_redis_prefix(prefix)
+
+
+async def test_concurrent_calls_share_round_trips_and_keep_arrival_order() -> None:
+    from tierq.storage.redis.ratelimit import RedisRateLimiter
+
+    prefix = f"test-rate-{uuid.uuid4().hex[:8]}"
+    limiter = RedisRateLimiter(REDIS_URL, prefix)
+    await limiter.open()
+    try:
+        bucket = Bucket("crowd", per_second=0.01, burst=30)
+        answers = await asyncio.gather(
+            *(
+                limiter.acquire([bucket, Bucket(f"own-{i}", 0.01, 100)], 1, time.time())
+                for i in range(50)
+            )
+        )
+        # Exactly the burst is allowed, to the first 30 callers in arrival order.
+        assert [a.allowed for a in answers] == [True] * 30 + [False] * 20
+        assert [a.remaining for a in answers[:30]] == list(range(29, -1, -1))
+        assert all(a.bucket == 0 for a in answers[30:])  # the shared bucket refused them
+        assert limiter.round_trips < 50
+    finally:
+        await limiter.close()
         await purge_redis_prefix(prefix)

@@ -1,8 +1,9 @@
 """The audit log in the record store's database: append-only rows, each linked to the one
 before it by a hash chain, so an edited or deleted row in the middle is found by ``verify``.
 
-``append_many`` writes a batch in one transaction: the backend takes the log's lock, reads the
-last row's (seq, hash), and inserts every row of the batch with one statement; the links are
+``append_many`` writes a batch: the backend finds the last row's (seq, hash) and inserts every
+row of the batch after it with one statement, one writer at a time (SQLite's writer thread) or
+optimistically (PostgreSQL: seq is the primary key, a lost race is retried); the links are
 computed here, once for every backend (``chain``). Retention deletes the oldest rows only; the
 oldest row kept is the chain's anchor (its ``prev_hash`` is trusted).
 """
@@ -98,8 +99,9 @@ class AuditStore(abc.ABC):
 
     @abc.abstractmethod
     async def _append_many(self, entries: Sequence[AuditEntry]) -> None:
-        """In one transaction under the log's lock: read the last (seq, hash) (0, GENESIS for
-        an empty log), ``chain`` the entries after it, insert the records."""
+        """Read the last (seq, hash) (0, GENESIS for an empty log), ``chain`` the entries
+        after it and insert the records, so that no two rows take one place in the chain
+        (one writer at a time, or a primary key on seq and a retry)."""
 
     @abc.abstractmethod
     async def _list(self, flt: AuditFilter) -> list[AuditRecord]:

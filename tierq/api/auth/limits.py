@@ -9,6 +9,7 @@ describe the tightest bucket.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -19,6 +20,7 @@ from tierq.config.checks import parse_rate_limits
 from tierq.storage.ratelimit import Bucket, Decision, RateLimiter
 
 _NAMES = ("tenant", "key")
+MEMO_LIMIT = 10_000
 
 
 class RateGate:
@@ -36,8 +38,20 @@ class RateGate:
         }
         self._max_inflight = settings.tenant_max_inflight
         self._inflight: dict[str, int] = {}
+        self._buckets: dict[tuple[str, str, RateClass], list[Bucket]] = {}
 
     def buckets(self, principal: Principal, kind: RateClass) -> list[Bucket]:
+        """The buckets a call of ``principal`` on a ``kind`` route passes (memoised: the
+        same few principals call again and again; a key's limits never change)."""
+        memo = (principal.tenant, principal.actor, kind)
+        found = self._buckets.get(memo)
+        if found is None:
+            if len(self._buckets) >= MEMO_LIMIT:
+                self._buckets.clear()
+            found = self._buckets[memo] = self._make_buckets(principal, kind)
+        return found
+
+    def _make_buckets(self, principal: Principal, kind: RateClass) -> list[Bucket]:
         out = []
         tenant = self._tenants.get(principal.tenant, {}).get(kind) or self._defaults.get(kind)
         if tenant is not None:
@@ -76,18 +90,25 @@ class RateGate:
             self._inflight.pop(tenant, None)
 
 
+@functools.lru_cache(maxsize=1024)
+def _policy(kind: RateClass, limits: tuple[tuple[float, int], ...]) -> str:
+    """The RateLimit-Policy of a route class's buckets (a few distinct ones per deployment)."""
+    policies = []
+    for name, (per_second, burst) in zip(_NAMES, limits, strict=False):
+        window = max(1, math.ceil(burst / per_second))
+        policies.append(f'"{kind}-{name}";q={burst};w={window}')
+    return ", ".join(policies)
+
+
 def headers(decision: Decision, buckets: list[Bucket], kind: RateClass) -> dict[str, str]:
     """Rate-limit headers for a decision over ``buckets`` (none: no headers)."""
     if not buckets:
         return {}
-    policies = []
-    for name, bucket in zip(_NAMES, buckets, strict=False):
-        window = max(1, math.ceil(bucket.burst / bucket.per_second))
-        policies.append(f'"{kind}-{name}";q={bucket.burst};w={window}')
+    policy = _policy(kind, tuple((b.per_second, b.burst) for b in buckets))
     tight = _NAMES[decision.bucket] if decision.bucket < len(_NAMES) else _NAMES[0]
     reset = max(0, math.ceil(decision.reset_s))
     out = {
-        "RateLimit-Policy": ", ".join(policies),
+        "RateLimit-Policy": policy,
         "RateLimit": f'"{kind}-{tight}";r={decision.remaining};t={reset}',
         "X-RateLimit-Limit": str(decision.limit),
         "X-RateLimit-Remaining": str(decision.remaining),

@@ -1,20 +1,23 @@
-"""API keys and the audit log in PostgreSQL, on the record store's pool. Appends to the audit
-chain take the table's lock for their transaction, so replicas appending at once still form
-one chain."""
+"""API keys and the audit log in PostgreSQL, on the record store's pool. Replicas appending
+to the audit chain at once still form one chain (PostgresAuditStore says how)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
 
+import asyncpg
 import orjson
 
 from tierq.model import ApiKey, AuditEntry, AuditFilter, AuditRecord
 from tierq.storage.audit import GENESIS, AuditStore, chain, resource_parts
+from tierq.storage.base import StoreUnavailable
 from tierq.storage.keys import KeyStore
 from tierq.storage.postgres.queries import sql
 from tierq.storage.postgres.store import Conn, PostgresRecordStore
 
+# Appends that lost the race to another replica before one gives up (the writer retries).
+APPEND_ATTEMPTS = 20
 _KEY_INSERT = sql("access_key_insert")
 _KEY_FIND = sql("access_key_find")
 _KEY_GET = sql("access_key_get")
@@ -23,7 +26,6 @@ _KEY_REVOKE = sql("access_key_revoke")
 _KEY_ROTATE = sql("access_key_rotate")
 _KEY_TOUCH = sql("access_key_touch")
 _KEY_COUNT_LIVE = sql("access_key_count_live")
-_AUDIT_LOCK = sql("access_audit_lock")
 _AUDIT_LAST = sql("access_audit_last")
 _AUDIT_INSERT = sql("access_audit_insert")
 _AUDIT_LIST = sql("access_audit_list")
@@ -34,6 +36,26 @@ _AUDIT_TRIM = sql("access_audit_trim")
 def _key(r: Any) -> ApiKey:
     limits = None if r[12] is None else r[12].encode()
     return ApiKey(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], limits)
+
+
+def _row(r: AuditRecord) -> dict[str, Any]:
+    e = r.entry
+    return {
+        "seq": r.seq,
+        "at": e.at,
+        "actor": e.actor,
+        "tenant": e.tenant,
+        "role": e.role,
+        "action": e.action,
+        "resource_type": e.resource_type,
+        "resource_id": e.resource_id,
+        "request_id": e.request_id,
+        "source": e.source,
+        "status": e.status,
+        "changes": None if e.changes is None else e.changes.decode(),
+        "prev_hash": r.prev_hash,
+        "hash": r.hash,
+    }
 
 
 def _record(r: Any) -> AuditRecord:
@@ -100,36 +122,36 @@ class PostgresKeyStore(KeyStore):
 
 
 class PostgresAuditStore(AuditStore):
+    """Appends are optimistic: the chain's last link is remembered from the previous append,
+    and the batch is inserted after it in one statement. seq is the primary key and dense, so
+    if another replica appended meanwhile the first row collides, nothing is inserted, and
+    the append reads the last link and tries again: one round trip in the common case, and
+    never two rows with one place in the chain."""
+
     def __init__(self, record: PostgresRecordStore) -> None:
         self._record = record
+        self._last: tuple[int, str] | None = None
 
     async def _append_many(self, entries: Sequence[AuditEntry]) -> None:
-        async def run(conn: Conn) -> None:
-            await conn.execute(_AUDIT_LOCK)
-            last = await conn.fetchrow(_AUDIT_LAST)
-            records = chain(last[0], last[1], entries) if last else chain(0, GENESIS, entries)
-            rows = [
-                {
-                    "seq": r.seq,
-                    "at": r.entry.at,
-                    "actor": r.entry.actor,
-                    "tenant": r.entry.tenant,
-                    "role": r.entry.role,
-                    "action": r.entry.action,
-                    "resource_type": r.entry.resource_type,
-                    "resource_id": r.entry.resource_id,
-                    "request_id": r.entry.request_id,
-                    "source": r.entry.source,
-                    "status": r.entry.status,
-                    "changes": None if r.entry.changes is None else r.entry.changes.decode(),
-                    "prev_hash": r.prev_hash,
-                    "hash": r.hash,
-                }
-                for r in records
-            ]
-            await conn.execute(_AUDIT_INSERT, orjson.dumps(rows).decode())
+        for _ in range(APPEND_ATTEMPTS):
+            if self._last is None:
+                row = await self._record._run(lambda c: c.fetchrow(_AUDIT_LAST))
+                self._last = (row[0], row[1]) if row else (0, GENESIS)
+            records = chain(*self._last, entries)
+            document = orjson.dumps([_row(r) for r in records]).decode()
 
-        await self._record._run(run, transaction=True)
+            async def run(conn: Conn, document: str = document) -> bool:
+                try:
+                    await conn.execute(_AUDIT_INSERT, document)
+                except asyncpg.UniqueViolationError:
+                    return False  # another replica took this place in the chain
+                return True
+
+            if await self._record._run(run):
+                self._last = (records[-1].seq, records[-1].hash)
+                return
+            self._last = None
+        raise StoreUnavailable("audit log: too many concurrent appends; retrying later")
 
     async def _list(self, flt: AuditFilter) -> list[AuditRecord]:
         kind, ident = resource_parts(flt.resource)

@@ -23,8 +23,8 @@ CREATE TABLE api_keys (
 );
 CREATE INDEX api_keys_tenant ON api_keys (tenant, created_at);
 
--- Append-only. seq is assigned by the writer (last seq + 1) under the table's lock, in the
--- transaction that links the row to the one before it:
+-- Append-only. seq is assigned by the writer (last seq + 1), the primary key keeping one row
+-- per place in the chain (a replica that lost the race reads the last link and tries again);
 -- hash = SHA-256(prev_hash || canonical JSON of the row) (tierq/storage/audit.py).
 CREATE TABLE audit_log (
     seq           bigint PRIMARY KEY,
