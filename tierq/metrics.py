@@ -231,5 +231,16 @@ class Metrics:
         self.schedule_leader = Gauge(
             "tierq_schedule_leader", "1 while this replica fires the schedules", registry=r
         )
+        self.access_refusals = Counter(
+            "tierq_access_refusals_total",
+            "Requests refused by access control: unauthenticated (401), forbidden (403), "
+            "rate_limited, guard (brute-force guard), inflight (a tenant's cap), shed (503 "
+            "while the record tier falls behind)",
+            ["reason"],
+            registry=r,
+        )
+        self.audit_rows = Counter(
+            "tierq_audit_rows_total", "Rows appended to the audit log", registry=r
+        )
         self.workers_busy = Gauge("tierq_workers_busy", "Workers running a task", registry=r)
         self.workers_total = Gauge("tierq_workers", "Configured workers", registry=r)

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.helpers import poll_until
 from tierq.api.auth.access import ACCESS
 from tierq.api.auth.keys import PREFIX, well_formed
 from tierq.api.permissions import ROLE_PERMISSIONS, Permission
@@ -336,6 +337,9 @@ async def test_brute_force_guard(make_client: MakeClient) -> None:
     await expect_error(resp, 429, "rate_limited")
     assert 1 <= int(resp.headers["Retry-After"]) <= 30
     assert (await client.get("/health/live")).status == 200  # public routes stay open
+    metrics = await (await client.get("/metrics")).text()
+    assert 'tierq_access_refusals_total{reason="unauthenticated"} 3.0' in metrics
+    assert 'tierq_access_refusals_total{reason="guard"} 1.0' in metrics
 
 
 async def test_load_is_shed_before_submissions_queue_in_memory(make_client: MakeClient) -> None:
@@ -408,6 +412,13 @@ async def test_the_audit_log_records_changes_and_refusals(make_client: MakeClien
     assert submitted.entry.role == "admin" and submitted.entry.tenant == "default"
     assert submitted.entry.source == "127.0.0.1"
     assert await access.audit_store.verify() == (len(await rows()), None)
+    written = float(len(await rows()))
+
+    async def scrape() -> str:
+        return await (await client.get("/metrics")).text()
+
+    metrics = await poll_until(scrape, lambda t: f"tierq_audit_rows_total {written}" in t, 5)
+    assert 'tierq_access_refusals_total{reason="forbidden"} 1.0' in metrics
 
     # A refused credential belongs to no tenant: only a platform admin sees it.
     platform = await new_key(client, "admin", tenant="*")

@@ -139,7 +139,7 @@ def create_app(
     app[SETTINGS] = settings
     app[METRICS] = metrics
     keys, audit = make_access_stores(record_backend(engine.store))
-    app[ACCESS] = Access(settings, keys, audit, make_rate_limiter(settings))
+    app[ACCESS] = Access(settings, keys, audit, make_rate_limiter(settings), metrics)
     add_routes(app)
 
     async def start_engine(app: web.Application) -> None:

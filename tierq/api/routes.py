@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tierq.api.auth.access import AUDIT_RESOURCE, PRINCIPAL, charge
+from tierq.api.auth.access import ACCESS, AUDIT_RESOURCE, PRINCIPAL, charge
 from tierq.api.errors import ApiError
 from tierq.api.permissions import Permission
 from tierq.api.routing import Route
@@ -68,6 +68,7 @@ def shed_load(request: web.Request) -> None:
     not keeping up): the client retries later, and memory stays bounded."""
     limit = request.app[SETTINGS].shed_waiting_submissions
     if limit and request.app[ENGINE].committer.waiting >= limit:
+        request.app[ACCESS].refused("shed")
         raise ApiError(
             503,
             "overloaded",

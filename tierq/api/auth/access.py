@@ -29,6 +29,7 @@ from tierq.api.errors import REQUEST_ID, ApiError, Handler, to_response
 from tierq.api.permissions import ANONYMOUS, Permission, Principal, RateClass, rate_class
 from tierq.api.routing import Route
 from tierq.config import Settings
+from tierq.metrics import Metrics
 from tierq.model import AuditEntry
 from tierq.storage.audit import AuditStore
 from tierq.storage.keys import KeyStore
@@ -73,8 +74,14 @@ class Access:
         keys: KeyStore,
         audit_store: AuditStore,
         limiter: RateLimiter,
+        metrics: Metrics,
     ) -> None:
         self.settings = settings
+        self._refusals = {
+            reason: metrics.access_refusals.labels(reason)
+            for reason in ("unauthenticated", "forbidden", "rate_limited", "guard", "inflight")
+        }
+        self._refusals["shed"] = metrics.access_refusals.labels("shed")
         self.keys = keys
         self.audit_store = audit_store
         jwt = JwtVerifier(settings) if settings.jwt_key or settings.jwt_jwks_url else None
@@ -83,7 +90,9 @@ class Access:
         self.gate = RateGate(settings, limiter)
         self.guard = BruteForceGuard(settings.auth_failure_limit, settings.auth_failure_window_s)
         self.audit = (
-            AuditWriter(audit_store, settings.audit_retention_s) if settings.audit else None
+            AuditWriter(audit_store, settings.audit_retention_s, metrics.audit_rows.inc)
+            if settings.audit
+            else None
         )
         self.redacted = redaction_set(settings.redact_fields)
 
@@ -103,6 +112,10 @@ class Access:
         finally:
             await self.gate.limiter.close()
 
+    def refused(self, reason: str) -> None:
+        """Count a refusal (tierq_access_refusals_total)."""
+        self._refusals[reason].inc()
+
     # ---- the steps of a request ------------------------------------------------------------
 
     async def identify(self, request: web.Request, route: Route) -> Principal:
@@ -110,6 +123,7 @@ class Access:
         source = request.remote or "-"
         wait = self.guard.retry_after(source, now)
         if wait > 0:
+            self.refused("guard")
             raise ApiError(
                 429,
                 "rate_limited",
@@ -153,6 +167,7 @@ class Access:
         now: float,
         principal: Principal | None = None,
     ) -> None:
+        self.refused("unauthenticated" if status == 401 else "forbidden")
         if status == 401:
             self.guard.failed(request.remote or "-", now)
         if self.audit is not None:
@@ -207,6 +222,7 @@ class Access:
         decision, buckets = await self.gate.check(principal, kind, cost)
         request[_RATE] = (decision, buckets, kind)
         if not decision.allowed:
+            self.refused("rate_limited")
             raise ApiError(
                 429,
                 "rate_limited",
@@ -240,6 +256,7 @@ def access_middleware(table: dict[tuple[str, str], Route]) -> web.middleware:  #
         if kind is not None:
             await acc.admit(request, principal, kind, 1)
         if not acc.gate.enter(principal.tenant):
+            acc.refused("inflight")
             raise ApiError(
                 429,
                 "too_many_requests",

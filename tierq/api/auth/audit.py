@@ -9,7 +9,7 @@ Masking: every value under a field named in ``redact_fields`` (any depth, any ca
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from tierq.engine.service import Service
@@ -37,9 +37,12 @@ def redaction_set(fields: Iterable[str]) -> frozenset[str]:
 class AuditWriter(Service):
     name = "audit"
 
-    def __init__(self, store: AuditStore, retention_s: float) -> None:
+    def __init__(
+        self, store: AuditStore, retention_s: float, appended: Callable[[int], None]
+    ) -> None:
         super().__init__()
         self._store = store
+        self._appended = appended  # told how many rows each append wrote (metrics)
         self._retention = retention_s
         self._pending: list[AuditEntry] = []
         self._trimmed_at = 0.0
@@ -64,6 +67,7 @@ class AuditWriter(Service):
             except BaseException:
                 self._pending[:0] = batch  # kept, in order, for the next step
                 raise
+            self._appended(len(batch))
         now = time.time()
         if now - self._trimmed_at >= TRIM_EVERY_S:
             self._trimmed_at = now
