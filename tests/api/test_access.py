@@ -486,3 +486,46 @@ async def test_audit_changes_are_masked(make_client: MakeClient) -> None:
         "PASSWORD": "***",
         "deep": [{"token": "***", "b": 2}],
     }
+
+
+async def test_a_proxied_caller_is_not_a_loopback_client(make_client: MakeClient) -> None:
+    # No key exists: loopback callers need no credential, but a request forwarded by a local
+    # proxy comes from loopback whatever its client.
+    # By default a loopback proxy is trusted: its X-Forwarded-For names the client.
+    trusting = await make_client()
+    assert (await trusting.get(TASKS)).status == 200
+    assert (await trusting.get(TASKS, headers={"X-Forwarded-For": "127.0.0.1"})).status == 200
+    resp = await trusting.get(TASKS, headers={"X-Forwarded-For": "203.0.113.5"})
+    await expect_error(resp, 403, "forbidden")
+    resp = await trusting.get(TASKS, headers={"X-Forwarded-For": "127.0.0.1, 203.0.113.5"})
+    await expect_error(resp, 403, "forbidden")
+    # No proxy trusted: a forwarded request's client is unknowable, so it is never served
+    # without credentials.
+    plain = await make_client(trusted_proxies="")
+    assert (await plain.get(TASKS)).status == 200
+    resp = await plain.get(TASKS, headers={"X-Forwarded-For": "127.0.0.1"})
+    await expect_error(resp, 403, "forbidden")
+
+
+async def test_behind_a_trusted_proxy_the_guard_and_audit_see_the_client(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client(auth_failure_limit=2, auth_failure_window_s=30)
+    key = await new_key(client)
+    attacker = {"X-Forwarded-For": "198.51.100.7"}
+    for _ in range(2):
+        resp = await client.get(TASKS, headers={**attacker, "X-API-Key": "tq_nope"})
+        assert resp.status == 401
+    resp = await client.get(TASKS, headers={**attacker, **auth(key)})
+    await expect_error(resp, 429, "rate_limited")
+    # A client of its own is not locked out by another's failures, and a client cannot pose
+    # as another by writing X-Forwarded-For itself (the proxy appends the real address).
+    other = {"X-Forwarded-For": "198.51.100.7, 192.0.2.10"}
+    assert (await client.get(TASKS, headers={**other, **auth(key)})).status == 200
+    access = client.app[ACCESS]  # type: ignore[index]
+
+    async def sources() -> set[str]:
+        page, _ = await access.audit_store.page(AuditFilter(action="auth.failed"))
+        return {r.entry.source for r in page}
+
+    assert await poll_until(sources, lambda found: found == {"198.51.100.7"}, 5)

@@ -5,6 +5,7 @@ module checks each item's core here so the list can be read in one place."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -249,3 +250,43 @@ async def test_api8_no_stack_no_version_in_any_error(client: Client) -> None:
         assert resp.content_type == "application/json"
     resp = await client.get("/health/live")
     assert resp.headers["Server"] == "tierq"
+
+
+async def test_api1_a_webhook_subscription_hears_its_own_tenants_events(
+    make_client: MakeClient,
+) -> None:
+    from tests.receivers import WebhookReceiver
+
+    receiver = WebhookReceiver()
+    await receiver.start()
+    try:
+        client = await make_client(
+            http_allow_private="127.0.0.1", notify_retry_base_s=0.05, notify_retry_max_s=0.2
+        )
+        acme, globex = await new_key(client, tenant="acme"), await new_key(client, tenant="globex")
+        await made(
+            client,
+            acme,
+            "/api/v1/webhooks",
+            {"url": receiver.url + "/acme", "events": ["succeeded"]},
+        )
+        theirs = await made(client, globex, TASKS, {"type": "noop"})
+        mine = await made(client, acme, TASKS, {"type": "noop"})
+        (delivered,) = await receiver.wait_for(1, timeout=10)
+        assert delivered.json["data"]["task_id"] == mine["id"]
+        # The other tenant's task finished too, and was never delivered to acme's hook.
+        resp = await client.get(f"{TASKS}/{theirs['id']}?wait_seconds=5", headers=auth(globex))
+        assert (await resp.json())["status"] == "succeeded"
+        await asyncio.sleep(0.3)
+        assert [r.json["data"]["task_id"] for r in receiver.requests] == [mine["id"]]
+        # The delivery is acme's task, not globex's.
+        deliveries = await (
+            await client.get(f"{TASKS}/{mine['id']}/notifications", headers=auth(acme))
+        ).json()
+        assert len(deliveries["items"]) == 1
+        listed = await (
+            await client.get(TASKS, params={"queue": "tierq.notifications"}, headers=auth(globex))
+        ).json()
+        assert listed["items"] == []
+    finally:
+        await receiver.stop()

@@ -292,7 +292,7 @@ ROUTES = [
         "Submit a batch of tasks in one commit",
     ),
     Route("GET", "/api/v1/tasks", list_tasks, _READ, "List tasks (filters, pages)"),
-    Route("GET", "/api/v1/tasks/statistics", statistics, _READ, "Task counts and rates"),
+    Route("GET", "/api/v1/tasks/statistics", statistics, _READ, "Task counts and tier depths"),
     Route("GET", _ONE, get_task, _READ, "Get a task (optionally wait for it to end)"),
     Route("DELETE", _ONE, cancel_task, _OPERATE, "Cancel a task"),
     Route("POST", _ONE + "/cancel", cancel_task, _OPERATE, "Cancel a task"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 import re
 from typing import Any
@@ -127,6 +128,11 @@ def _validate_access(s: Any) -> None:
     check(s.auth_cache_s > 0 and s.auth_cache_s <= 60, "auth_cache_s", "must be > 0 and <= 60")
     check(s.key_rotation_grace_s >= 0, "key_rotation_grace_s", "must be >= 0")
     check(s.auth_failure_limit >= 0, "auth_failure_limit", "must be >= 0")
+    for cidr in s.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            check(False, "trusted_proxies", f"{cidr!r} is not a CIDR or an address")
     check(s.auth_failure_window_s > 0, "auth_failure_window_s", "must be > 0")
     algorithms = set(s.jwt_algorithms)
     check(bool(algorithms), "jwt_algorithms", "must name at least one algorithm")

@@ -149,6 +149,15 @@ class Settings:
         default=86_400.0,
         metadata=_doc("Rotating a key: how long its previous secret keeps working (default)."),
     )
+    trusted_proxies: tuple[str, ...] = field(
+        default=("127.0.0.0/8", "::1/128"),
+        metadata=_doc(
+            "CIDRs of proxies (nginx) whose X-Forwarded-For names the client: the loopback "
+            "rule, the brute-force guard and the audit log then see the client's address, not "
+            "the proxy's. Empty = the peer address is the client, and a forwarded request is "
+            "never a loopback client."
+        ),
+    )
     auth_failure_limit: int = field(
         default=20,
         metadata=_doc(

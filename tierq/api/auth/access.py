@@ -43,6 +43,9 @@ PRINCIPAL = web.RequestKey("principal", Principal)
 AUDIT_RESOURCE = web.RequestKey("audit_resource", str)
 AUDIT_CHANGES = web.RequestKey("audit_changes", bytes)
 _RATE = web.RequestKey("rate", tuple)
+# The client's address (client_address), set once per request by the middleware.
+SOURCE = web.RequestKey("source", str)
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The longest change set kept in an audit row (beyond: the field names only).
 MAX_CHANGES = 4096
@@ -56,6 +59,28 @@ def unauthorized() -> ApiError:
         "valid credentials required (X-API-Key, or Authorization: Bearer)",
         headers=UNAUTHORIZED_HEADERS,
     )
+
+
+def client_address(request: web.Request, proxies: tuple[IPNetwork, ...]) -> str:
+    """The client's address: the peer's, or behind trusted proxies the right-most address of
+    X-Forwarded-For that is not one of them (what a client writes there itself is further
+    left, so it cannot pose as another address)."""
+    peer = request.remote or "-"
+    if not proxies or not _within(peer, proxies):
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed(hops):
+        if hop and not _within(hop, proxies):
+            return hop
+    return peer
+
+
+def _within(address: str, networks: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    return any(ip in n for n in networks)
 
 
 def is_loopback(address: str | None) -> bool:
@@ -95,6 +120,9 @@ class Access:
             else None
         )
         self.redacted = redaction_set(settings.redact_fields)
+        self.proxies = tuple(
+            ipaddress.ip_network(c, strict=False) for c in settings.trusted_proxies
+        )
 
     async def start(self) -> None:
         await self.gate.limiter.open()
@@ -120,7 +148,7 @@ class Access:
 
     async def identify(self, request: web.Request, route: Route) -> Principal:
         now = time.time()
-        source = request.remote or "-"
+        source = request[SOURCE] = client_address(request, self.proxies)
         wait = self.guard.retry_after(source, now)
         if wait > 0:
             self.refused("guard")
@@ -135,7 +163,7 @@ class Access:
             if await self.authenticator.required():
                 self._refused(request, route, "auth.missing", 401, now)
                 raise unauthorized()
-            if not (self.settings.insecure_no_auth or is_loopback(request.remote)):
+            if not (self.settings.insecure_no_auth or self._loopback_client(request, source)):
                 raise ApiError(
                     403,
                     "forbidden",
@@ -158,6 +186,15 @@ class Access:
             )
         return principal
 
+    def _loopback_client(self, request: web.Request, source: str) -> bool:
+        """Whether a caller without credentials may be served: a loopback client. A request
+        a proxy forwarded comes from a loopback peer whatever its client, so it counts only
+        when the proxy is trusted (its X-Forwarded-For then named ``source``)."""
+        if not is_loopback(source):
+            return False
+        forwarded = "X-Forwarded-For" in request.headers or "Forwarded" in request.headers
+        return not forwarded or _within(request.remote or "-", self.proxies)
+
     def _refused(
         self,
         request: web.Request,
@@ -169,7 +206,7 @@ class Access:
     ) -> None:
         self.refused("unauthenticated" if status == 401 else "forbidden")
         if status == 401:
-            self.guard.failed(request.remote or "-", now)
+            self.guard.failed(request[SOURCE], now)
         if self.audit is not None:
             who = principal or Principal("-", "-", "-")
             self.audit.record(self._entry(request, route, who, status, now, action))
@@ -196,7 +233,7 @@ class Access:
             resource_type=route.path.split("/")[3] if route.path.startswith("/api/") else "-",
             resource_id=resource_id,
             request_id=request.get(REQUEST_ID, "-"),
-            source=request.remote or "-",
+            source=request.get(SOURCE) or request.remote or "-",
             status=status,
             changes=request.get(AUDIT_CHANGES),
         )
