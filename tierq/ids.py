@@ -46,6 +46,12 @@ def _reseed() -> None:
 os.register_at_fork(after_in_child=_reseed)
 
 
+def id_floor(at: float) -> str:
+    """The smallest id a task created at ``at`` (or later) can have: ``id < id_floor(t)``
+    holds for every task created before ``t``."""
+    return f"{_time_prefix(int(at * 1000))}000-8000-000000000000"
+
+
 def new_id(now: float | None = None) -> str:
     global _last_ms, _counter, _prefix
     ms = int((time.time() if now is None else now) * 1000)

@@ -73,3 +73,18 @@ async def test_deliveries_are_indexed_by_task_in_one_batch(record_store: RecordS
     assert await store.deliveries_of(task_a) == [rows[0], rows[2]]
     assert await store.deliveries_of(task_b) == [rows[1]]
     assert await store.deliveries_of(new_id(NOW)) == []
+
+
+async def test_deliveries_are_forgotten_with_their_tasks(record_store: RecordStore) -> None:
+    store = make_notification_store(record_store)
+    kept, gone = new_id(NOW), new_id(NOW)
+    rows = [
+        Delivery(new_id(NOW), kept, "webhook", "https://x.example/h", "succeeded", NOW),
+        Delivery(new_id(NOW), gone, "webhook", "https://x.example/h", "failed", NOW),
+        Delivery(new_id(NOW), gone, "email", "a@example.com", "failed", NOW + 1),
+    ]
+    await store.deliveries_add_many(rows)
+    await store.deliveries_forget([gone])
+    await store.deliveries_forget([])
+    assert await store.deliveries_of(gone) == []
+    assert await store.deliveries_of(kept) == [rows[0]]

@@ -31,6 +31,7 @@ _RATE_CLASSES = ("submit", "read", "admin")
 def validate(s: Any) -> None:
     """``s``: the Settings being built (not imported here: settings.py imports this)."""
     _validate_access(s)
+    _validate_retention(s)
     check(s.port >= 0 and s.port < 65536, "port", "must be 0..65535")
     check(s.workers >= 1, "workers", "must be at least 1")
     check(s.memory_limit >= 1, "memory_limit", "must be at least 1")
@@ -121,6 +122,13 @@ def is_webhook_secret(key: str) -> bool:
         return len(base64.b64decode(raw + "=" * (-len(raw) % 4), validate=True)) >= 24
     except (binascii.Error, ValueError):
         return False
+
+
+def _validate_retention(s: Any) -> None:
+    for state in ("succeeded", "failed", "cancelled"):
+        name = f"retention_{state}_s"
+        check(getattr(s, name) >= 0, name, "must be >= 0 (0 = kept for ever)")
+    check(1 <= s.retention_batch <= 100_000, "retention_batch", "must be 1 to 100000")
 
 
 def _validate_access(s: Any) -> None:

@@ -122,6 +122,23 @@ class Settings:
         default="", metadata=_doc("Replica name in leases and /health/workers. Empty = generated.")
     )
     log_level: str = field(default="INFO", metadata=_doc("Python logging level."))
+    retention_succeeded_s: float = field(
+        default=7 * 86_400.0,
+        metadata=_doc("Succeeded tasks are deleted this long after they finished. 0 = kept."),
+    )
+    retention_failed_s: float = field(
+        default=30 * 86_400.0,
+        metadata=_doc("Failed (dead-lettered) tasks are deleted this long after. 0 = kept."),
+    )
+    retention_cancelled_s: float = field(
+        default=30 * 86_400.0,
+        metadata=_doc("Cancelled tasks are deleted this long after. 0 = kept."),
+    )
+    retention_batch: int = field(
+        default=1000,
+        metadata=_doc("Retention: the most tasks one background delete removes."),
+    )
+
     # ---- access control (README, "Access control") --------------------------------------
     auth: str = field(
         default="auto",

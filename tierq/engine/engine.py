@@ -44,6 +44,7 @@ from tierq.engine.notify.service import Notifications
 from tierq.engine.pager import Pager, WorkHint, WorkWatcher
 from tierq.engine.repair import DispatchRepair
 from tierq.engine.reporting import Lifecycle, Reporter
+from tierq.engine.retention import Retention
 from tierq.engine.schedules.service import Admission, Schedules
 from tierq.engine.service import Service
 from tierq.engine.workers import RetryPolicy, WorkerPool
@@ -226,6 +227,8 @@ class Engine:
         )
         if self.schedules is not None:
             self.bus.subscribe(self.schedules.outcomes.on_events)
+        forget = notification_store.deliveries_forget if notification_store else None
+        self.retention = Retention(settings, store, forget, clock)
         self.lifecycle = Lifecycle(started_at=clock())
         self.reports = Reporter(
             store,
@@ -265,6 +268,8 @@ class Engine:
             self._services.append(self.schedules.outcomes)
             if self.settings.schedules:
                 self._services.append(self.schedules.scheduler)
+        if self.retention.enabled:
+            self._services.append(self.retention)
         if self.dispatch.capabilities.leases_expire:
             self._services.append(self.rescuer)
         if self.dispatch.capabilities.shared:
@@ -326,7 +331,7 @@ class Engine:
         for worker in self._worker_tasks:
             worker.cancel()
         await asyncio.gather(*self._worker_tasks, return_exceptions=True)
-        for service in (self.heartbeat, self.rescuer, self.watcher, self.loop_lag):
+        for service in (self.heartbeat, self.rescuer, self.watcher, self.loop_lag, self.retention):
             service.request_stop()
         for loop in self.eventing.loops:
             loop.request_stop()

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import abc
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tierq.model import (
     SORT_FIELDS,
+    TERMINAL_STATES,
     DependencyRelease,
     Execution,
     RecoveryReport,
@@ -219,6 +220,20 @@ class RecordStore(abc.ABC):
                 return
             after = page.items[-1].id
 
+    async def task_purge(self, cutoffs: Mapping[TaskState, float], limit: int) -> list[str]:
+        """Delete up to ``limit`` finished tasks (their executions and dependency edges too)
+        whose state is a key of ``cutoffs`` and that finished before that state's cutoff;
+        the ids deleted. Counts stay exact. Retention's primitive: a background write that
+        never holds up submissions."""
+        if limit <= 0:
+            raise ValueError("limit must be positive")
+        wrong = [s for s in cutoffs if s not in TERMINAL_STATES]
+        if wrong:
+            raise ValueError(f"only finished tasks are purged, not {wrong[0].value}")
+        if not cutoffs:
+            return []
+        return await self._task_purge(cutoffs, limit)
+
     async def task_counts(self, tenant: str | None = None) -> dict[TaskState, int]:
         """Tasks per state, every state present (0 where none), of ``tenant`` (None: all).
         All tenants, and the default tenant, from maintained counters; another tenant from
@@ -272,6 +287,9 @@ class RecordStore(abc.ABC):
 
     @abc.abstractmethod
     async def _task_counts(self, tenant: str | None) -> dict[TaskState, int]: ...
+
+    @abc.abstractmethod
+    async def _task_purge(self, cutoffs: Mapping[TaskState, float], limit: int) -> list[str]: ...
 
     @abc.abstractmethod
     async def _execution_list(self, task_id: str) -> list[Execution]: ...

@@ -10,7 +10,7 @@ delegates each method.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from tierq.metrics import Metrics
@@ -114,6 +114,9 @@ class InstrumentedRecordStore(RecordStore):
 
     async def _task_list(self, flt: TaskFilter) -> TaskPage:
         return await self._timed("list", self.inner._task_list(flt))
+
+    async def _task_purge(self, cutoffs: Mapping[TaskState, float], limit: int) -> list[str]:
+        return await self._timed("purge", self.inner._task_purge(cutoffs, limit))
 
     async def _task_counts(self, tenant: str | None) -> dict[TaskState, int]:
         return await self._timed("counts", self.inner._task_counts(tenant))

@@ -40,6 +40,11 @@ class NotificationStore(abc.ABC):
         if deliveries:
             await self._deliveries_add_many(deliveries)
 
+    async def deliveries_forget(self, task_ids: Sequence[str]) -> None:
+        """Drop the delivery index of tasks that are gone (retention)."""
+        if task_ids:
+            await self._deliveries_forget(task_ids)
+
     async def deliveries_of(self, task_id: str) -> list[Delivery]:
         """The deliveries made about one task, oldest first."""
         return await self._deliveries_of(task_id)
@@ -68,3 +73,6 @@ class NotificationStore(abc.ABC):
 
     @abc.abstractmethod
     async def _deliveries_of(self, task_id: str) -> list[Delivery]: ...
+
+    @abc.abstractmethod
+    async def _deliveries_forget(self, task_ids: Sequence[str]) -> None: ...

@@ -17,6 +17,7 @@ _SET_ENABLED = sql("notifications_webhook_set_enabled")
 _DELETE = sql("notifications_webhook_delete")
 _DELIVERIES_ADD = sql("notifications_deliveries_add")
 _DELIVERIES_OF = sql("notifications_deliveries_of")
+_DELIVERIES_FORGET = sql("notifications_deliveries_forget")
 
 
 def _subscription(row: Any) -> WebhookSubscription:
@@ -91,6 +92,9 @@ class PostgresNotificationStore(NotificationStore):
             [d.created_at for d in deliveries],
             [d.subscription_id for d in deliveries],
         )
+
+    async def _deliveries_forget(self, task_ids: Sequence[str]) -> None:
+        await self._run("execute", _DELIVERIES_FORGET, list(task_ids))
 
     async def _deliveries_of(self, task_id: str) -> list[Delivery]:
         return [Delivery(*r) for r in await self._run("fetch", _DELIVERIES_OF, task_id)]

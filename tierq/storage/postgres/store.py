@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -22,6 +22,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
         "the PostgreSQL record store needs asyncpg: pip install 'tierq[distributed]'"
     ) from exc
 
+from tierq.ids import id_floor
 from tierq.model import (
     DependencyRelease,
     Execution,
@@ -39,6 +40,7 @@ from tierq.storage.postgres import queries as q
 from tierq.storage.postgres.codecs import (
     execution_from_row,
     init_connection,
+    pg_microseconds,
     storable_text,
     task_document,
     task_from_row,
@@ -344,6 +346,14 @@ class PostgresRecordStore(RecordStore):
         else:
             rows = await self._run(lambda c: c.fetch(q.TASK_COUNTS_TENANT, tenant))
         return {_STATES[r[0]]: r[1] for r in rows}
+
+    async def _task_purge(self, cutoffs: Mapping[TaskState, float], limit: int) -> list[str]:
+        args: list[Any] = []
+        for state in (TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED):
+            cutoff = cutoffs.get(state)
+            args += [None, None] if cutoff is None else [id_floor(cutoff), pg_microseconds(cutoff)]
+        rows = await self._run(lambda c: c.fetch(q.TASK_PURGE, *args, limit))
+        return [r[0] for r in rows]
 
     async def _execution_list(self, task_id: str) -> list[Execution]:
         if not valid_ids([task_id]):

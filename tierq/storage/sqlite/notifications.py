@@ -100,6 +100,10 @@ class SQLiteNotificationStore(NotificationStore):
             lambda c: c.executemany(_SQL["deliveries_add"], rows), size=len(rows)
         )
 
+    async def _deliveries_forget(self, task_ids: Sequence[str]) -> None:
+        doc = orjson.dumps(list(task_ids)).decode()
+        await self._record._write(lambda c: c.execute(_SQL["deliveries_forget"], (doc,)))
+
     async def _deliveries_of(self, task_id: str) -> list[Delivery]:
         rows = await self._record._read(
             lambda c: c.execute(_SQL["deliveries_of"], (task_id,)).fetchall()

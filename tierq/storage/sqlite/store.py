@@ -16,11 +16,12 @@ import logging
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, TypeVar
 
 import orjson
 
+from tierq.ids import id_floor
 from tierq.model import (
     DependencyRelease,
     Execution,
@@ -65,6 +66,7 @@ _SQL = {
 
 
 _COUNTS_TENANT = load_sections("task_counts_tenant")
+_PURGE = load_sections("task_purge")
 
 
 def _forget_statistics(path: str) -> None:
@@ -252,6 +254,24 @@ class SQLiteRecordStore(RecordStore):
             return {rows.state_from_text(s): n for s, n in orjson.loads(found).items()}
 
         return await self._read(job)
+
+    async def _task_purge(self, cutoffs: Mapping[TaskState, float], limit: int) -> list[str]:
+        def job(conn: sqlite3.Connection) -> list[str]:
+            found: list[str] = []
+            for state, cutoff in cutoffs.items():
+                if len(found) >= limit:
+                    break
+                args = (rows.STATE_TEXT[state], id_floor(cutoff), cutoff, limit - len(found))
+                (ids,) = conn.execute(_PURGE["victims"], args).fetchone()
+                found += orjson.loads(ids)
+            if found:
+                doc = rows.json_list(found)
+                conn.execute(_PURGE["delete"], (doc,))
+                conn.execute(_PURGE["edges"], (doc,))
+            return found
+
+        # Background: a purge never goes before a client's write.
+        return await self._write(job)
 
     async def _execution_list(self, task_id: str) -> list[Execution]:
         return await self._read(

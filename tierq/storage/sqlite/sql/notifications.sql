@@ -20,6 +20,8 @@ DELETE FROM webhook_subscriptions WHERE id = ?
 INSERT OR IGNORE INTO notification_deliveries
     (delivery_id, task_id, channel, target, event, created_at, subscription_id)
 VALUES (?, ?, ?, ?, ?, ?, ?)
+-- name: deliveries_forget
+DELETE FROM notification_deliveries WHERE task_id IN (SELECT value FROM json_each(?1))
 -- name: deliveries_of
 SELECT delivery_id, task_id, channel, target, event, created_at, subscription_id
 FROM notification_deliveries WHERE task_id = ? ORDER BY created_at, delivery_id
