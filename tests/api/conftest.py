@@ -58,6 +58,11 @@ async def client(make_client: MakeClient) -> Client:
     return await make_client()
 
 
+def auth(key: str) -> dict[str, str]:
+    """The header that presents an API key."""
+    return {"X-API-Key": key}
+
+
 async def new_key(client: Client, role: str = "admin", tenant: str = "default", **more: Any) -> str:
     """A key made on the server's own key store (as ``tierq keys create`` does); its secret.
     From now on this server requires credentials (auth ``auto``)."""

@@ -22,14 +22,10 @@ from tierq.api.routing import Route
 from tierq.api.table import ROUTES
 from tierq.model import AuditFilter
 
-from .conftest import Client, MakeClient, expect_error, new_key, submit
+from .conftest import Client, MakeClient, auth, expect_error, new_key, submit
 
 TASKS = "/api/v1/tasks"
 FAST_CACHE = {"auth_cache_s": 0.2, "http_allow_private": "127.0.0.1"}
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"X-API-Key": key}
 
 
 def test_every_route_of_the_app_is_in_the_table_with_a_permission(client: Client) -> None:

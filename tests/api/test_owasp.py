@@ -12,13 +12,9 @@ from typing import Any
 from tierq.api.permissions import Permission
 from tierq.api.table import ROUTES
 
-from .conftest import Client, MakeClient, expect_error, new_key
+from .conftest import Client, MakeClient, auth, expect_error, new_key
 
 TASKS = "/api/v1/tasks"
-
-
-def auth(key: str) -> dict[str, str]:
-    return {"X-API-Key": key}
 
 
 async def made(client: Client, key: str, path: str, body: Any) -> dict[str, Any]:

@@ -17,12 +17,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from tierq.api.auth.manage import create_key, rotate_key
+from tierq.api.keys import key_out
+from tierq.api.schemas import encode
 from tierq.config import Settings
 from tierq.model import ROLES, ApiKey
 from tierq.storage.audit import AuditStore
 from tierq.storage.factory import make_access_stores, make_record_store
 from tierq.storage.keys import KeyStore
-from tierq.timefmt import iso
 
 
 def add_parsers(sub: Any) -> None:
@@ -49,18 +50,9 @@ def add_parsers(sub: Any) -> None:
     audit_action.add_parser("verify", help="check every link of the audit hash chain")
 
 
-def _key_line(key: ApiKey) -> dict[str, Any]:
-    return {
-        "id": key.id,
-        "name": key.name,
-        "role": key.role,
-        "tenant": key.tenant,
-        "prefix": key.prefix,
-        "created_at": iso(key.created_at),
-        "expires_at": iso(key.expires_at),
-        "last_used_at": iso(key.last_used_at),
-        "revoked_at": iso(key.revoked_at),
-    }
+def _key_line(key: ApiKey) -> str:
+    """A key as one JSON line, as the API shows it (never the secret)."""
+    return encode(key_out(key)).decode()
 
 
 async def _with_stores(
@@ -89,26 +81,26 @@ async def _keys(args: argparse.Namespace, keys: KeyStore, settings: Settings) ->
             expires_at=expires,
             rate_limits=limits,
         )
-        print(json.dumps(_key_line(key)))
+        print(_key_line(key))
         print(secret)
         return 0
     if args.action == "list":
         for key in await keys.list_keys(args.tenant):
-            print(json.dumps(_key_line(key)))
+            print(_key_line(key))
         return 0
     if args.action == "revoke":
         revoked = await keys.revoke(args.id, None, now)
         if revoked is None:
             print(f"tierq: no key {args.id}", file=sys.stderr)
             return 1
-        print(json.dumps(_key_line(revoked)))
+        print(_key_line(revoked))
         return 0
     grace = settings.key_rotation_grace_s if args.grace is None else args.grace
     done = await rotate_key(keys, args.id, None, grace, now)
     if done is None:
         print(f"tierq: no live key {args.id}", file=sys.stderr)
         return 1
-    print(json.dumps(_key_line(done[0])))
+    print(_key_line(done[0]))
     print(done[1])
     return 0
 
