@@ -5,7 +5,7 @@ never, statistics follow, and 0 keeps a state for ever."""
 from __future__ import annotations
 
 from tests.engine.conftest import EngineFactory, wait_all, wait_state
-from tests.helpers import make_task, submit
+from tests.helpers import id_time, make_task, submit
 from tierq.engine.retention import Retention
 from tierq.model import TaskState
 
@@ -23,7 +23,9 @@ async def test_finished_tasks_go_after_their_states_retention(make_engine: Engin
     await engine.flusher.run_once()
     cancelled = await engine.cancel(later)
     assert cancelled.state is TaskState.CANCELLED or cancelled.id == later
-    now = engine.clock()
+    # From the ids' own time: a purge walks ids older than its cutoff, and an earlier test
+    # may have made this process mint ids ahead of the clock.
+    now = max(engine.clock(), *(id_time(i) for i in [*ok, bad, later]))
     clock = [now + 8 * DAY]
     retention = Retention(engine.settings, engine.store, None, lambda: clock[0])
 
@@ -44,7 +46,8 @@ async def test_zero_keeps_a_state_for_ever(make_engine: EngineFactory) -> None:
     engine = await make_engine(retention_succeeded_s=0, retention_batch=2)
     ids = await submit(engine, *(make_task(engine) for _ in range(3)))
     await wait_all(engine, ids, TaskState.SUCCEEDED)
-    retention = Retention(engine.settings, engine.store, None, lambda: engine.clock() + 365 * DAY)
+    now = max(engine.clock(), *(id_time(i) for i in ids))
+    retention = Retention(engine.settings, engine.store, None, lambda: now + 365 * DAY)
     assert TaskState.SUCCEEDED not in retention.ages
     await retention.run_once()
     assert len(await engine.store.task_get_many(ids)) == 3

@@ -224,7 +224,9 @@ class RecordStore(abc.ABC):
         """Delete up to ``limit`` finished tasks (their executions and dependency edges too)
         whose state is a key of ``cutoffs`` and that finished before that state's cutoff;
         the ids deleted. Counts stay exact. Retention's primitive: a background write that
-        never holds up submissions."""
+        never holds up submissions. Backends walk only ids older than the cutoff (ids carry
+        their minting time): a task whose id was minted ahead of its finish, by a clock that
+        ran ahead, goes once the cutoff passes its id's time."""
         if limit <= 0:
             raise ValueError("limit must be positive")
         wrong = [s for s in cutoffs if s not in TERMINAL_STATES]
