@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tierq.model import TaskFilter
+from tierq.model import DEFAULT_TENANT, TaskFilter
 from tierq.storage.postgres.queries import TASK_LIST_SELECT
 
 # Sort columns other than created_at; id breaks ties so pages never overlap or skip.
@@ -34,8 +34,12 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
         bind("state = ${n}", flt.states[0].value)
     elif flt.states is not None:
         bind("state = ANY(${n}::text[])", [s.value for s in flt.states])
-    if flt.tenant is not None:
+    if flt.tenant == DEFAULT_TENANT:
         bind("tenant = ${n}", flt.tenant)
+    elif flt.tenant is not None:
+        # The constant term lets the planner use the partial index of the non-default
+        # tenants' tasks (a parameter alone proves nothing, in a generic plan above all).
+        bind("tenant <> 'default' AND tenant = ${n}", flt.tenant)
     if flt.type is not None:
         bind("type = ${n}", flt.type)
     if flt.queue is not None:

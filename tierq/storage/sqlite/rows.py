@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from tierq.model import Execution, Outcome, Task, TaskFilter, TaskState
+from tierq.model import DEFAULT_TENANT, Execution, Outcome, Task, TaskFilter, TaskState
 from tierq.storage.sqlite.sqlfiles import load, load_sections
 from tierq.storage.text import without_nul
 
@@ -209,8 +209,12 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
         else:
             terms.append(_LIST["state_many"])
             params.append(json_list([s.value for s in flt.states]))
+    if flt.tenant is not None:
+        # Another tenant than the default: the constant term lets the planner use the
+        # partial index of those tenants' tasks (a bound value alone proves nothing).
+        terms.append(_LIST["tenant" if flt.tenant == DEFAULT_TENANT else "tenant_other"])
+        params.append(flt.tenant)
     for column, value in (
-        ("tenant", flt.tenant),
         ("type", flt.type),
         ("queue", flt.queue),
         ("priority", flt.priority),

@@ -24,6 +24,8 @@ priority = ?
 schedule_id = ?
 -- name: tenant
 tenant = ?
+-- name: tenant_other
+tenant <> 'default' AND tenant = ?
 -- name: after_asc
 id > ?
 -- name: after_desc
