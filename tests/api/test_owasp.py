@@ -145,6 +145,10 @@ async def test_api3_server_owned_fields_cannot_be_set(client: Client) -> None:
     await expect_error(resp, 422, "validation_error")
     listed = await (await client.get(TASKS, headers=auth(key))).json()
     assert listed["items"] == []  # nothing accepted
+    for path in (TASKS, f"{TASKS}/statistics", "/api/v1/events", "/api/v1/schedules"):
+        resp = await client.get(path, params={"tenant": "globex"}, headers=auth(key))
+        error = await expect_error(resp, 400, "bad_parameter")
+        assert error["details"] == {"parameter": "tenant"}
 
 
 # ---- API4: unrestricted resource consumption ------------------------------------------------

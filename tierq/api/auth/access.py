@@ -286,6 +286,13 @@ def access_middleware(table: dict[tuple[str, str], Route]) -> web.middleware:  #
         route = table.get((request.method, resource.canonical)) if resource else None
         if route is None or route.permission is Permission.PUBLIC:
             return await handler(request)
+        if "tenant" in request.query:
+            raise ApiError(
+                400,
+                "bad_parameter",
+                "the tenant is taken from the credential, never from the request",
+                {"parameter": "tenant"},
+            )
         acc = request.app[ACCESS]
         principal = await acc.identify(request, route)
         request[PRINCIPAL] = principal
