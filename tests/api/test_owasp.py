@@ -158,7 +158,7 @@ async def test_api4_body_batch_and_rate_caps(make_client: MakeClient) -> None:
     # Every request is charged as it arrives (a batch by its size, refused or not): the 413
     # costs 1, the oversized batch 11, the full batch 10, so the last batch passes the burst.
     client = await make_client(
-        max_body_bytes=4096, max_batch=10, rate_submit_per_s=0.5, rate_submit_burst=25
+        max_body_bytes=4096, max_batch=10, rate_submit_per_s=0.05, rate_submit_burst=25
     )
     key = await new_key(client)
     resp = await client.post(

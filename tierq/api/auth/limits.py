@@ -80,6 +80,10 @@ class RateGate:
         self._inflight[tenant] = current + 1
         return True
 
+    def inflight(self, tenant: str) -> int:
+        """Requests of ``tenant`` in progress in this process (counted only under a cap)."""
+        return self._inflight.get(tenant, 0)
+
     def leave(self, tenant: str) -> None:
         if not self._max_inflight:
             return
