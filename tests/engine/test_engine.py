@@ -132,6 +132,10 @@ async def test_memory_bound_holds_and_backlog_is_paged_in(make_engine: EngineFac
         nonlocal peak
         while not stop.is_set():
             peak = max(peak, engine.memory.held)
+            # Every loop iteration is sampled, and the GIL is handed over each time: a loop
+            # that is never idle otherwise keeps the SQLite threads waiting a switch interval
+            # (5 ms) per hand-over, and the drain took 8-33 s against the 30 s wait below.
+            time.sleep(0)
             await asyncio.sleep(0)
 
     sampler = asyncio.create_task(sample())
