@@ -8,6 +8,7 @@ Masking: every value under a field named in ``redact_fields`` (any depth, any ca
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,9 +17,11 @@ from tierq.engine.service import Service
 from tierq.model import AuditEntry
 from tierq.storage.audit import AuditStore
 
+log = logging.getLogger("tierq.api.auth")
 MASK = "***"
 TRIM_EVERY_S = 3600.0
-# Entries kept while the store is down; beyond, the oldest are dropped (and counted).
+# Entries kept while the store is down; beyond, the oldest are dropped (counted, and logged
+# once the store takes rows again).
 BUFFER_LIMIT = 100_000
 
 
@@ -68,6 +71,14 @@ class AuditWriter(Service):
                 self._pending[:0] = batch  # kept, in order, for the next step
                 raise
             self._appended(len(batch))
+            if self.dropped:
+                log.warning(
+                    "audit log: %d entries were dropped while the record store was down "
+                    "(more than %d waited)",
+                    self.dropped,
+                    BUFFER_LIMIT,
+                )
+                self.dropped = 0
         now = time.time()
         if now - self._trimmed_at >= TRIM_EVERY_S:
             self._trimmed_at = now
