@@ -73,3 +73,4 @@ local function ack_stands(ready, delayed, lease, meta_key, id, token)
   if not meta or split_meta(meta) ~= token then return false end
   return not in_place(ready, delayed, lease, meta_key, id)
 end
+
