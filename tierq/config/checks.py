@@ -32,6 +32,7 @@ def validate(s: Any) -> None:
     """``s``: the Settings being built (not imported here: settings.py imports this)."""
     _validate_access(s)
     _validate_retention(s)
+    _validate_flow(s)
     check(s.port >= 0 and s.port < 65536, "port", "must be 0..65535")
     check(s.workers >= 1, "workers", "must be at least 1")
     check(s.memory_limit >= 1, "memory_limit", "must be at least 1")
@@ -204,3 +205,71 @@ def parse_rate_limits(limits: Any, where: str) -> dict[str, tuple[float, int]]:
             raise ValueError(f"{path}.burst must be an integer >= 0")
         out[kind] = (float(rate), burst or max(1, round(rate)))
     return out
+
+
+def _validate_flow(s: Any) -> None:
+    check(s.breaker_window in ("count", "time"), "breaker_window", "must be count or time")
+    check(s.breaker_window_size >= 1, "breaker_window_size", "must be at least 1")
+    check(s.breaker_window_s > 0, "breaker_window_s", "must be > 0")
+    check(0 < s.breaker_failure_ratio <= 1, "breaker_failure_ratio", "must be in (0, 1]")
+    check(s.breaker_min_calls >= 1, "breaker_min_calls", "must be at least 1")
+    check(s.breaker_cooldown_s > 0, "breaker_cooldown_s", "must be > 0")
+    check(
+        s.breaker_cooldown_max_s >= s.breaker_cooldown_s,
+        "breaker_cooldown_max_s",
+        "must be >= breaker_cooldown_s",
+    )
+    check(s.breaker_probes >= 1, "breaker_probes", "must be at least 1")
+    if s.queue_limits:
+        try:
+            parse_queue_limits(s.queue_limits)
+        except ValueError as exc:
+            check(False, "queue_limits", str(exc))
+
+
+QueueLimit = tuple[int | None, int | None, float | None]  # max_running, rate limit, per_s
+
+
+def parse_queue_limits(text: str) -> dict[str, QueueLimit]:
+    """``queue_limits``: {queue: {"max_running": N, "rate": {...}}} -> {queue: limit}."""
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise ValueError(f"is not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ValueError("must be an object of queue names")
+    return {str(queue): parse_queue_limit(spec, str(queue)) for queue, spec in doc.items()}
+
+
+def parse_queue_limit(spec: Any, where: str, partial: QueueLimit | None = None) -> QueueLimit:
+    """One queue's limits, ``{"max_running": N|null, "rate": {"limit": N, "per_seconds":
+    S}|null}``; fields left out keep ``partial``'s values (a PATCH). ValueError names the
+    field path under ``where`` ("" = the top level)."""
+    prefix = f"{where}." if where else ""
+    if not isinstance(spec, dict):
+        raise ValueError(f"{where or '$'}: must be an object")
+    unknown = sorted(set(spec) - {"max_running", "rate"})
+    if unknown:
+        raise ValueError(f"{prefix}{unknown[0]}: unknown field (max_running, rate)")
+    max_running, limit, per = partial or (None, None, None)
+    if "max_running" in spec:
+        value = spec["max_running"]
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(f"{prefix}max_running: must be an integer >= 1 or null")
+        max_running = value
+    if "rate" in spec:
+        rate = spec["rate"]
+        if rate is None:
+            limit, per = None, None
+        else:
+            if not isinstance(rate, dict) or set(rate) != {"limit", "per_seconds"}:
+                raise ValueError(f'{prefix}rate: must be {{"limit": N, "per_seconds": S}} or null')
+            n, seconds = rate["limit"], rate["per_seconds"]
+            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise ValueError(f"{prefix}rate.limit: must be an integer >= 1")
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
+                raise ValueError(f"{prefix}rate.per_seconds: must be a number > 0")
+            limit, per = n, float(seconds)
+    return max_running, limit, per

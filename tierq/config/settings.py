@@ -287,6 +287,63 @@ class Settings:
         ),
     )
 
+    breakers: bool = field(
+        default=True,
+        metadata=_doc(
+            "Circuit breakers: a task type (or http target host, or a task's own breaker "
+            "key) that keeps failing stops being started until probes succeed."
+        ),
+    )
+    breaker_window: str = field(
+        default="count",
+        metadata=_doc(
+            "Breaker sliding window: count (the last breaker_window_size calls) or time "
+            "(the last breaker_window_s seconds)."
+        ),
+    )
+    breaker_window_size: int = field(
+        default=20, metadata=_doc("Breaker count window: how many recent calls are judged.")
+    )
+    breaker_window_s: float = field(
+        default=30.0, metadata=_doc("Breaker time window: how many recent seconds are judged.")
+    )
+    breaker_failure_ratio: float = field(
+        default=0.5,
+        metadata=_doc("A breaker opens when this share of the calls in its window failed."),
+    )
+    breaker_min_calls: int = field(
+        default=10, metadata=_doc("A breaker never opens on fewer calls than this in its window.")
+    )
+    breaker_cooldown_s: float = field(
+        default=5.0,
+        metadata=_doc("How long a breaker stays open after its first trip (doubles per trip)."),
+    )
+    breaker_cooldown_max_s: float = field(
+        default=300.0, metadata=_doc("The longest a breaker stays open before probing.")
+    )
+    breaker_probes: int = field(
+        default=3,
+        metadata=_doc(
+            "Half-open: how many probe tasks run; all succeeding closes the breaker, any "
+            "failure opens it again."
+        ),
+    )
+    breaker_count_client_errors: bool = field(
+        default=False,
+        metadata=_doc(
+            "Whether permanent failures (an http 4xx, a PermanentError) count against a "
+            "breaker. Timeouts, 5xx and connection errors always do."
+        ),
+    )
+    queue_limits: str = field(
+        default="",
+        metadata=_doc(
+            'Per-queue limits across every replica, JSON: {"emails": {"max_running": 3, '
+            '"rate": {"limit": 10, "per_seconds": 1}}}. Changeable at runtime with PATCH '
+            "/api/v1/queues/{name}; a stored change wins over this default."
+        ),
+    )
+
     event_log: bool = field(
         default=True,
         metadata=_doc(

@@ -27,6 +27,7 @@ from tierq.model import (
     TaskState,
     Transition,
 )
+from tierq.storage.queues import QueueControl
 
 log = logging.getLogger("tierq.storage")
 
@@ -130,14 +131,19 @@ class RecordStore(abc.ABC):
         return await self._task_retry_many(ids, now)
 
     async def task_claim(
-        self, owner: str, limit: int, now: float, horizon: float = 0.0
+        self,
+        owner: str,
+        limit: int,
+        now: float,
+        horizon: float = 0.0,
+        skip_queues: Sequence[str] = (),
     ) -> list[Task]:
         """Lease up to ``limit`` unleased tasks to ``owner``: queued ones by run order, and
-        scheduled ones due before ``now + horizon``. Returns them with ``lease_owner`` set.
-        """
+        scheduled ones due before ``now + horizon``, none of ``skip_queues``. Returns them
+        with ``lease_owner`` set."""
         if limit <= 0:
             return []
-        claimed = await self._task_claim(owner, limit, now, horizon)
+        claimed = await self._task_claim(owner, limit, now, horizon, skip_queues)
         # In run order whatever order the backend read them in (UPDATE ... RETURNING and
         # SQLite's JSON reads promise none); the memory tier pushes them in this order.
         claimed.sort(key=_run_order)
@@ -267,7 +273,7 @@ class RecordStore(abc.ABC):
 
     @abc.abstractmethod
     async def _task_claim(
-        self, owner: str, limit: int, now: float, horizon: float
+        self, owner: str, limit: int, now: float, horizon: float, skip: Sequence[str]
     ) -> list[Task]: ...
 
     @abc.abstractmethod
@@ -321,12 +327,16 @@ class Ack:
       ``confirm_many`` says its outcome is recorded (until then rescue would run it again).
     - ``state`` scheduled: back to the delayed set until ``run_at`` (retry with backoff).
     - ``state`` queued: back to the ready set now (hand-back at shutdown).
+    ``started`` False: the attempt never started (a circuit breaker held the task back):
+    ``attempt`` is still the lease's token, but the stored attempt stays one below it, so
+    no attempt is spent.
     """
 
     task_id: str
     attempt: int
     state: TaskState
     run_at: float | None = None
+    started: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -379,13 +389,17 @@ class Dispatch(abc.ABC):
         if tasks:
             await self._enqueue_many(tasks, lease_owner, now)
 
-    async def claim(self, owner: str, limit: int, now: float) -> list[Task]:
+    async def claim(
+        self, owner: str, limit: int, now: float, skip_queues: Sequence[str] = ()
+    ) -> list[Task]:
         """Promote due delayed tasks, then lease up to ``limit`` ready tasks to ``owner`` in
-        run order (priority, run_at, arrival). Returned tasks carry their stored attempt;
-        the lease is for attempt + 1."""
+        run order (priority, run_at, arrival), none of ``skip_queues``, within each queue's
+        controls (paused, max_running, rate: see ``set_controls``). Returned tasks carry
+        their stored attempt; the lease is for attempt + 1. A task given a start slot by a
+        queue's rate has its run_at moved to that slot."""
         if limit <= 0:
             return []
-        return await self._claim(owner, limit, now)
+        return await self._claim(owner, limit, now, skip_queues)
 
     async def ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
         """Settle leased attempts; return the task ids refused (stale or foreign lease). An
@@ -433,7 +447,23 @@ class Dispatch(abc.ABC):
             return 0
         return await self._release(owner, ids)
 
+    async def set_controls(self, controls: Sequence[QueueControl]) -> None:
+        """Make every replica's claims obey these queues' controls: paused, ``max_running``
+        across replicas, a start rate. A control with nothing set lifts them."""
+        if controls:
+            await self._set_controls(controls)
+
+    async def announce_flow(self, message: str) -> None:
+        """Tell every replica that flow control changed (``queue:<name>``, ``breaker:<key>``)."""
+        await self._announce_flow(message)
+
     # ---- primitives: what a backend implements -------------------------------------------
+
+    @abc.abstractmethod
+    async def _set_controls(self, controls: Sequence[QueueControl]) -> None: ...
+
+    @abc.abstractmethod
+    async def _announce_flow(self, message: str) -> None: ...
 
     @abc.abstractmethod
     async def _enqueue_many(
@@ -441,7 +471,9 @@ class Dispatch(abc.ABC):
     ) -> None: ...
 
     @abc.abstractmethod
-    async def _claim(self, owner: str, limit: int, now: float) -> list[Task]: ...
+    async def _claim(
+        self, owner: str, limit: int, now: float, skip: Sequence[str]
+    ) -> list[Task]: ...
 
     @abc.abstractmethod
     async def _ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]: ...
@@ -462,6 +494,11 @@ class Dispatch(abc.ABC):
     async def _release(self, owner: str, ids: Sequence[str]) -> int: ...
 
     # ---- single calls, not batches ---------------------------------------------------------
+
+    @abc.abstractmethod
+    def listen_flow(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback`` with every flow-control announcement (and with "" when some may
+        have been missed: a lost subscription)."""
 
     @abc.abstractmethod
     def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:

@@ -41,7 +41,7 @@ class BreakerPolicy:
 
     def cooldown(self, trips: int) -> float:
         """The open period after ``trips`` trips in a row (1 = the first)."""
-        return min(self.cooldown_max_s, self.cooldown_s * 2 ** max(0, min(trips - 1, 30)))
+        return float(min(self.cooldown_max_s, self.cooldown_s * 2 ** max(0, min(trips - 1, 30))))
 
 
 @dataclass(frozen=True, slots=True)

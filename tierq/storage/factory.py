@@ -6,11 +6,13 @@ from __future__ import annotations
 from tierq.config import ConfigError, Settings
 from tierq.storage.audit import AuditStore
 from tierq.storage.base import Dispatch, RecordStore
+from tierq.storage.breakers import BreakerPolicy, BreakerStore, InProcessBreakerStore
 from tierq.storage.eventlog import EventLog
 from tierq.storage.inprocess import InProcessDispatch
 from tierq.storage.keys import KeyStore
 from tierq.storage.leader import AlwaysLeader, Leader
 from tierq.storage.notifications import NotificationStore
+from tierq.storage.queues import QueueStore
 from tierq.storage.ratelimit import InProcessRateLimiter, RateLimiter
 from tierq.storage.schedules import ScheduleStore
 from tierq.storage.sinks import EventSink
@@ -109,6 +111,48 @@ def make_schedule_store(store: RecordStore) -> ScheduleStore:
     if not isinstance(store, PostgresRecordStore):
         raise TypeError(f"no schedule store for {type(store).__name__}")
     return PostgresScheduleStore(store)
+
+
+def make_queue_store(store: RecordStore) -> QueueStore:
+    """Queue controls and bulk-operation answers live beside the tasks (``store`` is the
+    backend itself)."""
+    from tierq.storage.sqlite.store import SQLiteRecordStore
+
+    if isinstance(store, SQLiteRecordStore):
+        from tierq.storage.sqlite.queues import SQLiteQueueStore
+
+        return SQLiteQueueStore(store)
+    from tierq.storage.postgres.queues import PostgresQueueStore
+    from tierq.storage.postgres.store import PostgresRecordStore
+
+    if not isinstance(store, PostgresRecordStore):
+        raise TypeError(f"no queue store for {type(store).__name__}")
+    return PostgresQueueStore(store)
+
+
+def make_breaker_store(settings: Settings, dispatch: Dispatch) -> BreakerStore:
+    """Distributed: breakers in Redis, shared by every replica; embedded: in this process."""
+    policy = breaker_policy(settings)
+    if dispatch.capabilities.shared:
+        from tierq.storage.redis.breakers import RedisBreakerStore
+        from tierq.storage.redis.dispatch import RedisDispatch
+
+        if isinstance(dispatch, RedisDispatch):
+            return RedisBreakerStore(dispatch, policy)
+    return InProcessBreakerStore(policy)
+
+
+def breaker_policy(settings: Settings) -> BreakerPolicy:
+    return BreakerPolicy(
+        failure_ratio=settings.breaker_failure_ratio,
+        min_calls=settings.breaker_min_calls,
+        window=settings.breaker_window,
+        window_size=settings.breaker_window_size,
+        window_s=settings.breaker_window_s,
+        cooldown_s=settings.breaker_cooldown_s,
+        cooldown_max_s=settings.breaker_cooldown_max_s,
+        probes=settings.breaker_probes,
+    )
 
 
 def make_access_stores(store: RecordStore) -> tuple[KeyStore, AuditStore]:

@@ -20,6 +20,7 @@ from tierq.storage.base import (
     ReplicaInfo,
     RescuedLease,
 )
+from tierq.storage.queues import QueueControl
 
 
 class InProcessDispatch(Dispatch):
@@ -45,8 +46,8 @@ class InProcessDispatch(Dispatch):
         # The record insert already stored each task with its lease (or none): nothing to add.
         return None
 
-    async def _claim(self, owner: str, limit: int, now: float) -> list[Task]:
-        return await self._store.task_claim(owner, limit, now, self.horizon_s)
+    async def _claim(self, owner: str, limit: int, now: float, skip: Sequence[str]) -> list[Task]:
+        return await self._store.task_claim(owner, limit, now, self.horizon_s, skip)
 
     async def _ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
         # The record transition carries the outcome; one owner means no lease can be stale.
@@ -58,6 +59,17 @@ class InProcessDispatch(Dispatch):
 
     async def _cancel_many(self, ids: Sequence[str]) -> list[str]:
         return list(ids)
+
+    async def _set_controls(self, controls: Sequence[QueueControl]) -> None:
+        # The engine's gate enforces them in process (engine/flow/gate.py).
+        return None
+
+    async def _announce_flow(self, message: str) -> None:
+        # One process: the engine that changed something knows it already.
+        return None
+
+    def listen_flow(self, callback: Callable[[str], None]) -> None:
+        return None
 
     async def _announce_cancel(self, ids: Sequence[str]) -> None:
         # One process: the engine that cancelled holds every lease itself.

@@ -31,6 +31,7 @@ from tierq.storage.base import (
     ReplicaInfo,
     RescuedLease,
 )
+from tierq.storage.queues import QueueControl
 
 T = TypeVar("T")
 
@@ -94,8 +95,10 @@ class InstrumentedRecordStore(RecordStore):
     async def _task_retry_many(self, ids: Sequence[str], now: float) -> list[str]:
         return await self._timed("retry", self.inner._task_retry_many(ids, now), len(ids))
 
-    async def _task_claim(self, owner: str, limit: int, now: float, horizon: float) -> list[Task]:
-        return await self._timed("claim", self.inner._task_claim(owner, limit, now, horizon))
+    async def _task_claim(
+        self, owner: str, limit: int, now: float, horizon: float, skip: Sequence[str]
+    ) -> list[Task]:
+        return await self._timed("claim", self.inner._task_claim(owner, limit, now, horizon, skip))
 
     async def _task_release(self, owner: str, ids: Sequence[str] | None) -> int:
         return await self._timed("release", self.inner._task_release(owner, ids))
@@ -145,8 +148,8 @@ class InstrumentedDispatch(Dispatch):
     ) -> None:
         await self._timed("enqueue", self.inner._enqueue_many(tasks, lease_owner, now), len(tasks))
 
-    async def _claim(self, owner: str, limit: int, now: float) -> list[Task]:
-        return await self._timed("claim", self.inner._claim(owner, limit, now))
+    async def _claim(self, owner: str, limit: int, now: float, skip: Sequence[str]) -> list[Task]:
+        return await self._timed("claim", self.inner._claim(owner, limit, now, skip))
 
     async def _ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
         return await self._timed("ack", self.inner._ack_many(owner, acks, now), len(acks))
@@ -171,6 +174,15 @@ class InstrumentedDispatch(Dispatch):
 
     async def _release(self, owner: str, ids: Sequence[str]) -> int:
         return await self._timed("release", self.inner._release(owner, ids), len(ids))
+
+    async def _set_controls(self, controls: Sequence[QueueControl]) -> None:
+        await self._timed("set_controls", self.inner._set_controls(controls), len(controls))
+
+    async def _announce_flow(self, message: str) -> None:
+        await self._timed("announce_flow", self.inner._announce_flow(message))
+
+    def listen_flow(self, callback: Callable[[str], None]) -> None:
+        self.inner.listen_flow(callback)
 
     async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> bool:
         return await self._timed("heartbeat", self.inner.heartbeat(owner, ttl, now, info))

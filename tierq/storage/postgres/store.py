@@ -287,8 +287,12 @@ class PostgresRecordStore(RecordStore):
         changed = {r[0] for r in rows}
         return [original for norm, original in given.items() if norm in changed]
 
-    async def _task_claim(self, owner: str, limit: int, now: float, horizon: float) -> list[Task]:
-        rows = await self._run(lambda c: c.fetch(q.TASK_CLAIM, owner, limit, now, now + horizon))
+    async def _task_claim(
+        self, owner: str, limit: int, now: float, horizon: float, skip: Sequence[str]
+    ) -> list[Task]:
+        rows = await self._run(
+            lambda c: c.fetch(q.TASK_CLAIM, owner, limit, now, now + horizon, list(skip))
+        )
         return [task_from_row(r) for r in rows]
 
     async def _task_release(self, owner: str, ids: Sequence[str] | None) -> int:

@@ -28,6 +28,7 @@ from typing import Any
 from tierq.model import Task, TaskState
 from tierq.storage import offload
 from tierq.storage.base import Ack, Dispatch, DispatchCapabilities, StoreUnavailable
+from tierq.storage.queues import QueueControl
 from tierq.storage.redis.codec import decode_task, encode_task
 from tierq.storage.redis.core import TRANSIENT, Command, connect, log
 from tierq.storage.redis.eviction import check_eviction_policy
@@ -43,6 +44,9 @@ SCRIPT_CHUNK = 250
 # Due delayed tasks moved per script call, for the same reason; when a large backlog falls
 # due at once, the rest move on the next claim or promote.
 PROMOTE_CAP = 500
+# A claim hands out start slots of a rate-limited queue up to this far ahead (the pager
+# claims every 0.25 s at least, so slots never run dry between two claims).
+RATE_LOOKAHEAD_S = 1.0
 _ACK_KIND = {TaskState.SCHEDULED: "s", TaskState.QUEUED: "q"}
 
 
@@ -54,11 +58,18 @@ def chunks(args: list[Any], stride: int) -> list[list[Any]]:
 
 
 def _decode_claimed(flat: Sequence[bytes], owner: str) -> list[tuple[bytes, Task]]:
-    """The claim script's reply (body, "attempt|member", ...) as (member, task) pairs."""
+    """The claim script's reply (first slot, interval, then body, "attempt|member", ...) as
+    (member, task) pairs. Under a queue's rate, task k may start at first + k * interval:
+    its run_at says so, and the memory tier holds it until then."""
+    first = float(flat[0]) if flat[0] else None
+    interval = float(flat[1]) if flat[1] else 0.0
     out: list[tuple[bytes, Task]] = []
-    for i in range(0, len(flat), 2):
+    for k, i in enumerate(range(2, len(flat), 2)):
         attempt, mem = flat[i + 1].split(b"|", 1)
-        task = decode_task(flat[i], int(attempt), run_at_from_member(mem), TaskState.QUEUED, owner)
+        run_at = run_at_from_member(mem)
+        if first is not None:
+            run_at = max(run_at, first + k * interval)
+        task = decode_task(flat[i], int(attempt), run_at, TaskState.QUEUED, owner)
         out.append((mem, task))
     return out
 
@@ -90,10 +101,12 @@ class RedisDispatch(Liveness, Dispatch):
         self._wake: asyncio.Event | None = None
         self._cancel_listener: Callable[[list[str]], None] | None = None
         self._schedules_listener: Callable[[list[str]], None] | None = None
+        self._flow_listener: Callable[[str], None] | None = None
         self._channels = (
             self.keys.wake_channel,
             self.keys.cancel_channel,
             self.keys.schedules_channel,
+            self.keys.flow_channel,
         )
         # Queue of each task this instance leased out or acked as terminal and not yet
         # confirmed, so an ack, release or confirm goes to one queue's script instead of all
@@ -171,35 +184,56 @@ class RedisDispatch(Liveness, Dispatch):
                 cmds.append(self._eval("enqueue", keys, [now, owner, wake, *part]))
         await self._run(cmds)
 
-    async def _claim(self, owner: str, limit: int, now: float) -> list[Task]:
-        queues = await self._queues()
-        if not queues:
-            return []
-        plan = {queues[0]: limit} if len(queues) == 1 else await self._plan(queues, limit, now)
+    async def _claim(self, owner: str, limit: int, now: float, skip: Sequence[str]) -> list[Task]:
+        queues = [q for q in await self._queues() if q not in skip]
+        claimed: list[tuple[bytes, Task]] = []
+        # A queue's claim may come back short: it ran dry, or its limits (control hash) let
+        # fewer go. One more round then splits what is left over the other queues, so a
+        # limited queue at the head of the run order does not starve the rest.
+        for _round in range(2):
+            if not queues or limit <= 0:
+                break
+            plan = {queues[0]: limit} if len(queues) == 1 else await self._plan(queues, limit, now)
+            got, short = await self._claim_plan(owner, plan, now)
+            claimed += got
+            limit -= len(got)
+            if not short:
+                break
+            queues = [q for q in queues if q not in short]
+        if len({task.queue for _, task in claimed}) > 1:
+            claimed.sort(key=lambda pair: pair[0])
+        return [task for _, task in claimed]
+
+    async def _claim_plan(
+        self, owner: str, plan: dict[str, int], now: float
+    ) -> tuple[list[tuple[bytes, Task]], set[str]]:
+        """One round trip of claim scripts: the (member, task) pairs leased, and the queues
+        that gave fewer than planned."""
         cmds: list[Command] = [self._register(owner, now)]
-        sent: list[str] = []  # the queue of each claim call
+        sent: list[tuple[str, int]] = []  # the queue and count of each claim call
+        wake = self.keys.wake_channel
         for queue, count in plan.items():
             qk = self.keys.queue(queue)
-            keys = [*qk.core, qk.owned(owner)]
+            keys = [*qk.core, qk.owned(owner), qk.control]
             for part in range(0, count, SCRIPT_CHUNK):
                 n = min(SCRIPT_CHUNK, count - part)
                 cmds.append(
-                    self._eval("claim", keys, [now, n, owner, PROMOTE_CAP, self.keys.wake_channel])
+                    self._eval("claim", keys, [now, n, owner, PROMOTE_CAP, wake, RATE_LOOKAHEAD_S])
                 )
-                sent.append(queue)
+                sent.append((queue, n))
         results = await self._run(cmds)
-        by_queue: dict[str, list[bytes]] = defaultdict(list)
-        for queue, flat in zip(sent, results[1:], strict=True):
-            by_queue[queue] += flat
         claimed: list[tuple[bytes, Task]] = []
-        for queue, flat in by_queue.items():
+        short: set[str] = set()
+        for (queue, asked), flat in zip(sent, results[1:], strict=True):
+            if (len(flat) - 2) // 2 < asked:
+                short.add(queue)
+            if len(flat) <= 2:
+                continue
             tasks = await offload.build(lambda f: _decode_claimed(f, owner), flat)
             for _member, task in tasks:
                 self._queue_of[task.id] = queue
             claimed += tasks
-        if len(plan) > 1:
-            claimed.sort(key=lambda pair: pair[0])
-        return [task for _, task in claimed]
+        return claimed, short
 
     async def _plan(self, queues: list[str], limit: int, now: float) -> dict[str, int]:
         """Split ``limit`` over several queues by merging their heads in run order (members
@@ -233,7 +267,7 @@ class RedisDispatch(Liveness, Dispatch):
                     terminal[a.task_id] = queue
                 kind, run_at, hexed = "t", now, ""
             else:  # the base class let only scheduled and queued through besides terminal
-                kind = _ACK_KIND[a.state]
+                kind = _ACK_KIND[a.state] if a.started else "d"
                 run_at = now if a.run_at is None else a.run_at
                 hexed = "" if a.run_at is None and kind == "q" else run_at_hex(run_at)
             by_queue[queue] += (
@@ -392,12 +426,39 @@ class RedisDispatch(Liveness, Dispatch):
     def listen_schedules(self, callback: Callable[[list[str]], None]) -> None:
         self._schedules_listener = callback
 
+    async def _announce_flow(self, message: str) -> None:
+        await self._run([("PUBLISH", self.keys.flow_channel, message)])
+
+    def listen_flow(self, callback: Callable[[str], None]) -> None:
+        self._flow_listener = callback
+
+    async def _set_controls(self, controls: Sequence[QueueControl]) -> None:
+        """One round trip: each queue's control hash, as the claim script reads it. The rate's
+        ``tat`` is kept (a changed rate applies from the next free slot on)."""
+        cmds: list[Command] = [("SADD", self.keys.queues, *(c.queue for c in controls))]
+        for c in controls:
+            key = self.keys.queue(c.queue).control
+            cmds.append(("HDEL", key, "paused", "max_running", "interval"))
+            fields: list[Any] = []
+            if c.paused:
+                fields += ["paused", "1"]
+            if c.max_running is not None:
+                fields += ["max_running", c.max_running]
+            if c.interval_s is not None:
+                fields += ["interval", repr(c.interval_s)]
+            if fields:
+                cmds.append(("HSET", key, *fields))
+            else:
+                cmds.append(("DEL", key))
+        await self._run(cmds)
+
     async def _listen(self, pubsub: Any, wake: asyncio.Event) -> None:
         """Turn wake-up messages into ``wake.set()`` and cancel announcements into calls of
         the cancel listener. Survives Redis restarts: after a disconnect it sets ``wake``
         anyway, since messages may have been lost."""
         cancel_channel = self.keys.cancel_channel.encode()
         schedules_channel = self.keys.schedules_channel.encode()
+        flow_channel = self.keys.flow_channel.encode()
         while True:
             try:
                 async for message in pubsub.listen():
@@ -407,6 +468,9 @@ class RedisDispatch(Liveness, Dispatch):
                         if self._cancel_listener is not None:
                             ids = message["data"].decode().split(",")
                             self._cancel_listener([i for i in ids if i])
+                    elif message["channel"] == flow_channel:
+                        if self._flow_listener is not None:
+                            self._flow_listener(message["data"].decode())
                     elif message["channel"] == schedules_channel:
                         if self._schedules_listener is not None:
                             ids = message["data"].decode().split(",")
@@ -419,4 +483,6 @@ class RedisDispatch(Liveness, Dispatch):
                 wake.set()
                 if self._schedules_listener is not None:
                     self._schedules_listener([])
+                if self._flow_listener is not None:
+                    self._flow_listener("")
                 await asyncio.sleep(0.5)

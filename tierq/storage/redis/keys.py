@@ -64,6 +64,7 @@ class QueueKeys:
     lease: str  # hash id -> "owner|token"
     body: str  # hash id -> task JSON (as enqueued; attempt and run_at live in meta)
     meta: str  # hash id -> "attempt|member"
+    control: str  # hash: paused, max_running, interval, tat (engine/flow/controls.py)
     tag: str  # "{prefix:queue}", the base of per-owner keys
 
     def owned(self, owner: str) -> str:
@@ -94,6 +95,7 @@ class Keys:
         self.wake_channel = f"{prefix}:wake"
         self.cancel_channel = f"{prefix}:cancel"
         self.schedules_channel = f"{prefix}:schedules"
+        self.flow_channel = f"{prefix}:flow"
         self._queue_cache: dict[str, QueueKeys] = {}
 
     def replica(self, owner: str) -> str:
@@ -110,6 +112,7 @@ class Keys:
                 lease=f"{tag}:lease",
                 body=f"{tag}:body",
                 meta=f"{tag}:meta",
+                control=f"{tag}:control",
                 tag=tag,
             )
             self._queue_cache[name] = keys

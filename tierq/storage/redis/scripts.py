@@ -31,7 +31,9 @@ def _load() -> dict[str, LuaScript]:
             continue
         # A family's own helpers (``_breaker.lua`` for ``breaker_*.lua``) come after the lib.
         family = folder.joinpath("_" + name.split("_")[0] + ".lua")
-        extra = family.read_text(encoding="utf-8") + "\n" if "_" in name and family.is_file() else ""
+        extra = (
+            family.read_text(encoding="utf-8") + "\n" if "_" in name and family.is_file() else ""
+        )
         source = lib + "\n" + extra + entry.read_text(encoding="utf-8")
         sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
         scripts[name.removesuffix(".lua")] = LuaScript(name.removesuffix(".lua"), source, sha)

@@ -202,9 +202,11 @@ class SQLiteRecordStore(RecordStore):
     async def _task_retry_many(self, ids: Sequence[str], now: float) -> list[str]:
         return await self._write(writes.retry_job(ids, now), urgent=True, size=len(ids))
 
-    async def _task_claim(self, owner: str, limit: int, now: float, horizon: float) -> list[Task]:
+    async def _task_claim(
+        self, owner: str, limit: int, now: float, horizon: float, skip: Sequence[str]
+    ) -> list[Task]:
         as_json = self._rows_as_json
-        found = await self._write(writes.claim_job(owner, limit, now, horizon, as_json))
+        found = await self._write(writes.claim_job(owner, limit, now, horizon, skip, as_json))
         # Off the writer thread (and, for a large claim, off the loop too).
         return await offload.build(lambda r: _claimed_tasks(r, as_json), found)
 

@@ -298,12 +298,14 @@ def retry_job(ids: Sequence[str], now: float) -> Job:
     return _from_states(ids, _RETRYABLE, _SQL["task_retry"], now, "queued")
 
 
-def claim_job(owner: str, limit: int, now: float, horizon: float, rows_as_json: bool) -> Job:
+def claim_job(
+    owner: str, limit: int, now: float, horizon: float, skip: Sequence[str], rows_as_json: bool
+) -> Job:
     """``rows_as_json``: read the claimed rows back in one step (task_rows_json.sql) rather
     than one row per step; only where SQLite prints doubles exactly (rows.py). The job
     returns the rows, not tasks (store.py builds them): building 1,000 tasks was ~10% of the
     writer thread's time in a drain, time every submission queued behind it waited for."""
-    pick = {"limit": limit, "now": now, "horizon": horizon}
+    pick = {"limit": limit, "now": now, "horizon": horizon, "skip": rows.json_list(skip)}
 
     def job(conn: sqlite3.Connection) -> list[Any]:
         ids, promoted = conn.execute(_SQL["task_claim_pick"], pick).fetchone()

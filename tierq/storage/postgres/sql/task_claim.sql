@@ -1,4 +1,5 @@
--- $1 owner, $2 limit, $3 now, $4 now + horizon. Lease unleased work in run order. The WHERE
+-- $1 owner, $2 limit, $3 now, $4 now + horizon, $5 queues to skip (paused, or holding enough
+-- parked tasks in memory already: engine/flow/gate.py). Lease unleased work in run order. The WHERE
 -- matches tasks_claim_idx's predicate so the index supplies the order; SKIP LOCKED lets
 -- replicas claim concurrently without waiting, and the re-check of each locked row
 -- guarantees a task is never leased twice. Scheduled tasks already due become queued as they
@@ -8,6 +9,7 @@ WITH c AS (
     WHERE lease_owner IS NULL
       AND state IN ('queued', 'scheduled')
       AND (state = 'queued' OR run_at <= $4)
+      AND queue <> ALL($5::text[])
     ORDER BY priority DESC, run_at, id
     LIMIT $2
     FOR UPDATE SKIP LOCKED

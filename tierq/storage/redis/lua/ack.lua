@@ -5,6 +5,8 @@
 --     dies before its record write lands, rescue.lua runs the task again, not losing it.
 --   kind 's' scheduled: delayed until run_at, stored attempt = token.
 --   kind 'q' queued: ready now, stored attempt = token (the attempt was started).
+--   kind 'd' deferred: delayed until run_at, stored attempt = token - 1 (the attempt never
+--     started: a circuit breaker held the task back, so no attempt is spent).
 --   run_at hex '' keeps the member's run_at (and so its place in the ready order).
 -- An ack is applied only when the lease is exactly "<owner>|<token>": a stale token (the
 -- lease was rescued and re-claimed) or a foreign owner changes nothing. Returns refused ids.
@@ -27,11 +29,15 @@ for k = 1, #ids do
       member = string.sub(member, 1, 16) .. ARGV[i + 4] .. id
     end
     metas[#metas + 1] = id
-    metas[#metas + 1] = token .. '|' .. member
+    if kind == 'd' then
+      metas[#metas + 1] = tostring(tonumber(token) - 1) .. '|' .. member
+    else
+      metas[#metas + 1] = token .. '|' .. member
+    end
     if kind == 't' then
       acked[#acked + 1] = id
       acked[#acked + 1] = token
-    elseif kind == 's' then
+    elseif kind == 's' or kind == 'd' then
       delayed[#delayed + 1] = ARGV[i + 3]
       delayed[#delayed + 1] = member
     else

@@ -1,4 +1,5 @@
--- :now, :horizon, :limit. The tasks a claim takes, as ONE row (one sqlite3_step; see
+-- :now, :horizon, :limit, :skip (a JSON array of queues not to claim from: paused, or
+-- holding enough parked tasks in memory already, engine/flow/gate.py). The tasks a claim takes, as ONE row (one sqlite3_step; see
 -- task_rows_json.sql): a JSON array of their ids in run order, and how many of them are due
 -- scheduled tasks, which the claim promotes to queued (the store counts them). Each half
 -- walks its partial index (tasks_ready / tasks_delayed in 001_init.sql) in order and stops
@@ -12,6 +13,7 @@ FROM (
         SELECT id, state, priority, run_at FROM (
             SELECT id, state, priority, run_at FROM tasks INDEXED BY tasks_ready
             WHERE lease_owner IS NULL AND state = 'queued' AND run_at <= :now
+              AND queue NOT IN (SELECT value FROM json_each(:skip))
             ORDER BY priority DESC, run_at, id
             LIMIT :limit
         )
@@ -19,6 +21,7 @@ FROM (
         SELECT id, state, priority, run_at FROM (
             SELECT id, state, priority, run_at FROM tasks INDEXED BY tasks_delayed
             WHERE lease_owner IS NULL AND state = 'scheduled' AND run_at <= :now + :horizon
+              AND queue NOT IN (SELECT value FROM json_each(:skip))
             ORDER BY run_at
             LIMIT :limit
         )

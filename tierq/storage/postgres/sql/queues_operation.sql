@@ -1,0 +1,1 @@
+SELECT answer FROM bulk_operations WHERE tenant = $1 AND key = $2

@@ -1,0 +1,1 @@
+DELETE FROM bulk_operations WHERE created_at < $1

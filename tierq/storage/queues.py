@@ -1,0 +1,103 @@
+"""Queue controls and queue statistics in the record tier.
+
+A queue's controls (paused, ``max_running``, an execution rate) are stored here so they
+survive restarts and every replica reads the same ones; the dispatch tier keeps a copy that
+its claims consult (distributed), and each engine a cache (engine/flow/controls.py). A queue
+needs no row to exist: a missing row means the configured defaults.
+
+The results of bulk operations are kept here too, by (tenant, Idempotency-Key), so a retried
+``POST /api/v1/tasks/cancel`` answers what the first call did instead of doing it again.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class QueueControl:
+    queue: str
+    paused: bool = False
+    max_running: int | None = None  # across every replica; None = no cap
+    rate_limit: int | None = None  # tasks started per rate_per_s; None = no rate
+    rate_per_s: float | None = None
+    updated_at: float = 0.0
+
+    @property
+    def limited(self) -> bool:
+        """Whether starts of this queue are counted (a cap or a rate)."""
+        return self.max_running is not None or self.rate_limit is not None
+
+    @property
+    def interval_s(self) -> float | None:
+        """Seconds between two starts at the rate, or None."""
+        if self.rate_limit is None or self.rate_per_s is None:
+            return None
+        return self.rate_per_s / self.rate_limit
+
+
+@dataclass(frozen=True, slots=True)
+class QueueDepth:
+    """Live tasks of one queue by state, and when the oldest queued one became due."""
+
+    queue: str
+    counts: dict[str, int]
+    oldest_queued_at: float | None
+
+
+class QueueStore(abc.ABC):
+    async def controls(self) -> list[QueueControl]:
+        """Every stored control, sorted by queue."""
+        return sorted(await self._controls(), key=lambda c: c.queue)
+
+    async def save_control(self, control: QueueControl) -> None:
+        await self._save_control(control)
+
+    async def depths(self, tenant: str | None = None) -> list[QueueDepth]:
+        """Per queue: pending, scheduled, queued, running and failed counts (only states with
+        tasks), and the run_at of the oldest queued task; ``tenant`` None = all tenants."""
+        return sorted(await self._depths(tenant), key=lambda d: d.queue)
+
+    async def operation(self, tenant: str, key: str) -> bytes | None:
+        """The stored answer (JSON) of the bulk operation done under this key, if any."""
+        return await self._operation(tenant, key)
+
+    async def save_operation(self, tenant: str, key: str, answer: bytes, now: float) -> bytes:
+        """Keep an operation's answer; if a concurrent call stored one first, return that."""
+        return await self._save_operation(tenant, key, answer, now)
+
+    async def forget_operations(self, before: float) -> int:
+        return await self._forget_operations(before)
+
+    @abc.abstractmethod
+    async def _controls(self) -> Sequence[QueueControl]: ...
+
+    @abc.abstractmethod
+    async def _save_control(self, control: QueueControl) -> None: ...
+
+    @abc.abstractmethod
+    async def _depths(self, tenant: str | None) -> Sequence[QueueDepth]: ...
+
+    @abc.abstractmethod
+    async def _operation(self, tenant: str, key: str) -> bytes | None: ...
+
+    @abc.abstractmethod
+    async def _save_operation(self, tenant: str, key: str, answer: bytes, now: float) -> bytes: ...
+
+    @abc.abstractmethod
+    async def _forget_operations(self, before: float) -> int: ...
+
+
+def depths_from_rows(rows: Sequence[Sequence[object]]) -> list[QueueDepth]:
+    """(queue, state, count, min run_at of queued) rows -> one QueueDepth per queue."""
+    by_queue: dict[str, QueueDepth] = {}
+    for queue, state, count, oldest in rows:
+        depth = by_queue.get(str(queue))
+        if depth is None:
+            depth = by_queue[str(queue)] = QueueDepth(str(queue), {}, None)
+        depth.counts[str(state)] = int(count)  # type: ignore[call-overload]
+        if state == "queued" and oldest is not None:
+            by_queue[str(queue)] = QueueDepth(depth.queue, depth.counts, float(oldest))  # type: ignore[arg-type]
+    return list(by_queue.values())
