@@ -137,7 +137,14 @@ def engine_with_event_log(settings: Any, event_log: Any) -> Engine:
     metrics = Metrics()
     base = build_engine(settings, metrics)
     return Engine(
-        settings, base.store, base.dispatch, base.registry, metrics, "n1", event_log=event_log
+        settings,
+        base.store,
+        base.dispatch,
+        base.registry,
+        metrics,
+        "n1",
+        event_log=event_log,
+        queue_store=base.flow.queue_store,
     )
 
 

@@ -242,5 +242,21 @@ class Metrics:
         self.audit_rows = Counter(
             "tierq_audit_rows_total", "Rows appended to the audit log", registry=r
         )
+        self.breaker_state = Gauge(
+            "tierq_breaker_state",
+            "Circuit breaker state as this replica sees it: 0 closed, 1 half-open, 2 open",
+            ["key"],
+            registry=r,
+        )
+        self.queue_paused = Gauge(
+            "tierq_queue_paused", "1 while the queue is paused", ["queue"], registry=r
+        )
+        self.flow_waits = Counter(
+            "tierq_flow_waits_total",
+            "Tasks held back at start: by a breaker (deferred), a paused queue or a queue's "
+            "limits (parked)",
+            ["reason"],
+            registry=r,
+        )
         self.workers_busy = Gauge("tierq_workers_busy", "Workers running a task", registry=r)
         self.workers_total = Gauge("tierq_workers", "Configured workers", registry=r)

@@ -136,6 +136,8 @@ class Task:
     scheduled_for: float | None = None
     # Whose task this is: taken from the submitter's credential, never from the body.
     tenant: str = "default"
+    # The circuit breaker this task answers to, if it names one (engine/flow/breakers.py).
+    breaker: str | None = None
 
     @property
     def sort_key(self) -> tuple[int, float, str]:
@@ -242,7 +244,7 @@ class DependencyRelease:
 
 
 class EventType(enum.StrEnum):
-    """What happened to a task (or, for ``webhook_disabled``, to a webhook subscription).
+    """What happened to a task (or to a webhook subscription, a breaker, a queue).
 
     Each is published once, after the change it reports is durable in the record tier.
     """
@@ -256,6 +258,25 @@ class EventType(enum.StrEnum):
     RELEASED = "released"  # a lease returned to the queue (its replica died or shut down)
     RETRIED = "retried"  # replayed by hand from failed or cancelled
     WEBHOOK_DISABLED = "webhook_disabled"
+    # Flow control (``breaker`` or ``queue`` says which): not about one task.
+    BREAKER_OPENED = "breaker_opened"
+    BREAKER_HALF_OPEN = "breaker_half_open"
+    BREAKER_CLOSED = "breaker_closed"
+    QUEUE_PAUSED = "queue_paused"
+    QUEUE_RESUMED = "queue_resumed"
+
+
+# Events that are not about a task (notifications subscribe to task events only).
+NON_TASK_EVENTS: frozenset[str] = frozenset(
+    {
+        EventType.WEBHOOK_DISABLED,
+        EventType.BREAKER_OPENED,
+        EventType.BREAKER_HALF_OPEN,
+        EventType.BREAKER_CLOSED,
+        EventType.QUEUE_PAUSED,
+        EventType.QUEUE_RESUMED,
+    }
+)
 
 
 TERMINAL_EVENTS: frozenset[str] = frozenset(
@@ -285,6 +306,7 @@ class Event(msgspec.Struct, omit_defaults=True):
     duration_s: float | None = None
     retry_at: float | None = None
     subscription_id: str | None = None
+    breaker: str | None = None
     cursor: str = ""
 
 

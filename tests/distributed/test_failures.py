@@ -58,7 +58,7 @@ async def test_frozen_replica_is_rescued_and_fenced_off(cluster: Cluster) -> Non
     # A wakes: its next heartbeat learns it was declared dead, and it drops what it held.
     assert a.memory.ready_count == 6
     registered = await a.dispatch.heartbeat(
-        a.node_id, a.settings.heartbeat_ttl_s, a.clock(), a.replica_info()
+        a.node_id, a.settings.heartbeat_ttl_s, a.clock(), a.reports.replica_info()
     )
     assert registered is False
     await a.repair.check(registered)

@@ -187,8 +187,10 @@ async def _drive(engine: Engine, script: list[Op]) -> None:
             written_state(task_id, TaskState.CANCELLED)
         return result
 
-    async def on_claim(owner: str, limit: int, now: float, horizon: float) -> list[Task]:
-        claimed = await claim(owner, limit, now, horizon)
+    async def on_claim(
+        owner: str, limit: int, now: float, horizon: float, skip_queues: Sequence[str] = ()
+    ) -> list[Task]:
+        claimed = await claim(owner, limit, now, horizon, skip_queues)
         for task in claimed:
             written_state(task.id, task.state)
         return claimed

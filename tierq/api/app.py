@@ -25,11 +25,13 @@ from tierq.metrics import Metrics
 from tierq.storage.base import RecordStore
 from tierq.storage.factory import (
     make_access_stores,
+    make_breaker_store,
     make_dispatch,
     make_event_log,
     make_event_sink,
     make_leader,
     make_notification_store,
+    make_queue_store,
     make_rate_limiter,
     make_record_store,
     make_schedule_store,
@@ -66,6 +68,8 @@ def build_engine(settings: Settings, metrics: Metrics) -> Engine:
         event_sink=make_event_sink(settings),
         schedule_store=make_schedule_store(backend),
         leader=make_leader(settings, raw_dispatch),
+        queue_store=make_queue_store(backend),
+        breaker_store=make_breaker_store(settings, raw_dispatch),
     )
 
 

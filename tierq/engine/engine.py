@@ -31,6 +31,7 @@ from tierq.engine.errors import (
 )
 from tierq.engine.eventing import Eventing
 from tierq.engine.events import event_type_of
+from tierq.engine.flow import FlowControl
 from tierq.engine.flusher import Flusher
 from tierq.engine.handlers.base import HandlerRegistry
 from tierq.engine.held import HeldTasks
@@ -60,9 +61,11 @@ from tierq.model import (
     Transition,
 )
 from tierq.storage.base import Dispatch, RecordStore
+from tierq.storage.breakers import BreakerPolicy, BreakerStore, InProcessBreakerStore
 from tierq.storage.eventlog import EventLog
 from tierq.storage.leader import AlwaysLeader, Leader
 from tierq.storage.notifications import NotificationStore
+from tierq.storage.queues import QueueStore
 from tierq.storage.schedules import ScheduleStore
 from tierq.storage.sinks import EventSink
 
@@ -91,6 +94,8 @@ class Engine:
         event_sink: EventSink | None = None,
         schedule_store: ScheduleStore | None = None,
         leader: Leader | None = None,
+        queue_store: QueueStore | None = None,
+        breaker_store: BreakerStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -192,9 +197,24 @@ class Engine:
             hint,
             clock,
         )
+        # Flow control: breakers, queue controls and the gate the workers pass.
+        self.flow = flow = FlowControl(
+            settings,
+            queue_store,
+            breaker_store or InProcessBreakerStore(BreakerPolicy.of(settings)),
+            dispatch,
+            held,
+            flusher,
+            self.events,
+            self.bus.publish,
+            self.instruments,
+            clock,
+            node_id,
+        )
+        self.workers.gate, self.workers.breakers = flow.gate, flow.breakers
         self.pager = Pager(
             held,
-            claim=lambda limit, now: dispatch.claim(node_id, limit, now),
+            claim=lambda limit, now: dispatch.claim(node_id, limit, now, flow.gate.skip_queues()),
             accept=self.cancellation.accept_claimed,
             hint=hint,
             clock=clock,
@@ -242,6 +262,7 @@ class Engine:
             clock,
             listeners=lambda: self.feed.listeners,
         )
+        self.bus.subscribe(self.reports.throughput.on_events)
         self._supervisor: asyncio.Task[None] | None = None
         self._services: list[Service] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
@@ -254,6 +275,7 @@ class Engine:
         await self.store.open()
         await self.dispatch.open()
         await self.eventing.open()
+        await self.flow.open()
         await self._recover()
         self._services = [
             self.committer,
@@ -263,6 +285,7 @@ class Engine:
             self.loop_lag,
             *self.eventing.loops,
             *self.eventing.forwarders,
+            *self.flow.services,
         ]
         if self.schedules is not None:
             self._services.append(self.schedules.outcomes)
@@ -333,11 +356,14 @@ class Engine:
         await asyncio.gather(*self._worker_tasks, return_exceptions=True)
         for service in (self.heartbeat, self.rescuer, self.watcher, self.loop_lag, self.retention):
             service.request_stop()
+        self.flow.controls.request_stop()
         for loop in self.eventing.loops:
             loop.request_stop()
         # One after the other: the flusher's last batches publish events (and notifications
         # submit deliveries to the committer); the log writer appends what both published.
         draining: list[Service] = [self.flusher, self.committer, *self.eventing.forwarders]
+        if self.flow.breakers is not None:
+            draining.insert(0, self.flow.breakers)
         if self.schedules is not None:
             draining.insert(1, self.schedules.outcomes)
         try:
@@ -357,6 +383,7 @@ class Engine:
             # live, and recovery runs them again.
             self.memory.close()
             self.sync_executor.shutdown(wait=False, cancel_futures=True)
+            await self.flow.close()
             if self.notifications is not None:
                 await self.notifications.close()
             try:
@@ -369,7 +396,7 @@ class Engine:
         log.info("engine %s stopped", self.node_id)
 
     async def _hand_back_queued(self) -> None:
-        tasks = self.held.drop_queued()
+        tasks = self.held.drop_queued() + self.flow.gate.drain_parked()
         # Superseded leases go back too: whatever stale copy is still here, its report is
         # refused, so nothing is lost by letting another replica run the task.
         superseded = self.held.take_superseded(everything=True)
@@ -386,7 +413,7 @@ class Engine:
     async def _beat(self, checked_at: float) -> bool:
         settings = self.settings
         return await self.dispatch.heartbeat(
-            self.node_id, settings.heartbeat_ttl_s, checked_at, self.replica_info()
+            self.node_id, settings.heartbeat_ttl_s, checked_at, self.reports.replica_info()
         )
 
     async def _after_beat(self, registered: bool, checked_at: float) -> None:
@@ -397,17 +424,6 @@ class Engine:
             self.leases.renew(checked_at)
             await self.repair.repair()
         await self.dependencies.retry_deferred()
-
-    def replica_info(self) -> dict[str, object]:
-        """What this replica tells the others with each heartbeat."""
-        return {
-            "held": self.memory.held,
-            "queued": self.memory.ready_count,
-            "delayed": self.memory.delayed_count,
-            "running": self.workers.busy,
-            "workers": self.workers.size,
-            "started_at": self.lifecycle.started_at,
-        }
 
     # ---- submission ------------------------------------------------------------------------
 
@@ -461,8 +477,11 @@ class Engine:
         held = self.held
         room = held.room() if not self.lifecycle.draining else 0
         mine: list[Task] = []
+        may_hold = self.flow.gate.may_hold  # not a paused or (distributed) limited queue
         for task in tasks:
             if room > 0 and task.state is not TaskState.PENDING and task.run_at <= horizon:
+                if not may_hold(task):
+                    continue
                 task.lease_owner = self.node_id
                 mine.append(task)
                 room -= 1

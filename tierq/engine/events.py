@@ -266,6 +266,12 @@ class EventSource:
         event.error = _summary(reason)
         return Batch([event], [None])
 
+    def flow(self, kind: EventType, *, breaker: str | None = None, queue: str = "") -> Batch:
+        """A breaker changed state, or a queue was paused or resumed."""
+        event = Event(self._clock(), kind.value, queue=queue, node=self._node)
+        event.breaker = breaker
+        return Batch([event], [None])
+
 
 class Forwarder(Service):
     """Sends published events on (to the event log, or to an external sink), in publish

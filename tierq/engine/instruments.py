@@ -24,6 +24,8 @@ _COUNTED = {
     EventType.CANCELLED.value: "tasks_cancelled",
 }
 
+_BREAKER_LEVEL = {"closed": 0, "half_open": 1, "open": 2}
+
 
 class EngineMetrics:
     def __init__(self, metrics: Metrics) -> None:
@@ -49,6 +51,15 @@ class EngineMetrics:
             observe = self._child(self.metrics.wait_seconds, type_name).observe
             self._wait_observers[type_name] = observe
         observe(seconds)
+
+    def breaker_state(self, key: str, state: str) -> None:
+        self._child(self.metrics.breaker_state, key).set(_BREAKER_LEVEL.get(state, 0))
+
+    def queue_paused(self, queue: str, paused: bool) -> None:
+        self._child(self.metrics.queue_paused, queue).set(1 if paused else 0)
+
+    def flow_wait(self, reason: str) -> None:
+        self._child(self.metrics.flow_waits, reason).inc()
 
     def attempt_failed(self, type_name: str, final: bool) -> None:
         self._child(self.metrics.tasks_failed, type_name, "true" if final else "false").inc()

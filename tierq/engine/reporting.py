@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tierq.engine.flow.queues import Throughput
 from tierq.engine.flusher import Flusher
 from tierq.engine.instruments import EngineMetrics
 from tierq.engine.memory import MemoryTier
@@ -61,6 +62,20 @@ class Reporter:
         self._clock = clock
         self._listeners = listeners
         self._mode = "distributed" if dispatch.capabilities.shared else "embedded"
+        self.throughput = Throughput(clock)
+
+    def replica_info(self) -> dict[str, object]:
+        """What this replica tells the others with each heartbeat."""
+        memory = self._memory
+        return {
+            "held": memory.held,
+            "queued": memory.ready_count,
+            "delayed": memory.delayed_count,
+            "running": self._workers.busy,
+            "workers": self._workers.size,
+            "started_at": self._lifecycle.started_at,
+            "finished_last_minute": self.throughput.last_minute(),
+        }
 
     async def statistics(self, tenant: str | None = None) -> Statistics:
         """Counts of ``tenant``'s tasks (None: every tenant's, with the tiers' depths)."""

@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass
+from typing import Protocol
 
 import orjson
 
 from tierq.engine.backoff import retry_delay
+from tierq.engine.flow.breakers import Breakers, breaker_key
 from tierq.engine.flusher import Flusher
 from tierq.engine.handlers.base import (
     HandlerFn,
@@ -34,6 +36,20 @@ from tierq.model import Outcome, Task, TaskState, Transition
 from tierq.storage.base import Ack
 
 log = logging.getLogger("tierq.worker")
+
+
+class Gate(Protocol):
+    """What a worker asks before it starts a task (engine/flow/gate.py)."""
+
+    @property
+    def running(self) -> Mapping[str, int]: ...
+
+    @property
+    def engaged(self) -> bool: ...
+
+    async def admit(self, task: Task) -> bool | None: ...
+
+    def finished(self, task: Task) -> None: ...
 
 
 class _UserCancelled(Exception):
@@ -93,6 +109,9 @@ class WorkerPool:
         # Tasks started in this loop iteration (see TURN_TASKS); reset by a callback queued
         # when the first one starts, which runs first in the next iteration.
         self._turn_used = 0
+        # Flow control (engine/flow): set by the engine once composed.
+        self.gate: Gate | None = None
+        self.breakers: Breakers | None = None
 
     def running_ids(self) -> list[str]:
         return list(self._running)
@@ -131,17 +150,29 @@ class WorkerPool:
             if task is None:
                 await memory.wait_ready()
                 continue
+            gate = self.gate
+            probe = False
+            if gate is not None and gate.engaged:
+                admitted = await gate.admit(task)
+                if admitted is None:
+                    continue  # the gate took it: parked, deferred or handed back
+                probe = admitted
             self._turn_used += 1
             if self._turn_used == 1:
                 asyncio.get_running_loop().call_soon(self._new_turn)
             self.busy += 1
             self._running.add(task.id)
+            verdict: bool | None = None
             try:
-                await self._attempt(task, name)
+                verdict = await self._attempt(task, name)
             finally:
                 self._running.discard(task.id)
                 self.busy -= 1
                 memory.finished()
+                if gate is not None and gate.running:
+                    gate.finished(task)
+                if verdict is not None and self.breakers is not None:
+                    self.breakers.record(breaker_key(task), verdict, probe)
                 if self.busy == 0 and self._idle is not None:
                     self._idle.set()
             if flusher.backlog >= flusher.max_buffer:
@@ -150,7 +181,10 @@ class WorkerPool:
     def _new_turn(self) -> None:
         self._turn_used = 0
 
-    async def _attempt(self, task: Task, worker: str) -> None:
+    async def _attempt(self, task: Task, worker: str) -> bool | None:
+        """Run one attempt and report it. Returns what a circuit breaker counts: False
+        (succeeded), True (failed: an error, a timeout; a permanent error only if
+        ``count_client_errors``), None (not a call: cancelled, interrupted, no handler)."""
         handler = self._registry.get(task.type)
         clock = self._clock
         now = clock()
@@ -168,7 +202,7 @@ class WorkerPool:
                 Outcome.FAILED,
                 error=f"no handler registered for type {task.type!r}",
             )
-            return
+            return None
         loop = asyncio.get_running_loop()
         ctx = TaskContext(
             task.id,
@@ -212,6 +246,7 @@ class WorkerPool:
                 Outcome.CANCELLED,
                 error="cancelled while running",
             )
+            return None
         except asyncio.CancelledError:
             # Shutdown: the handler was cancelled with us; hand the task back, then go.
             self._hand_back(task, worker)
@@ -226,6 +261,7 @@ class WorkerPool:
             )
         except PermanentError as exc:
             self._failed(task, worker, Outcome.FAILED, _describe(exc), permanent=True)
+            return self.breakers is not None and self.breakers.count_client_errors
         except RetryLater as exc:
             self._failed(
                 task, worker, Outcome.FAILED, _describe(exc), permanent=False, delay=exc.delay_s
@@ -236,6 +272,8 @@ class WorkerPool:
             self._finish(
                 task, worker, clock(), TaskState.SUCCEEDED, Outcome.SUCCEEDED, None, result
             )
+            return False
+        return True
 
     async def _interruptible(self, run: HandlerFn, ctx: TaskContext, task: Task) -> object:
         async def timed() -> object:

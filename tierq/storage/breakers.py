@@ -25,6 +25,8 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from tierq.config import Settings
+
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half_open"
 
 
@@ -38,6 +40,19 @@ class BreakerPolicy:
     cooldown_s: float = 5.0
     cooldown_max_s: float = 300.0
     probes: int = 3
+
+    @classmethod
+    def of(cls, settings: Settings) -> BreakerPolicy:
+        return cls(
+            failure_ratio=settings.breaker_failure_ratio,
+            min_calls=settings.breaker_min_calls,
+            window=settings.breaker_window,
+            window_size=settings.breaker_window_size,
+            window_s=settings.breaker_window_s,
+            cooldown_s=settings.breaker_cooldown_s,
+            cooldown_max_s=settings.breaker_cooldown_max_s,
+            probes=settings.breaker_probes,
+        )
 
     def cooldown(self, trips: int) -> float:
         """The open period after ``trips`` trips in a row (1 = the first)."""

@@ -132,7 +132,7 @@ def make_queue_store(store: RecordStore) -> QueueStore:
 
 def make_breaker_store(settings: Settings, dispatch: Dispatch) -> BreakerStore:
     """Distributed: breakers in Redis, shared by every replica; embedded: in this process."""
-    policy = breaker_policy(settings)
+    policy = BreakerPolicy.of(settings)
     if dispatch.capabilities.shared:
         from tierq.storage.redis.breakers import RedisBreakerStore
         from tierq.storage.redis.dispatch import RedisDispatch
@@ -140,19 +140,6 @@ def make_breaker_store(settings: Settings, dispatch: Dispatch) -> BreakerStore:
         if isinstance(dispatch, RedisDispatch):
             return RedisBreakerStore(dispatch, policy)
     return InProcessBreakerStore(policy)
-
-
-def breaker_policy(settings: Settings) -> BreakerPolicy:
-    return BreakerPolicy(
-        failure_ratio=settings.breaker_failure_ratio,
-        min_calls=settings.breaker_min_calls,
-        window=settings.breaker_window,
-        window_size=settings.breaker_window_size,
-        window_s=settings.breaker_window_s,
-        cooldown_s=settings.breaker_cooldown_s,
-        cooldown_max_s=settings.breaker_cooldown_max_s,
-        probes=settings.breaker_probes,
-    )
 
 
 def make_access_stores(store: RecordStore) -> tuple[KeyStore, AuditStore]:

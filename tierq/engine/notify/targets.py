@@ -21,12 +21,12 @@ from tierq.engine.errors import FieldError
 from tierq.engine.handlers.base import PayloadError
 from tierq.engine.handlers.http import parse_http_url
 from tierq.engine.handlers.netguard import NetGuard, TargetRefused
-from tierq.model import EventType
+from tierq.model import NON_TASK_EVENTS, EventType
 
 DEFAULT_EVENTS: tuple[str, ...] = ("succeeded", "failed", "cancelled")
-# Events a notification may be about: every task event (webhook_disabled is about a
-# subscription, and only subscriptions may ask for it).
-TASK_EVENTS: frozenset[str] = frozenset(e.value for e in EventType) - {"webhook_disabled"}
+# Events a notification may be about: every task event (webhook_disabled, breaker and queue
+# events are not about a task, and only subscriptions may ask for them).
+TASK_EVENTS: frozenset[str] = frozenset(e.value for e in EventType) - NON_TASK_EVENTS
 SUBSCRIPTION_EVENTS: frozenset[str] = frozenset(e.value for e in EventType)
 MAX_URL = 2048
 MAX_RECIPIENTS = 20
