@@ -123,3 +123,43 @@ class SmtpReceiver:
             assert time.monotonic() < deadline, f"{len(self.inbox)} of {count} messages arrived"
             await asyncio.sleep(0.02)
         return self.inbox
+
+
+class ProbeServer:
+    """A real HTTP service for ``http`` tasks that records, outside tierq, every call it got:
+    when, and how many were in progress at once. ``down`` makes it answer 503; ``delay_s``
+    makes each call take that long."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+        self.down = False
+        self.calls: list[tuple[float, bool]] = []  # (time, answered while down)
+        self.running = 0
+        self.max_running = 0
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.calls.append((time.time(), self.down))
+        self.running += 1
+        self.max_running = max(self.max_running, self.running)
+        try:
+            if self.delay_s:
+                await asyncio.sleep(self.delay_s)
+            return web.Response(status=503 if self.down else 200, text="probe")
+        finally:
+            self.running -= 1
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}/probe"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()

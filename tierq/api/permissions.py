@@ -24,12 +24,18 @@ class Permission(enum.StrEnum):
     WEBHOOKS_ADMIN = "webhooks:admin"
     KEYS_ADMIN = "keys:admin"
     AUDIT_READ = "audit:read"
+    FLOW_ADMIN = "flow:admin"  # pause and resume queues, set their limits, reset breakers
 
 
 _VIEWER = frozenset({Permission.TASKS_READ, Permission.SCHEDULES_READ, Permission.EVENTS_READ})
 _SUBMITTER = _VIEWER | {Permission.TASKS_SUBMIT}
 _OPERATOR = _SUBMITTER | {Permission.TASKS_OPERATE, Permission.SCHEDULES_WRITE}
-_ADMIN = _OPERATOR | {Permission.WEBHOOKS_ADMIN, Permission.KEYS_ADMIN, Permission.AUDIT_READ}
+_ADMIN = _OPERATOR | {
+    Permission.WEBHOOKS_ADMIN,
+    Permission.KEYS_ADMIN,
+    Permission.AUDIT_READ,
+    Permission.FLOW_ADMIN,
+}
 
 ROLE_PERMISSIONS: dict[str, frozenset[Permission]] = {
     "viewer": _VIEWER,

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tierq.api import audit, keys, routes, schedules, scrape, stream, webhooks
+from tierq.api import audit, flow, keys, routes, schedules, scrape, stream, webhooks
 from tierq.api.routing import Route
 
 ROUTES: tuple[Route, ...] = (
     *routes.ROUTES,
+    *flow.ROUTES,
     *schedules.ROUTES,
     *stream.ROUTES,
     *webhooks.ROUTES,

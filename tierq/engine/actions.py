@@ -1,5 +1,6 @@
 """What a caller does to tasks by id: read one, wait for it to end, list, read its attempts,
-cancel, retry. Each is scoped to a tenant (None: every tenant, a platform caller).
+cancel, retry; and cancel or retry in bulk by filter. Each is scoped to a tenant (None: every
+tenant, a platform caller).
 
 What must stay true: another tenant's task is never found, so it gets the same NotFound as a
 task that does not exist; the scope is a condition of the store's query (and of the held copy,
@@ -8,6 +9,8 @@ which the memory tier reads without one), never a filter applied to what was ret
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 
 from tierq.engine.cancellation import Cancellation
@@ -17,6 +20,7 @@ from tierq.engine.feed import EventFeed
 from tierq.engine.flusher import Flusher
 from tierq.engine.held import HeldTasks
 from tierq.engine.pager import WorkHint
+from tierq.ids import id_floor
 from tierq.model import (
     TERMINAL_EVENTS,
     TERMINAL_STATES,
@@ -28,6 +32,10 @@ from tierq.model import (
     TaskState,
 )
 from tierq.storage.base import RecordStore
+
+# Bulk operations: tasks read per page, and cancels in flight at once.
+BULK_PAGE = 500
+BULK_CONCURRENCY = 32
 
 
 class TaskActions:
@@ -115,3 +123,57 @@ class TaskActions:
             await self._enqueue_shared([fresh])
         self._hint.poke()
         return fresh
+
+    # ---- bulk operations -----------------------------------------------------------------------
+
+    async def bulk(self, flt: TaskFilter, action: str, since: float | None = None) -> int:
+        """Cancel (``action`` "cancel") or retry ("retry") every task ``flt`` matches that was
+        created at ``since`` or later, a page of BULK_PAGE at a time, newest first (keyset
+        paging, so changed tasks never shift the pages). Returns how many changed."""
+        flt = dataclasses.replace(
+            flt, sort_field="created_at", descending=True, page=0, size=BULK_PAGE, after_id=None
+        )
+        floor = None if since is None else id_floor(since)
+        changed = 0
+        while True:
+            page = await self._store.task_list(flt)
+            items = [t for t in page.items if floor is None or t.id >= floor]
+            if action == "retry":
+                changed += await self._retry_page(items)
+            else:
+                changed += await self._cancel_page(items)
+            if len(items) < len(page.items) or not page.has_more:
+                return changed
+            flt = dataclasses.replace(flt, after_id=page.items[-1].id)
+
+    async def _retry_page(self, tasks: Sequence[Task]) -> int:
+        ids = [t.id for t in tasks if t.state in (TaskState.FAILED, TaskState.CANCELLED)]
+        changed = await self._store.task_retry_many(ids, self._clock())
+        if not changed:
+            return 0
+        fresh = await self._store.task_get_many(changed)
+        await self._publish(self._events.retried(fresh))
+        if self._enqueue_shared is not None:
+            await self._enqueue_shared(fresh)
+        self._hint.poke()
+        return len(changed)
+
+    async def _cancel_page(self, tasks: Sequence[Task]) -> int:
+        """Each through the one cancel path (it knows held, running and claimed copies),
+        BULK_CONCURRENCY at once."""
+        live = [t.id for t in tasks if t.state not in TERMINAL_STATES]
+        done = 0
+
+        async def one(task_id: str) -> None:
+            nonlocal done
+            try:
+                await self._cancellation.cancel(task_id)
+            except (Conflict, NotFound):
+                return  # it ended (or went) meanwhile
+            done += 1
+
+        for i in range(0, len(live), BULK_CONCURRENCY):
+            async with asyncio.TaskGroup() as group:
+                for task_id in live[i : i + BULK_CONCURRENCY]:
+                    group.create_task(one(task_id))
+        return done

@@ -164,7 +164,7 @@ class WorkerPool:
             self._running.add(task.id)
             verdict: bool | None = None
             try:
-                verdict = await self._attempt(task, name)
+                verdict = await self._attempt(task, name, probe)
             finally:
                 self._running.discard(task.id)
                 self.busy -= 1
@@ -181,7 +181,7 @@ class WorkerPool:
     def _new_turn(self) -> None:
         self._turn_used = 0
 
-    async def _attempt(self, task: Task, worker: str) -> bool | None:
+    async def _attempt(self, task: Task, worker: str, probe: bool = False) -> bool | None:
         """Run one attempt and report it. Returns what a circuit breaker counts: False
         (succeeded), True (failed: an error, a timeout; a permanent error only if
         ``count_client_errors``), None (not a call: cancelled, interrupted, no handler)."""
@@ -258,6 +258,7 @@ class WorkerPool:
                 Outcome.TIMED_OUT,
                 f"timed out after {task.timeout_s:g}s",
                 permanent=False,
+                delay=self._after_probe(task, probe),
             )
         except PermanentError as exc:
             self._failed(task, worker, Outcome.FAILED, _describe(exc), permanent=True)
@@ -267,13 +268,21 @@ class WorkerPool:
                 task, worker, Outcome.FAILED, _describe(exc), permanent=False, delay=exc.delay_s
             )
         except Exception as exc:
-            self._failed(task, worker, Outcome.FAILED, _describe(exc), permanent=False)
+            delay = self._after_probe(task, probe)
+            self._failed(task, worker, Outcome.FAILED, _describe(exc), False, delay)
         else:
             self._finish(
                 task, worker, clock(), TaskState.SUCCEEDED, Outcome.SUCCEEDED, None, result
             )
             return False
         return True
+
+    def _after_probe(self, task: Task, probe: bool) -> float | None:
+        """A failed probe's retry waits past the next probe phase: the tasks first in line
+        would otherwise be every phase's probes and spend all their attempts on the outage."""
+        if not probe or self.breakers is None:
+            return None
+        return self.breakers.probe_retry_delay(breaker_key(task))
 
     async def _interruptible(self, run: HandlerFn, ctx: TaskContext, task: Task) -> object:
         async def timed() -> object:

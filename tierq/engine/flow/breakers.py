@@ -5,7 +5,7 @@ A task's breaker is the key it names (``breaker``), else its target host for the
 ``webhook`` types (``http:api.example.com``), else its type. This process keeps a view of the
 breakers that are not closed (most are closed, so the view is usually empty and a task's check
 is one dict lookup); outcomes are counted here and reported to the store in one call per batch
-(``run_once``), whose answer refreshes the view. Another replica's changes arrive as flow
+(``run_once``: what arrived during the previous call), whose answer refreshes the view. Another replica's changes arrive as flow
 announcements (``breaker:<key>``), which make the next step re-read every breaker.
 
 What must stay true: a task is only started while its breaker is closed or with a probe permit
@@ -32,8 +32,6 @@ log = logging.getLogger("tierq.flow")
 
 # Task types whose breaker is per target host (their payload's ``url``).
 HOST_TYPES = frozenset({"http", "webhook"})
-# How long outcomes gather before a report goes out (one store call per batch).
-REPORT_INTERVAL_S = 0.05
 _EVENT = {OPEN: EventType.BREAKER_OPENED, HALF_OPEN: EventType.BREAKER_HALF_OPEN}
 
 Announce = Callable[[str], Awaitable[None]]
@@ -120,6 +118,13 @@ class Breakers(Service):
         self._refused[key] = until
         return until
 
+    def probe_retry_delay(self, key: str) -> float:
+        """When a failed probe of ``key`` runs again: after the phase that follows its
+        re-opening, so the next phase probes with other tasks."""
+        state = self.view.get(key)
+        trips = state.trips if state is not None else 0
+        return 2 * self.store.policy.cooldown(trips + 1)
+
     def record(self, key: str, failed: bool, probe: bool) -> None:
         counts = self._pending.get(key)
         if counts is None:
@@ -142,7 +147,9 @@ class Breakers(Service):
             self.wake()
 
     def next_wait(self) -> float | None:
-        return REPORT_INTERVAL_S if self._pending or self._refresh else None
+        # At once: outcomes that arrive during one report's round trip make the next batch
+        # (as group commit does), so a trip is seen within one round trip of its threshold.
+        return 0.0 if self._pending or self._refresh else None
 
     async def run_once(self) -> None:
         pending, self._pending = self._pending, {}

@@ -128,7 +128,9 @@ def _decode(raw: bytes, truncated: bool, resp: aiohttp.ClientResponse) -> Any:
 
 def _headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
     out: dict[str, str] = {}
-    for key, value in resp.headers.items():
+    for name, value in resp.headers.items():
+        # str(): the names are multidict's istr, a subclass orjson refuses as a key.
+        key = str(name)
         out[key] = f"{out[key]}, {value}" if key in out else value
     return out
 

@@ -1,0 +1,226 @@
+"""Routes of flow control: queues (``/api/v1/queues``: depth, pause, resume, limits),
+circuit breakers (``/api/v1/breakers``: state, reset, force open) and bulk operations on tasks
+by filter (``POST /api/v1/tasks/cancel`` and ``/retry``).
+
+Queue controls and breakers are the whole deployment's: only a platform caller (tenant ``*``)
+changes them; a tenant's caller reads its own tasks' counts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from tierq.api.auth.access import AUDIT_CHANGES, AUDIT_RESOURCE
+from tierq.api.errors import ApiError
+from tierq.api.permissions import Permission
+from tierq.api.routes import ENGINE, json_response, parse_filter, read_json_body, scope, time_param
+from tierq.api.routing import Route
+from tierq.config.checks import parse_queue_limit
+from tierq.engine.errors import FieldError
+from tierq.engine.flow.queues import queue_views
+from tierq.storage.breakers import CLOSED, OPEN, BreakerState
+from tierq.storage.queues import QueueControl
+from tierq.timefmt import iso
+
+MAX_NAME = 200
+MAX_IDEMPOTENCY_KEY = 200
+
+
+def _platform_only(request: web.Request) -> None:
+    if scope(request) is not None:
+        raise ApiError(
+            403, "forbidden", "queue controls and breakers are changed by a platform admin"
+        )
+
+
+def _name(request: web.Request, part: str) -> str:
+    name = request.match_info[part]
+    if not name or len(name) > MAX_NAME:
+        raise ApiError(400, "bad_parameter", f"{part} must be 1..{MAX_NAME} characters")
+    return name
+
+
+def limits_out(control: QueueControl | None) -> dict[str, Any]:
+    if control is None:
+        return {"max_running": None, "rate": None}
+    rate = (
+        None
+        if control.rate_limit is None
+        else {"limit": control.rate_limit, "per_seconds": control.rate_per_s}
+    )
+    return {"max_running": control.max_running, "rate": rate}
+
+
+def breaker_out(state: BreakerState) -> dict[str, Any]:
+    return {
+        "key": state.key,
+        "state": state.state,
+        "window_calls": state.calls,
+        "window_failures": state.failures,
+        "trips": state.trips,
+        "forced": state.forced,
+        "opened_at": iso(state.opened_at),
+        "next_probe_at": iso(state.next_probe_at) if state.state != CLOSED else None,
+        "probes_granted": state.probes_granted,
+        "probe_successes": state.probe_successes,
+    }
+
+
+# ---- queues ----------------------------------------------------------------------------------
+
+
+async def list_queues(request: web.Request) -> web.Response:
+    engine = request.app[ENGINE]
+    flow = engine.flow
+    views = await queue_views(
+        flow.queue_store,
+        flow.controls,
+        engine.dispatch,
+        engine.reports.throughput,
+        time.time(),
+        scope(request),
+    )
+    return json_response(
+        {
+            "items": [
+                {
+                    "name": v.name,
+                    "counts": v.counts,
+                    "running": v.running,
+                    "paused": v.paused,
+                    "limits": limits_out(v.control),
+                    "oldest_pending_age_seconds": v.oldest_pending_age_s,
+                    "finished_last_minute": v.finished_last_minute,
+                }
+                for v in views
+            ]
+        }
+    )
+
+
+async def _set_paused(request: web.Request, paused: bool) -> web.Response:
+    _platform_only(request)
+    queue = _name(request, "queue")
+    request[AUDIT_RESOURCE] = queue
+    control = await request.app[ENGINE].flow.controls.change(queue, paused=paused)
+    return json_response({"name": queue, "paused": control.paused, **limits_out(control)})
+
+
+async def pause_queue(request: web.Request) -> web.Response:
+    return await _set_paused(request, True)
+
+
+async def resume_queue(request: web.Request) -> web.Response:
+    return await _set_paused(request, False)
+
+
+async def patch_queue(request: web.Request) -> web.Response:
+    _platform_only(request)
+    queue = _name(request, "queue")
+    request[AUDIT_RESOURCE] = queue
+    try:
+        spec = orjson.loads(await read_json_body(request))
+    except orjson.JSONDecodeError:
+        raise ApiError(400, "bad_json", "the body is not JSON") from None
+    controls = request.app[ENGINE].flow.controls
+    current = controls.get(queue)
+    partial = (
+        None if current is None else (current.max_running, current.rate_limit, current.rate_per_s)
+    )
+    try:
+        limits = parse_queue_limit(spec, "", partial)
+    except ValueError as exc:
+        path, _, message = str(exc).partition(": ")
+        raise FieldError(f"$.{path}" if path != "$" else "$", message) from None
+    request[AUDIT_CHANGES] = orjson.dumps(spec)
+    control = await controls.change(queue, limits=limits)
+    return json_response({"name": queue, "paused": control.paused, **limits_out(control)})
+
+
+# ---- breakers --------------------------------------------------------------------------------
+
+
+async def list_breakers(request: web.Request) -> web.Response:
+    flow = request.app[ENGINE].flow
+    states = await flow.breaker_store.states(time.time())
+    return json_response(
+        {"enabled": flow.breakers is not None, "items": [breaker_out(s) for s in states]}
+    )
+
+
+async def _set_breaker(request: web.Request, state: str) -> web.Response:
+    _platform_only(request)
+    key = _name(request, "key")
+    request[AUDIT_RESOURCE] = key
+    breakers = request.app[ENGINE].flow.breakers
+    if breakers is None:
+        raise ApiError(409, "breakers_disabled", "circuit breakers are off (TIERQ_BREAKERS)")
+    return json_response(breaker_out(await breakers.set_state(key, state)))
+
+
+async def reset_breaker(request: web.Request) -> web.Response:
+    return await _set_breaker(request, CLOSED)
+
+
+async def open_breaker(request: web.Request) -> web.Response:
+    return await _set_breaker(request, OPEN)
+
+
+# ---- bulk operations -------------------------------------------------------------------------
+
+
+async def _bulk(request: web.Request, action: str) -> web.Response:
+    """Filters as for the task list (query parameters), plus ``since`` (tasks created then or
+    later). With an Idempotency-Key header, a repeated call answers what the first did."""
+    flt = parse_filter(request)
+    since = time_param(request, "since")
+    engine = request.app[ENGINE]
+    store = engine.flow.queue_store
+    key = request.headers.get("Idempotency-Key")
+    tenant = scope(request) or "*"
+    if key is not None:
+        if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+            raise ApiError(
+                400, "bad_header", f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters"
+            )
+        key = f"{action}:{key}"
+        stored = await store.operation(tenant, key)
+        if stored is not None:
+            return web.Response(
+                body=stored, content_type="application/json", headers={"Idempotent-Replay": "true"}
+            )
+    changed = await engine.actions.bulk(flt, action, since)
+    answer = orjson.dumps({"action": action, "changed": changed})
+    if key is not None:
+        answer = await store.save_operation(tenant, key, answer, time.time())
+    return web.Response(body=answer, content_type="application/json")
+
+
+async def bulk_cancel(request: web.Request) -> web.Response:
+    return await _bulk(request, "cancel")
+
+
+async def bulk_retry(request: web.Request) -> web.Response:
+    return await _bulk(request, "retry")
+
+
+_QUEUE = "/api/v1/queues/{queue}"
+_BREAKER = "/api/v1/breakers/{key}"
+_ADMIN = Permission.FLOW_ADMIN
+ROUTES = [
+    Route("GET", "/api/v1/queues", list_queues, Permission.TASKS_READ, "Queues: depth, limits"),
+    Route("PATCH", _QUEUE, patch_queue, _ADMIN, "Set a queue's limits"),
+    Route("POST", _QUEUE + "/pause", pause_queue, _ADMIN, "Pause a queue"),
+    Route("POST", _QUEUE + "/resume", resume_queue, _ADMIN, "Resume a queue"),
+    Route("GET", "/api/v1/breakers", list_breakers, Permission.TASKS_READ, "Circuit breakers"),
+    Route("POST", _BREAKER + "/reset", reset_breaker, _ADMIN, "Close (reset) a breaker"),
+    Route("POST", _BREAKER + "/open", open_breaker, _ADMIN, "Force a breaker open"),
+    Route(
+        "POST", "/api/v1/tasks/cancel", bulk_cancel, Permission.TASKS_OPERATE, "Cancel by filter"
+    ),
+    Route("POST", "/api/v1/tasks/retry", bulk_retry, Permission.TASKS_OPERATE, "Retry by filter"),
+]
