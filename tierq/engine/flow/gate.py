@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import random
 from collections.abc import Awaitable, Callable, Sequence
 
 from tierq.engine.flow.breakers import Breakers, breaker_key
@@ -124,7 +125,7 @@ class FlowGate:
                 until = await breakers.probe(key)
                 probe = until is None
             if until is not None:
-                self.defer(task, until)
+                self.defer(task, until, breakers.store.policy.cooldown_s)
                 return None
         if limited:
             self._take_slot(queue)
@@ -144,9 +145,17 @@ class FlowGate:
 
     # ---- holding tasks back ----------------------------------------------------------------
 
-    def defer(self, task: Task, until: float) -> None:
-        """A breaker holds ``task`` back until ``until``: no attempt spent, its run_at moved."""
+    def defer(self, task: Task, until: float, spread_s: float = 0.0) -> None:
+        """A breaker holds ``task`` back until ``until``: no attempt spent, its run_at moved.
+
+        ``spread_s`` spreads the held tasks over that long after ``until``: once the breaker
+        closes they do not all hit the service at once, and tasks that never ran come first
+        (the first half), so probes are made with them, not with the few tasks that already
+        failed against the outage (in flight as it tripped, or a failed probe)."""
         now = self._clock()
+        if spread_s > 0:
+            tried = task.attempt > task.attempt_base
+            until += spread_s * (0.5 + random.random() / 2 if tried else random.random() / 2)
         task.run_at = until
         task.move(TaskState.SCHEDULED, now)
         self._instruments.flow_wait("breaker")
