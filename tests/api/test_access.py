@@ -84,6 +84,7 @@ class Fixtures:
             path = path.replace("{webhook_id}", await self.webhook())
         if "{key_id}" in path:
             path = path.replace("{key_id}", await self.key())
+        path = path.replace("{queue}", "matrix").replace("{key}", "matrix")
         if route.method in ("POST", "PATCH"):
             body = {
                 ("POST", "/api/v1/tasks"): {"type": "noop"},
@@ -97,6 +98,7 @@ class Fixtures:
                 ("POST", "/api/v1/webhooks"): {"url": "http://127.0.0.1:9/h", "events": ["failed"]},
                 ("PATCH", "/api/v1/webhooks/{webhook_id}"): {"enabled": False},
                 ("POST", "/api/v1/keys"): {"name": "made", "role": "viewer"},
+                ("PATCH", "/api/v1/queues/{queue}"): {"max_running": 5},
             }.get((route.method, route.path), {})
         if route.path == "/api/v1/schedules/preview":
             path += "?cron=*/5+*+*+*+*"

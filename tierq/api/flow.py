@@ -2,8 +2,10 @@
 circuit breakers (``/api/v1/breakers``: state, reset, force open) and bulk operations on tasks
 by filter (``POST /api/v1/tasks/cancel`` and ``/retry``).
 
-Queue controls and breakers are the whole deployment's: only a platform caller (tenant ``*``)
-changes them; a tenant's caller reads its own tasks' counts.
+Queue controls and breakers are the whole deployment's: they are changed by an admin of the
+platform (tenant ``*``) or of the default tenant (the deployment's own, and the only one of a
+single-tenant deployment), never by another tenant's; a tenant's caller reads its own tasks'
+counts.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tierq.api.auth.access import AUDIT_CHANGES, AUDIT_RESOURCE
+from tierq.api.auth.access import AUDIT_CHANGES, AUDIT_RESOURCE, PRINCIPAL
 from tierq.api.errors import ApiError
 from tierq.api.permissions import Permission
 from tierq.api.routes import ENGINE, json_response, parse_filter, read_json_body, scope, time_param
@@ -22,6 +24,7 @@ from tierq.api.routing import Route
 from tierq.config.checks import parse_queue_limit
 from tierq.engine.errors import FieldError
 from tierq.engine.flow.queues import queue_views
+from tierq.model import DEFAULT_TENANT
 from tierq.storage.breakers import CLOSED, OPEN, BreakerState
 from tierq.storage.queues import QueueControl
 from tierq.timefmt import iso
@@ -31,9 +34,12 @@ MAX_IDEMPOTENCY_KEY = 200
 
 
 def _platform_only(request: web.Request) -> None:
-    if scope(request) is not None:
+    if request[PRINCIPAL].owner != DEFAULT_TENANT:
         raise ApiError(
-            403, "forbidden", "queue controls and breakers are changed by a platform admin"
+            403,
+            "forbidden",
+            "queue controls and breakers are changed by an admin of the platform or of the "
+            "default tenant",
         )
 
 

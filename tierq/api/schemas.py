@@ -71,6 +71,7 @@ def task_out(task: Task) -> dict[str, Any]:
         "schedule_id": task.schedule_id,  # set on the tasks a schedule fired
         "scheduled_for": iso(task.scheduled_for),  # the tick it was fired for
         "tenant": task.tenant,
+        "breaker": task.breaker,  # the breaker it names (None: its type's or host's)
     }
 
 

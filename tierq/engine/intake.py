@@ -26,6 +26,7 @@ MAX_AHEAD_S = 366 * 86400
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 QueueName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 TypeName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,100}$")]
+BreakerName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:/-]{1,200}$")]
 
 
 class TaskIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -42,6 +43,8 @@ class TaskIn(msgspec.Struct, forbid_unknown_fields=True):
     idempotency_key: Name | None = None
     depends_on: Annotated[list[str], msgspec.Meta(max_length=100)] = []
     notify: NotifyIn | None = None
+    # The circuit breaker the task answers to (default: its type, or an http target's host).
+    breaker: BreakerName | None = None
 
 
 def parse_priority(value: int | str, path: str) -> int:
@@ -148,6 +151,7 @@ def build_task(
         spec.idempotency_key,
         tuple(dict.fromkeys(spec.depends_on)),
         notify,
+        breaker=spec.breaker,
     )
 
 
@@ -219,4 +223,6 @@ def build_tasks(
                 spec.idempotency_key,
             )
         )
+        if spec.breaker is not None:
+            tasks[-1].breaker = spec.breaker
     return tasks

@@ -5,8 +5,9 @@ A task's breaker is the key it names (``breaker``), else its target host for the
 ``webhook`` types (``http:api.example.com``), else its type. This process keeps a view of the
 breakers that are not closed (most are closed, so the view is usually empty and a task's check
 is one dict lookup); outcomes are counted here and reported to the store in one call per batch
-(``run_once``: what arrived during the previous call), whose answer refreshes the view. Another replica's changes arrive as flow
-announcements (``breaker:<key>``), which make the next step re-read every breaker.
+(``run_once``: what arrived during the previous call), whose answer refreshes the view.
+Another replica's changes arrive as flow announcements (``breaker:<key>``), which make the
+next step re-read every breaker.
 
 What must stay true: a task is only started while its breaker is closed or with a probe permit
 from the store; outcomes of tasks that were not probes never close a breaker; a change of

@@ -134,6 +134,7 @@ def task_from_row(r: Any) -> Task:
         r[23],
         r[24],
         r[25],
+        r[26],
     )
 
 
@@ -183,6 +184,7 @@ def task_document(tasks: Sequence[Task]) -> bytes:
                 "schedule_id": t.schedule_id,
                 "scheduled_for": us(t.scheduled_for),
                 "tenant": t.tenant,
+                "breaker": storable_text(t.breaker),
             }
             for t in tasks
         ]

@@ -41,6 +41,7 @@ class _Body(msgspec.Struct):
     schedule_id: str | None = None
     scheduled_for: float | None = None
     tenant: str = "default"
+    breaker: str | None = None
 
 
 _decoder = msgspec.json.Decoder(_Body)
@@ -79,6 +80,8 @@ def encode_task(task: Task) -> bytes:
         doc["scheduled_for"] = task.scheduled_for
     if task.tenant != "default":  # absent = the default tenant: no bytes for most tasks
         doc["tenant"] = task.tenant
+    if task.breaker is not None:
+        doc["breaker"] = task.breaker
     return orjson.dumps(doc)
 
 
@@ -115,4 +118,5 @@ def decode_task(
         schedule_id=b.schedule_id,
         scheduled_for=b.scheduled_for,
         tenant=b.tenant,
+        breaker=b.breaker,
     )

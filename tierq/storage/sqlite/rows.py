@@ -44,7 +44,7 @@ _ROWS_JSON = load("task_rows_json")
 _GET_MANY = load("task_get_many")
 
 TaskRow = tuple[Any, ...]
-TASK_COLUMNS = 26  # columns of ``tasks``, in the order task_params gives them
+TASK_COLUMNS = 27  # columns of ``tasks``, in the order task_params gives them
 
 
 def task_params(t: Task) -> TaskRow:
@@ -77,6 +77,7 @@ def task_params(t: Task) -> TaskRow:
         t.schedule_id,
         t.scheduled_for,
         t.tenant,
+        t.breaker,
     )
 
 
@@ -111,6 +112,7 @@ def task_from_row(r: Sequence[Any]) -> Task:
         schedule_id=r[23],
         scheduled_for=None if r[24] is None else float(r[24]),
         tenant=r[25],
+        breaker=r[26],
     )
 
 

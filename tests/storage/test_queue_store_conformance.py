@@ -1,0 +1,65 @@
+"""One suite for every queue store (SQLite, PostgreSQL): controls survive a reopen, depths
+count live and dead-lettered tasks per queue and tenant, a bulk operation's answer is kept
+once per key."""
+
+from __future__ import annotations
+
+from tests.helpers import record_task
+from tierq.model import TaskState
+from tierq.storage.base import RecordStore
+from tierq.storage.factory import make_queue_store
+from tierq.storage.queues import QueueControl
+
+
+async def test_controls_are_saved_and_replaced(record_store: RecordStore) -> None:
+    store = make_queue_store(record_store)
+    assert await store.controls() == []
+    await store.save_control(QueueControl("mail", paused=True, updated_at=1.0))
+    await store.save_control(QueueControl("api", max_running=3, rate_limit=10, rate_per_s=1.0))
+    await store.save_control(QueueControl("mail", paused=False, max_running=2, updated_at=2.0))
+    assert await store.controls() == [
+        QueueControl("api", False, 3, 10, 1.0, 0.0),
+        QueueControl("mail", False, 2, None, None, 2.0),
+    ]
+
+
+async def test_depths_by_queue_state_and_tenant(record_store: RecordStore) -> None:
+    tasks = [
+        record_task(queue="a", state=TaskState.QUEUED, run_at=100.0),
+        record_task(queue="a", state=TaskState.QUEUED, run_at=50.0),
+        record_task(queue="a", state=TaskState.FAILED),
+        record_task(queue="b", state=TaskState.SCHEDULED, run_at=500.0),
+        record_task(queue="b", state=TaskState.SUCCEEDED),
+        record_task(queue="b", state=TaskState.QUEUED, tenant="acme", run_at=7.0),
+    ]
+    await record_store.task_insert_many(tasks)
+    store = make_queue_store(record_store)
+    depths = {d.queue: d for d in await store.depths()}
+    assert depths["a"].counts == {"queued": 2, "failed": 1}
+    assert depths["a"].oldest_queued_at == 50.0
+    assert depths["b"].counts == {"scheduled": 1, "queued": 1}  # succeeded is not walked
+    acme = await store.depths("acme")
+    assert [(d.queue, d.counts, d.oldest_queued_at) for d in acme] == [("b", {"queued": 1}, 7.0)]
+
+
+async def test_an_operation_answer_is_kept_once(record_store: RecordStore) -> None:
+    store = make_queue_store(record_store)
+    assert await store.operation("t", "k") is None
+    assert await store.save_operation("t", "k", b'{"changed": 1}', 10.0) == b'{"changed": 1}'
+    # A second call with the same key gets the first answer back.
+    assert await store.save_operation("t", "k", b'{"changed": 9}', 11.0) == b'{"changed": 1}'
+    assert await store.operation("t", "k") == b'{"changed": 1}'
+    assert await store.operation("other", "k") is None
+    assert await store.forget_operations(10.5) == 1
+    assert await store.operation("t", "k") is None
+
+
+async def test_a_task_keeps_the_breaker_it_names(record_store: RecordStore) -> None:
+    named, plain = record_task(breaker="payments-api"), record_task()
+    await record_store.task_insert_many([named, plain])
+    got = {t.id: t for t in await record_store.task_get_many([named.id, plain.id])}
+    assert got[named.id].breaker == "payments-api"
+    assert got[plain.id].breaker is None
+    claimed = {t.id: t for t in await record_store.task_claim("me", 10, named.run_at + 1)}
+    assert claimed[named.id].breaker == "payments-api"
+    assert await record_store.task_claim("me", 10, named.run_at + 1, skip_queues=["default"]) == []
