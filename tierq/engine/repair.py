@@ -70,7 +70,13 @@ class DispatchRepair:
         shared = [t for t in new if t.lease_owner != node and t.state is not TaskState.PENDING]
         if mine:
             try:
-                await self._dispatch.enqueue_many(mine, node, self._clock())
+                unleased = await self._dispatch.enqueue_many(mine, node, self._clock())
+                if unleased:
+                    # Its queue got controls meanwhile: a claim hands it out, not us.
+                    refused = set(unleased)
+                    for task in mine:
+                        if task.id in refused:
+                            task.lease_owner = None
             except Exception as exc:
                 log.warning("write-through failed (%s); rebuild pending", exc)
                 self.needs_rebuild = True

@@ -382,12 +382,14 @@ class Dispatch(abc.ABC):
 
     async def enqueue_many(
         self, tasks: Sequence[Task], lease_owner: str | None, now: float
-    ) -> None:
+    ) -> list[str]:
         """Add tasks. With ``lease_owner`` they are leased to it at once (it has room for them
-        in its memory tier); otherwise due ones go to the ready set, later ones to the
-        delayed set. Tasks already known to the dispatch tier are not added twice."""
-        if tasks:
-            await self._enqueue_many(tasks, lease_owner, now)
+        in its memory tier), except those of a queue with controls (paused, limits), which
+        only a claim may hand out: their ids are returned. Tasks not leased go to the ready
+        set if due, else to the delayed set. Tasks already known are not added twice."""
+        if not tasks:
+            return []
+        return await self._enqueue_many(tasks, lease_owner, now)
 
     async def claim(
         self, owner: str, limit: int, now: float, skip_queues: Sequence[str] = ()
@@ -468,7 +470,7 @@ class Dispatch(abc.ABC):
     @abc.abstractmethod
     async def _enqueue_many(
         self, tasks: Sequence[Task], lease_owner: str | None, now: float
-    ) -> None: ...
+    ) -> list[str]: ...
 
     @abc.abstractmethod
     async def _claim(

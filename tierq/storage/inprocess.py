@@ -42,9 +42,9 @@ class InProcessDispatch(Dispatch):
 
     async def _enqueue_many(
         self, tasks: Sequence[Task], lease_owner: str | None, now: float
-    ) -> None:
+    ) -> list[str]:
         # The record insert already stored each task with its lease (or none): nothing to add.
-        return None
+        return []
 
     async def _claim(self, owner: str, limit: int, now: float, skip: Sequence[str]) -> list[Task]:
         return await self._store.task_claim(owner, limit, now, self.horizon_s, skip)

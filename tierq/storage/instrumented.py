@@ -145,8 +145,10 @@ class InstrumentedDispatch(Dispatch):
 
     async def _enqueue_many(
         self, tasks: Sequence[Task], lease_owner: str | None, now: float
-    ) -> None:
-        await self._timed("enqueue", self.inner._enqueue_many(tasks, lease_owner, now), len(tasks))
+    ) -> list[str]:
+        return await self._timed(
+            "enqueue", self.inner._enqueue_many(tasks, lease_owner, now), len(tasks)
+        )
 
     async def _claim(self, owner: str, limit: int, now: float, skip: Sequence[str]) -> list[Task]:
         return await self._timed("claim", self.inner._claim(owner, limit, now, skip))

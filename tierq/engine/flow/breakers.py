@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
@@ -83,6 +84,8 @@ class Breakers(Service):
         self._refresh = True  # read every breaker at the next step (start, announcements)
         # key -> until when this process was refused a probe (asks the store again after).
         self._refused: dict[str, float] = {}
+        # (key, trips) -> when this process first found that probe phase due.
+        self._phase_start: dict[tuple[str, int], float] = {}
 
     # ---- the workers' side -------------------------------------------------------------------
 
@@ -104,6 +107,22 @@ class Breakers(Service):
 
     def needs_probe(self, key: str) -> bool:
         return key in self.view
+
+    def tried_wait(self, key: str, now: float, spread_s: float) -> float | None:
+        """A task that already failed against this outage probes only in the second half of
+        a probe phase (``spread_s`` long, from when this process first found the breaker
+        due), so probes are made with tasks that never ran while there are any: None = it
+        may probe now, else when to look again."""
+        state = self.view.get(key)
+        if state is None:
+            return None
+        phase = (key, state.trips)
+        start = self._phase_start.setdefault(phase, now)
+        if len(self._phase_start) > 1000:  # old phases of breakers long closed
+            self._phase_start = {phase: start}
+        if now >= start + spread_s / 2:
+            return None
+        return start + spread_s / 2 + random.random() * spread_s / 2
 
     async def probe(self, key: str) -> float | None:
         """Ask the store for a probe permit: None = granted (run the task as a probe), else

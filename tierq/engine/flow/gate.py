@@ -120,12 +120,18 @@ class FlowGate:
         if breakers is not None and breakers.view:
             key = breaker_key(task)
             now = self._clock()
+            spread = breakers.store.policy.cooldown_s
             until = breakers.hold_until(key, now)
             if until is None and breakers.needs_probe(key):
-                until = await breakers.probe(key)
-                probe = until is None
+                if task.attempt > task.attempt_base:
+                    until = breakers.tried_wait(key, now, spread)
+                if until is None:
+                    until = await breakers.probe(key)
+                    probe = until is None
+                else:
+                    spread = 0.0  # tried_wait spread it already
             if until is not None:
-                self.defer(task, until, breakers.store.policy.cooldown_s)
+                self.defer(task, until, spread)
                 return None
         if limited:
             self._take_slot(queue)

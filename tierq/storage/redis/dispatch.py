@@ -169,20 +169,24 @@ class RedisDispatch(Liveness, Dispatch):
 
     async def _enqueue_many(
         self, tasks: Sequence[Task], lease_owner: str | None, now: float
-    ) -> None:
+    ) -> list[str]:
         by_queue = await offload.build(_enqueue_args, tasks)
         cmds: list[Command] = [("SADD", self.keys.queues, *by_queue)]
         owner = lease_owner or ""
         wake = self.keys.wake_channel
         if lease_owner:
             cmds.append(self._register(lease_owner, now))
-            self._queue_of.update((t.id, t.queue) for t in tasks)
         for queue, args in by_queue.items():
             qk = self.keys.queue(queue)
-            keys = [*qk.core, qk.owned(owner)]
+            keys = [*qk.core, qk.owned(owner), qk.control]
             for part in chunks(args, 5):
                 cmds.append(self._eval("enqueue", keys, [now, owner, wake, *part]))
-        await self._run(cmds)
+        results = await self._run(cmds)
+        unleased = [i.decode() for r in results[2 if lease_owner else 1 :] for i in r]
+        if lease_owner:
+            refused = set(unleased)
+            self._queue_of.update((t.id, t.queue) for t in tasks if t.id not in refused)
+        return unleased
 
     async def _claim(self, owner: str, limit: int, now: float, skip: Sequence[str]) -> list[Task]:
         queues = [q for q in await self._queues() if q not in skip]

@@ -1,15 +1,22 @@
--- KEYS: ready, delayed, lease, body, meta, owned(lease_owner or unused)
+-- KEYS: ready, delayed, lease, body, meta, owned(lease_owner or unused), control
 -- ARGV: now, lease_owner ('' = none), wake channel,
 --       then per task: id, member, run_at, attempt, body
 -- A live task already here (leased, ready or delayed) is skipped: re-enqueueing from the
 -- record tier must never duplicate or reset it. A task acked as terminal but not yet
 -- confirmed is taken back (an explicit retry that raced the confirm): it becomes live again
 -- with its stored attempt never lowered, and confirm.lua then leaves it alone.
--- Returns tasks added.
+-- A queue with controls (paused, max_running, a rate: see claim.lua) leases nothing here: its
+-- tasks go to ready or delayed for a claim, which counts them against the limits.
+-- Returns the ids added without the lease asked for (a controlled queue).
 local now = tonumber(ARGV[1])
 local owner = ARGV[2]
-local metas, ready, delayed, leases, owned = {}, {}, {}, {}, {}
-local added = 0
+local controlled = false
+if owner ~= '' and redis.call('EXISTS', KEYS[7]) == 1 then
+  local ctl = redis.call('HMGET', KEYS[7], 'paused', 'max_running', 'interval')
+  controlled = (ctl[1] or ctl[2] or ctl[3]) and true or false
+  if controlled then owner = '' end
+end
+local metas, ready, delayed, leases, owned, refused = {}, {}, {}, {}, {}, {}
 -- Ids added by this call: their meta is written at the end, so in_place cannot see them yet.
 local seen = {}
 for i = 4, #ARGV, 5 do
@@ -27,7 +34,7 @@ for i = 4, #ARGV, 5 do
   end
   if fresh then
     seen[id] = true
-    added = added + 1
+    if controlled then refused[#refused + 1] = id end
     local member = ARGV[i + 1]
     metas[#metas + 1] = id
     metas[#metas + 1] = attempt .. '|' .. member
@@ -54,4 +61,4 @@ if #leases > 0 then
   chunked('HSET', KEYS[3], leases, 2)
   chunked('SADD', KEYS[6], owned, 1)
 end
-return added
+return refused
