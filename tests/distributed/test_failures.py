@@ -203,12 +203,45 @@ async def test_write_through_failing_during_a_rebuild_keeps_the_rebuild_pending(
     assert a.repair.needs_rebuild is False
 
 
+async def test_a_task_running_through_a_data_loss_is_reclaimed_not_run_again(
+    cluster: Cluster,
+) -> None:
+    """Redis loses its data while a task runs here: this replica, alive, leases it back in
+    the new generation (for the token it runs under) before it rebuilds the tier, so the
+    rebuild skips it, its report is accepted, and it runs once."""
+    gate = asyncio.Event()
+    runs: Counter[str] = Counter()
+
+    async def gated(ctx: TaskContext) -> Any:
+        runs[ctx.task_id] += 1
+        await gate.wait()
+        return None
+
+    a = await cluster.engine("a", workers=1, memory_limit=5)
+    a.registry.add(Handler(name="gated", run=gated))
+    (task_id,) = await submit(a, make_task(a, type="gated"))
+    await wait_for(lambda: runs[task_id] == 1, timeout=5)
+    generation = a.repair.generation
+    await cluster.wipe_redis()
+    await wait_for(lambda: a.repair.generation != generation, timeout=5)
+    lease_key = a.dispatch.inner.keys.queue("default").lease  # type: ignore[attr-defined]
+    assert await cluster.redis.hget(lease_key, task_id) == b"a|1"
+    gate.set()
+    await wait_for(lambda: succeeded(cluster, [task_id]), timeout=10)
+    assert runs[task_id] == 1
+
+    async def gone() -> bool:  # its terminal ack is confirmed after the record write
+        return await a.dispatch.depth() == {"ready": 0, "delayed": 0, "leased": 0}
+
+    await wait_for(gone, timeout=5)
+
+
 async def test_lease_claimed_under_a_stale_running_copy_is_handed_back(cluster: Cluster) -> None:
-    """Redis loses its data while a task runs here; the rebuild offers it again (it is
-    running in the record tier) and this replica claims it while the old copy still runs.
-    The old copy's report is refused (stale token); the new lease must not stay with a
-    replica that no longer holds the task, or the task waits forever (seen: one task of a
-    test stuck 'running' with its lease held by a live replica)."""
+    """Redis loses its data while a task runs here, and the tier is rebuilt and the task
+    claimed again before this replica notices (another replica rebuilt first: here the test
+    does it by hand). The old copy's report is refused (stale token); the new lease must not
+    stay with a replica that no longer holds the task, or the task waits forever (seen: one
+    task of a test stuck 'running' with its lease held by a live replica)."""
     gate = asyncio.Event()
     runs: Counter[str] = Counter()
 
@@ -222,19 +255,28 @@ async def test_lease_claimed_under_a_stale_running_copy_is_handed_back(cluster: 
     a.registry.add(Handler(name="gated", run=gated))
     (task_id,) = await submit(a, make_task(a, type="gated"))
     await wait_for(lambda: runs[task_id] == 1, timeout=5)
-    generation = a.repair.generation
+    await a.heartbeat.stop()  # this replica does not notice until the test says so
     await cluster.wipe_redis()
-    # The heartbeat notices, rebuilds, and the pager claims the task again meanwhile.
-    await wait_for(lambda: a.repair.generation != generation, timeout=5)
+    await a.dispatch.generation()  # what the other replica's heartbeat did
+    await a.repair.rebuild()
     lease_key = a.dispatch.inner.keys.queue("default").lease  # type: ignore[attr-defined]
 
     async def claimed_again() -> bool:
+        await a.pager.run_once()
         return bool(await cluster.redis.hget(lease_key, task_id) == b"a|2")
 
     await wait_for(claimed_again, timeout=5)
+    # Now it notices: the running copy cannot be reclaimed (its lease is the new one).
+    await a.heartbeat.run_once()
     assert runs[task_id] == 1  # the old copy still runs; the new lease is not running
     gate.set()
-    await wait_for(lambda: succeeded(cluster, [task_id]), timeout=10)
+
+    # The old copy's report is refused; the superseded lease goes back; it runs again.
+    async def settled() -> bool:
+        await a.heartbeat.run_once()
+        return await succeeded(cluster, [task_id])
+
+    await wait_for(settled, timeout=10)
     assert runs[task_id] == 2
     assert not a.held.superseded()
     assert await a.dispatch.depth() == {"ready": 0, "delayed": 0, "leased": 0}

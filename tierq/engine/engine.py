@@ -23,12 +23,7 @@ from tierq.engine.actions import TaskActions
 from tierq.engine.cancellation import Cancellation
 from tierq.engine.committer import GroupCommitter
 from tierq.engine.dependencies import Dependencies
-from tierq.engine.errors import (
-    FieldError,
-    InvalidDependency,
-    ShuttingDown,
-    Submitted,
-)
+from tierq.engine.errors import FieldError, InvalidDependency, ShuttingDown, Submitted
 from tierq.engine.eventing import Eventing
 from tierq.engine.events import event_type_of
 from tierq.engine.flow import FlowControl
@@ -125,7 +120,8 @@ class Engine:
             max_small_inflight=settings.commit_small_slots,
         )
         self.flusher = flusher = Flusher(
-            ack_many=lambda acks: dispatch.ack_many(node_id, acks, clock()),
+            # The generation last seen: a tier that lost its data refuses to settle (repair.py).
+            ack_many=lambda acks: dispatch.ack_many(node_id, acks, clock(), self.repair.generation),
             confirm_many=lambda ids: dispatch.confirm_many(node_id, ids),
             transition_many=store.task_transition_many,
             on_flushed=self._on_flushed,
@@ -151,7 +147,9 @@ class Engine:
         )
         if self.notifications is not None:
             self.bus.subscribe(self.notifications.notifier)
-        self.repair = DispatchRepair(store, dispatch, held, hint, clock, node_id)
+        self.repair = DispatchRepair(
+            store, dispatch, held, hint, clock, node_id, flusher.pending_acks
+        )
         self.dependencies = Dependencies(
             store, held, self.repair.enqueue_shared, hint, clock, distributed, self._on_cancelled
         )

@@ -32,8 +32,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from tierq.engine.service import Service
-from tierq.model import Transition
-from tierq.storage.base import Ack, StoreDataError
+from tierq.model import Task, Transition
+from tierq.storage.base import Ack, StoreDataError, StoreUnavailable
 
 log = logging.getLogger("tierq.engine")
 
@@ -123,6 +123,17 @@ class Flusher(Service):
         self._buffer[key] = transition
         return key
 
+    def pending_acks(self) -> list[tuple[Ack, Task | None]]:
+        """Acks not sent yet, each with the task its report is about (what a replica still
+        holds when the dispatch tier loses its data: engine/repair.py reclaims them)."""
+        buffer = self._buffer
+        return [
+            (ack, buffer[key].task)
+            for key, acks in self._acks.items()
+            if key in buffer
+            for ack in acks
+        ]
+
     @property
     def backlog(self) -> int:
         return len(self._buffer) + (
@@ -150,6 +161,10 @@ class Flusher(Service):
                 await self._sleep(self._interval_s)
             try:
                 await self.run_once()
+            except StoreUnavailable as exc:
+                # Expected while a tier is down or was reset: one line, no traceback.
+                log.warning("flush failed (%s); retrying in %.1fs", exc, self.error_backoff_s)
+                await asyncio.sleep(self.error_backoff_s)
             except Exception:
                 log.exception("flush failed; retrying in %.1fs", self.error_backoff_s)
                 await asyncio.sleep(self.error_backoff_s)

@@ -18,8 +18,8 @@ from collections.abc import Callable, Sequence
 
 from tierq.engine.held import HeldTasks
 from tierq.engine.pager import WorkHint
-from tierq.model import Task, TaskState
-from tierq.storage.base import Dispatch, RecordStore
+from tierq.model import TERMINAL_STATES, Task, TaskState
+from tierq.storage.base import Ack, Dispatch, RecordStore, StoreUnavailable
 
 log = logging.getLogger("tierq.engine")
 
@@ -33,7 +33,9 @@ class DispatchRepair:
         hint: WorkHint,
         clock: Callable[[], float],
         node_id: str,
+        pending_acks: Callable[[], list[tuple[Ack, Task | None]]] = list,
     ) -> None:
+        self._pending_acks = pending_acks
         self._store = store
         self._dispatch = dispatch
         self._held = held
@@ -100,11 +102,14 @@ class DispatchRepair:
         generation, created = await self._dispatch.generation()
         if generation != self.generation:
             log.warning("the dispatch tier lost its data (new generation %s)", generation)
-            self.generation = generation
-            # Another replica may have rebuilt the new generation first and our pager claimed
-            # some of these from it: those leases are ours and alive (we heartbeat), so they
-            # must go back or the tasks wait forever. Old-generation ids are no-ops there.
-            self._unreleased.extend(self._drop_queued("the dispatch tier was reset"))
+            try:
+                await self._reclaim()
+            except StoreUnavailable as exc:
+                # Without our leases back, the held copies cannot be reported on: let them go
+                # (another replica runs the tasks; running ones' reports will be refused).
+                log.warning("could not reclaim held tasks (%s)", exc)
+                self._unreleased.extend(self._drop_queued("the dispatch tier was reset"))
+            self.generation = generation  # acks may go again: what we hold is leased
             self.needs_rebuild = self.needs_rebuild or created
         elif not registered:
             self._drop_queued("this replica was declared dead and its leases rescued")
@@ -133,6 +138,39 @@ class DispatchRepair:
                 raise
         if self.needs_rebuild:
             await self.rebuild()
+
+    async def _reclaim(self) -> None:
+        """Lease back, in the new generation, everything this replica still holds (queued,
+        running, finished with a report not yet acked), each for the token its next report
+        carries, before this replica rebuilds the tier from the record tier: the rebuild
+        then skips them, so the only tasks that run twice are those another replica claimed
+        first (rebuilt by it before we noticed)."""
+        tokens: dict[str, tuple[Task, int]] = {}
+        for task_id in self._held.ids():
+            task = self._held.get(task_id)
+            if task is None:
+                continue
+            started = task.state is TaskState.RUNNING or task.state in TERMINAL_STATES
+            tokens[task_id] = (task, task.attempt if started else task.attempt + 1)
+        for ack, task in self._pending_acks():
+            if task is not None:
+                tokens[ack.task_id] = (task, ack.attempt)
+        taken = await self._dispatch.reclaim(self._node_id, list(tokens.values()), self._clock())
+        dropped = 0
+        for task_id in taken:
+            task = self._held.get(task_id)
+            if task is not None and task.state in (TaskState.QUEUED, TaskState.SCHEDULED):
+                # Another replica leased it from the rebuilt tier: it runs there, not here.
+                self._held.memory.remove(task)
+                self._held.forget(task_id)
+                dropped += 1
+        log.warning(
+            "reclaimed %d held tasks after the data loss; %d were leased elsewhere first "
+            "(%d queued copies dropped here)",
+            len(tokens) - len(taken),
+            len(taken),
+            dropped,
+        )
 
     def _drop_queued(self, why: str) -> list[str]:
         """Queued tasks held in memory: their leases belong to someone else now. Running ones

@@ -48,6 +48,11 @@ class StoreUnavailable(Exception):
     """
 
 
+class GenerationChanged(StoreUnavailable):
+    """The dispatch tier lost its data since the caller last looked (a new generation): its
+    acks were not applied; it reclaims what it holds (``Dispatch.reclaim``) and acks again."""
+
+
 class StoreDataError(Exception):
     """The store refused a value for good (a type or constraint violation): writing the same
     data again can never succeed. Only this error makes the engine set a write aside; any
@@ -403,16 +408,29 @@ class Dispatch(abc.ABC):
             return []
         return await self._claim(owner, limit, now, skip_queues)
 
-    async def ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
+    async def ack_many(
+        self, owner: str, acks: Sequence[Ack], now: float, generation: str = ""
+    ) -> list[str]:
         """Settle leased attempts; return the task ids refused (stale or foreign lease). An
         ack ends an attempt as terminal, or sends the task back as scheduled (a retry in
-        backoff) or queued (handed back); any other state is a caller's bug (ValueError)."""
+        backoff) or queued (handed back); any other state is a caller's bug (ValueError).
+        With ``generation`` (the one the owner last saw), a dispatch tier that lost its data
+        since raises GenerationChanged and applies nothing."""
         if not acks:
             return []
         for a in acks:
             if not (a.state.terminal or a.state in _ACKABLE_LIVE):
                 raise ValueError(f"cannot ack task {a.task_id} as {a.state}")
-        return await self._ack_many(owner, acks, now)
+        return await self._ack_many(owner, acks, now, generation)
+
+    async def reclaim(self, owner: str, held: Sequence[tuple[Task, int]], now: float) -> list[str]:
+        """After a data loss: lease to ``owner`` again the tasks it still holds, each for the
+        token its next report will carry (taking a task back from the ready or delayed set
+        where a rebuild put it). Returns the ids another owner has leased meanwhile (their
+        copies here must not run, or their reports will be refused)."""
+        if not held:
+            return []
+        return await self._reclaim(owner, held, now)
 
     async def confirm_many(self, owner: str, ids: Sequence[str]) -> None:
         """The record tier has these terminal outcomes: forget the tasks.
@@ -478,7 +496,14 @@ class Dispatch(abc.ABC):
     ) -> list[Task]: ...
 
     @abc.abstractmethod
-    async def _ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]: ...
+    async def _ack_many(
+        self, owner: str, acks: Sequence[Ack], now: float, generation: str
+    ) -> list[str]: ...
+
+    @abc.abstractmethod
+    async def _reclaim(
+        self, owner: str, held: Sequence[tuple[Task, int]], now: float
+    ) -> list[str]: ...
 
     @abc.abstractmethod
     async def _confirm_many(self, owner: str, ids: Sequence[str]) -> None: ...

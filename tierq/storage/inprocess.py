@@ -49,8 +49,14 @@ class InProcessDispatch(Dispatch):
     async def _claim(self, owner: str, limit: int, now: float, skip: Sequence[str]) -> list[Task]:
         return await self._store.task_claim(owner, limit, now, self.horizon_s, skip)
 
-    async def _ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
+    async def _ack_many(
+        self, owner: str, acks: Sequence[Ack], now: float, generation: str
+    ) -> list[str]:
         # The record transition carries the outcome; one owner means no lease can be stale.
+        return []
+
+    async def _reclaim(self, owner: str, held: Sequence[tuple[Task, int]], now: float) -> list[str]:
+        # Nothing here is ever lost apart from the record store.
         return []
 
     async def _confirm_many(self, owner: str, ids: Sequence[str]) -> None:

@@ -153,8 +153,15 @@ class InstrumentedDispatch(Dispatch):
     async def _claim(self, owner: str, limit: int, now: float, skip: Sequence[str]) -> list[Task]:
         return await self._timed("claim", self.inner._claim(owner, limit, now, skip))
 
-    async def _ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
-        return await self._timed("ack", self.inner._ack_many(owner, acks, now), len(acks))
+    async def _ack_many(
+        self, owner: str, acks: Sequence[Ack], now: float, generation: str
+    ) -> list[str]:
+        return await self._timed(
+            "ack", self.inner._ack_many(owner, acks, now, generation), len(acks)
+        )
+
+    async def _reclaim(self, owner: str, held: Sequence[tuple[Task, int]], now: float) -> list[str]:
+        return await self._timed("reclaim", self.inner._reclaim(owner, held, now), len(held))
 
     async def _confirm_many(self, owner: str, ids: Sequence[str]) -> None:
         await self._timed("confirm", self.inner._confirm_many(owner, ids), len(ids))

@@ -70,6 +70,7 @@ __all__ = [
     "NoScriptError",
     "PackingConnection",
     "RedisCore",
+    "ResponseError",
     "aioredis",
     "connect",
     "eval_script",

@@ -27,10 +27,16 @@ from typing import Any
 
 from tierq.model import Task, TaskState
 from tierq.storage import offload
-from tierq.storage.base import Ack, Dispatch, DispatchCapabilities, StoreUnavailable
+from tierq.storage.base import (
+    Ack,
+    Dispatch,
+    DispatchCapabilities,
+    GenerationChanged,
+    StoreUnavailable,
+)
 from tierq.storage.queues import QueueControl
 from tierq.storage.redis.codec import decode_task, encode_task
-from tierq.storage.redis.core import TRANSIENT, Command, connect, log
+from tierq.storage.redis.core import TRANSIENT, Command, ResponseError, connect, log
 from tierq.storage.redis.eviction import check_eviction_policy
 from tierq.storage.redis.keys import member, run_at_from_member, run_at_hex
 from tierq.storage.redis.liveness import Liveness
@@ -261,7 +267,9 @@ class RedisDispatch(Liveness, Dispatch):
             plan[q] += 1
         return plan
 
-    async def _ack_many(self, owner: str, acks: Sequence[Ack], now: float) -> list[str]:
+    async def _ack_many(
+        self, owner: str, acks: Sequence[Ack], now: float, generation: str
+    ) -> list[str]:
         by_queue: dict[str | None, list[Any]] = defaultdict(list)
         terminal: dict[str, str] = {}
         for a in acks:
@@ -281,7 +289,7 @@ class RedisDispatch(Liveness, Dispatch):
                 run_at,
                 hexed,
             )
-        refused = await self._ack_routed(owner, by_queue)
+        refused = await self._ack_routed(owner, by_queue, generation)
         self._queue_of.update((i, q) for i, q in terminal.items() if i not in refused)
         return [a.task_id for a in acks if a.task_id in refused]
 
@@ -304,6 +312,28 @@ class RedisDispatch(Liveness, Dispatch):
             for part in chunks(ids_here, 1)
         ]
         await self._run(cmds)
+
+    async def _reclaim(self, owner: str, held: Sequence[tuple[Task, int]], now: float) -> list[str]:
+        by_queue: dict[str, list[Any]] = defaultdict(list)
+        for task, token in held:
+            by_queue[task.queue] += (
+                task.id,
+                member(task.priority, task.run_at, task.id),
+                token - 1,
+                token,
+                encode_task(task),
+            )
+        cmds: list[Command] = [("SADD", self.keys.queues, *by_queue), self._register(owner, now)]
+        for queue, args in by_queue.items():
+            qk = self.keys.queue(queue)
+            keys = [qk.ready, qk.delayed, qk.lease, qk.body, qk.meta, qk.owned(owner)]
+            for part in chunks(args, 5):
+                cmds.append(self._eval("reclaim", keys, [owner, *part]))
+        results = await self._run(cmds)
+        taken = [i.decode() for r in results[2:] for i in r]
+        refused = set(taken)
+        self._queue_of.update((t.id, t.queue) for t, _ in held if t.id not in refused)
+        return taken
 
     async def _release(self, owner: str, ids: Sequence[str]) -> int:
         cmds: list[Command] = [
@@ -391,7 +421,9 @@ class RedisDispatch(Liveness, Dispatch):
             return known
         return sorted(set(known) | set(await self._queues()))
 
-    async def _ack_routed(self, owner: str, by_queue: dict[str | None, list[Any]]) -> set[str]:
+    async def _ack_routed(
+        self, owner: str, by_queue: dict[str | None, list[Any]], generation: str
+    ) -> set[str]:
         """Run the ack script once per target queue; return the refused ids. A known id
         goes to its own queue only; an unknown id goes to every queue and is refused only
         when every queue refused it."""
@@ -402,12 +434,19 @@ class RedisDispatch(Liveness, Dispatch):
         sent: list[str] = []  # the queue of each ack call
         for queue in targets:
             qk = self.keys.queue(queue)
-            keys = [*qk.core, qk.owned(owner), qk.acked(owner)]
+            keys = [*qk.core, qk.owned(owner), qk.acked(owner), self.keys.generation]
+            args = [owner, self.keys.wake_channel, generation]
             for part in chunks([*by_queue.get(queue, []), *unknown], 5):
-                cmds.append(self._eval("ack", keys, [owner, self.keys.wake_channel, *part]))
+                cmds.append(self._eval("ack", keys, [*args, *part]))
                 sent.append(queue)
         refused_in: dict[str, set[str]] = defaultdict(set)
-        for queue, res in zip(sent, await self._run(cmds), strict=True):
+        try:
+            results = await self._run(cmds)
+        except ResponseError as exc:
+            if str(exc).startswith("TIERQ_GENERATION"):
+                raise GenerationChanged("redis: the dispatch tier lost its data") from None
+            raise
+        for queue, res in zip(sent, results, strict=True):
             refused_in[queue].update(r.decode() for r in res)
         refused: set[str] = set()
         refused_everywhere = set(unknown_ids)

@@ -1,5 +1,10 @@
--- KEYS: ready, delayed, lease, body, meta, owned(owner), acked(owner)
--- ARGV: owner, wake channel, then per ack: id, token, kind, run_at, run_at hex
+-- KEYS: ready, delayed, lease, body, meta, owned(owner), acked(owner), generation
+-- ARGV: owner, wake channel, the generation the owner knows ('' = any), then per ack: id,
+--   token, kind, run_at, run_at hex
+-- A generation that is not the stored one (Redis lost its data since the owner last looked)
+-- fails the call (TIERQ_GENERATION) without a change: refusing the acks would drop reports
+-- of tasks the owner still holds; it reclaims their leases first (engine/repair.py), then
+-- acks again. (The generation key lies outside the queue's hash tag: one Redis, not Cluster.)
 --   kind 't' terminal: the lease ends but body and meta stay (stored attempt = token), and
 --     the id goes to the owner's acked hash (id -> token) until confirm.lua: if the owner
 --     dies before its record write lands, rescue.lua runs the task again, not losing it.
@@ -11,13 +16,16 @@
 -- An ack is applied only when the lease is exactly "<owner>|<token>": a stale token (the
 -- lease was rescued and re-claimed) or a foreign owner changes nothing. Returns refused ids.
 local owner = ARGV[1]
+if ARGV[3] ~= '' and redis.call('GET', KEYS[8]) ~= ARGV[3] then
+  return redis.error_reply('TIERQ_GENERATION the dispatch tier lost its data')
+end
 local ids = {}
-for i = 3, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
+for i = 4, #ARGV, 5 do ids[#ids + 1] = ARGV[i] end
 if #ids == 0 then return {} end
 local leases = hmget_all(KEYS[3], ids)
 local refused, settled, acked, metas, ready, delayed = {}, {}, {}, {}, {}, {}
 for k = 1, #ids do
-  local i = 3 + (k - 1) * 5
+  local i = 4 + (k - 1) * 5
   local id, token, kind = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   if leases[k] ~= owner .. '|' .. token then
     refused[#refused + 1] = id
