@@ -145,7 +145,10 @@ async def run(args: argparse.Namespace, url: str) -> dict[str, object]:
         base = await counts(session, url)
         base_done = base["succeeded"]
         task = {"type": "noop", "payload": {"n": 1}}
-        if args.priority_mix:
+        queues = getattr(args, "queues", 1)
+        if queues > 1:
+            bodies_src = [[{**task, "queue": f"q{i % queues}"} for i in range(args.batch)]]
+        elif args.priority_mix:
             bodies_src = [
                 [{**task, "priority": ("HIGH", "MEDIUM", "LOW")[i % 3]} for i in range(args.batch)]
             ]
@@ -311,6 +314,7 @@ def main() -> int:
     parser.add_argument("--api-key", help="send this X-API-Key with every request")
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     parser.add_argument("--priority-mix", action="store_true")
+    parser.add_argument("--queues", type=int, default=1, help="spread tasks over q0..qN-1")
     parser.add_argument("--max-seconds", type=float, default=600)
     parser.add_argument("--profile", help="run the spawned server under py-spy, write SVG here")
     parser.add_argument("--out", help="write JSON here (and a PNG beside it)")

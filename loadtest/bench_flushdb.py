@@ -66,10 +66,8 @@ async def main(args: argparse.Namespace) -> None:
         await redis.flushdb()
         flushed_at = len(runs)
         while True:
-            done = (
-                await conn.fetchval(
-                    f"SELECT count(*) FROM \"{schema}\".tasks WHERE state = 'succeeded'"
-                )
+            done = await conn.fetchval(
+                f"SELECT count(*) FROM \"{schema}\".tasks WHERE state = 'succeeded'"
             )
             if done >= args.tasks:
                 break

@@ -93,6 +93,15 @@ async def test_an_outage_opens_the_breaker_and_no_task_is_dead_lettered(
     assert max(t["attempt"] for t in tasks) <= 2
     listed = await _breakers(client)
     assert [i["state"] for i in listed["items"]] == ["closed"]
+    # Every change of state was an event on the seam (the log serves them).
+    resp = await client.get(
+        "/api/v1/events?event=breaker_opened,breaker_half_open,breaker_closed",
+        headers={"Accept": "application/json"},
+    )
+    events = (await resp.json())["items"]
+    assert events[0]["event"] == "breaker_opened"
+    assert events[-1]["event"] == "breaker_closed"
+    assert {e["breaker"] for e in events} == {item["key"]}
 
 
 async def _breakers(client: Client) -> Any:
@@ -141,6 +150,23 @@ async def test_pause_holds_a_queue_and_resume_runs_it(
     assert (await resp.json())["paused"] is False
     tasks = await all_finished(client, ids)
     assert {t["status"] for t in tasks} == {"succeeded"}
+    resp = await client.get(
+        "/api/v1/events?event=queue_paused,queue_resumed", headers={"Accept": "application/json"}
+    )
+    events = [(e["event"], e["queue"]) for e in (await resp.json())["items"]]
+    assert events == [("queue_paused", "mail"), ("queue_resumed", "mail")]
+
+
+async def test_a_pause_survives_a_restart(make_client: MakeClient, tmp_path: Any) -> None:
+    url = "sqlite:///" + str(tmp_path / "kept.db")
+    first = await make_client(database_url=url)
+    await first.post("/api/v1/queues/mail/pause")
+    await first.patch("/api/v1/queues/mail", json={"max_running": 2})
+    await first.close()
+    second = await make_client(database_url=url)
+    queues = {q["name"]: q for q in (await (await second.get("/api/v1/queues")).json())["items"]}
+    assert queues["mail"]["paused"] is True
+    assert queues["mail"]["limits"] == {"max_running": 2, "rate": None}
 
 
 async def test_max_running_and_rate_are_obeyed(make_client: MakeClient) -> None:

@@ -215,12 +215,9 @@ async def test_executions_show_a_running_attempt(client: Client) -> None:
     assert items[0]["started_at"] is not None
 
 
-async def test_every_attempt_is_recorded_with_many_fast_retries(make_client: MakeClient) -> None:
+async def test_every_attempt_is_recorded_with_many_fast_retries(client: Client) -> None:
     # Many tasks retrying at once keep the flusher's batches large, so a retry is often
     # promoted before its failed attempt's report is written: that report must survive.
-    # Breakers off: 120 planned failures of one type would open its breaker (by design,
-    # tests/api/test_flow.py), and held tasks would wait out the cool-down.
-    client = await make_client(breakers=False)
     body = await submit_batch(client, [{"type": "dummy", "payload": {"fail_times": 2}}] * 60)
     for task_id in body["ids"]:
         await wait_status(client, task_id, "succeeded")

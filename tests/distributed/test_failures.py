@@ -255,7 +255,10 @@ async def test_lease_claimed_under_a_stale_running_copy_is_handed_back(cluster: 
     a.registry.add(Handler(name="gated", run=gated))
     (task_id,) = await submit(a, make_task(a, type="gated"))
     await wait_for(lambda: runs[task_id] == 1, timeout=5)
-    await a.heartbeat.stop()  # this replica does not notice until the test says so
+    # This replica does not notice until the test says so; nor does its rescuer take its
+    # own leases while its heartbeat is stopped (under load, 1 s passes quickly).
+    await a.heartbeat.stop()
+    await a.rescuer.stop()
     await cluster.wipe_redis()
     await a.dispatch.generation()  # what the other replica's heartbeat did
     await a.repair.rebuild()

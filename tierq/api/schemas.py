@@ -167,6 +167,8 @@ def event_out(event: Event) -> dict[str, Any]:
         out["retry_at"] = iso(event.retry_at)
     if event.subscription_id is not None:
         out["subscription_id"] = event.subscription_id
+    if event.breaker is not None:
+        out["breaker"] = event.breaker
     return out
 
 

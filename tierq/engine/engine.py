@@ -208,6 +208,7 @@ class Engine:
             self.instruments,
             clock,
             node_id,
+            hint.poke,
         )
         self.workers.gate, self.workers.breakers = flow.gate, flow.breakers
         self.pager = Pager(

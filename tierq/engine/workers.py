@@ -28,6 +28,7 @@ from tierq.engine.handlers.base import (
     PermanentError,
     RetryLater,
     TaskContext,
+    Unavailable,
 )
 from tierq.engine.held import HeldTasks
 from tierq.engine.instruments import EngineMetrics
@@ -182,9 +183,10 @@ class WorkerPool:
         self._turn_used = 0
 
     async def _attempt(self, task: Task, worker: str, probe: bool = False) -> bool | None:
-        """Run one attempt and report it. Returns what a circuit breaker counts: False
-        (succeeded), True (failed: an error, a timeout; a permanent error only if
-        ``count_client_errors``), None (not a call: cancelled, interrupted, no handler)."""
+        """Run one attempt and report it. Returns what a circuit breaker counts: True (what it
+        calls was unavailable: a timeout, an ``Unavailable`` error, a connection error; a
+        permanent error only if ``count_client_errors``), False (succeeded, or failed on its
+        own: bad data, a bug), None (not a call: cancelled, interrupted, no handler)."""
         handler = self._registry.get(task.type)
         clock = self._clock
         now = clock()
@@ -267,15 +269,17 @@ class WorkerPool:
             self._failed(
                 task, worker, Outcome.FAILED, _describe(exc), permanent=False, delay=exc.delay_s
             )
+            return exc.unavailable
         except Exception as exc:
             delay = self._after_probe(task, probe)
             self._failed(task, worker, Outcome.FAILED, _describe(exc), False, delay)
+            return isinstance(exc, Unavailable | ConnectionError)
         else:
             self._finish(
                 task, worker, clock(), TaskState.SUCCEEDED, Outcome.SUCCEEDED, None, result
             )
             return False
-        return True
+        return True  # timed out
 
     def _after_probe(self, task: Task, probe: bool) -> float | None:
         """A failed probe's retry waits past the next probe phase: the tasks first in line

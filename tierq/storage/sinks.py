@@ -32,5 +32,5 @@ class EventSink(abc.ABC):
 
 def message_id(event: Event) -> str:
     """An id naming the change an event reports (the same when a batch is sent again)."""
-    about = event.task_id or event.subscription_id or ""
+    about = event.task_id or event.subscription_id or event.breaker or event.queue or ""
     return f"{about}:{event.attempt}:{event.event}:{event.at:.6f}"

@@ -36,6 +36,7 @@ class FlowControl:
         instruments: EngineMetrics,
         clock: Callable[[], float],
         node_id: str,
+        poke: Callable[[], None],
     ) -> None:
         if queue_store is None:
             raise ValueError("flow control needs a queue store (storage.factory.make_queue_store)")
@@ -70,6 +71,14 @@ class FlowControl:
             shared,
         )
         dispatch.listen_flow(self._on_announced)
+        gate_on_change = self.controls.on_change
+
+        def on_change(queues: set[str]) -> None:
+            if gate_on_change is not None:
+                gate_on_change(queues)
+            poke()  # tasks of a resumed or raised queue wait in the store: claim them now
+
+        self.controls.on_change = on_change
 
     @property
     def services(self) -> list[Service]:

@@ -67,6 +67,7 @@ class FlowGate:
         self._shared = shared
         self.parked: dict[str, collections.deque[Task]] = {}
         self.running: collections.Counter[str] = collections.Counter()
+        self._slots: set[str] = set()  # the tasks that took a slot (embedded limits)
         self._tat: dict[str, float] = {}  # embedded rates: the next free start time (GCRA)
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._to_release: list[str] = []
@@ -134,20 +135,19 @@ class FlowGate:
                 self.defer(task, until, spread)
                 return None
         if limited:
-            self._take_slot(queue)
+            self._take_slot(task)
         return probe
 
     def finished(self, task: Task) -> None:
-        """A started task ended (however): its slot is free again."""
+        """A started task ended (however): its slot, if it took one, is free again."""
+        if task.id not in self._slots:
+            return
+        self._slots.discard(task.id)
         queue = task.queue
-        if self.running.get(queue):
-            self.running[queue] -= 1
-            if not self.running[queue]:
-                del self.running[queue]
-            self._let_go(queue)
-
-    def counts_slot(self, task: Task) -> bool:
-        return not self._shared and task.queue in self.controls.limited
+        self.running[queue] -= 1
+        if not self.running[queue]:
+            del self.running[queue]
+        self._let_go(queue)
 
     # ---- holding tasks back ----------------------------------------------------------------
 
@@ -254,7 +254,9 @@ class FlowGate:
             return False
         return control.interval_s is None or self._tat.get(queue, 0.0) <= self._clock()
 
-    def _take_slot(self, queue: str) -> None:
+    def _take_slot(self, task: Task) -> None:
+        queue = task.queue
+        self._slots.add(task.id)
         self.running[queue] += 1
         control = self.controls.get(queue)
         if control is not None and control.interval_s is not None:

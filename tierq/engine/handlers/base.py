@@ -27,13 +27,23 @@ class PermanentError(TaskError):
     """The task cannot succeed (bad input, refused target): no more attempts."""
 
 
+class Unavailable(TaskError):
+    """What the task calls is unavailable (a 5xx, a timeout, a refused connection): retried
+    like any failure, and counted against the task's circuit breaker. Other failures are the
+    task's own (bad data, a bug) and never open a breaker; so are PermanentErrors, unless
+    ``breaker_count_client_errors``. A handler's own ``ConnectionError`` or ``TimeoutError``
+    counts too."""
+
+
 class RetryLater(TaskError):
     """The attempt failed and the next one must wait ``delay_s`` (a receiver's Retry-After,
-    or a handler's own backoff) instead of the engine's retry policy."""
+    or a handler's own backoff) instead of the engine's retry policy. ``unavailable``: the
+    failure counts against the circuit breaker (see ``Unavailable``)."""
 
-    def __init__(self, message: str, delay_s: float) -> None:
+    def __init__(self, message: str, delay_s: float, unavailable: bool = False) -> None:
         super().__init__(message)
         self.delay_s = max(0.0, delay_s)
+        self.unavailable = unavailable
 
 
 class PayloadError(ValueError):

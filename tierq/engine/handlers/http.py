@@ -28,7 +28,13 @@ from yarl import URL
 
 from tierq.config import Settings
 from tierq.engine.handlers import payload as p
-from tierq.engine.handlers.base import PayloadError, PermanentError, TaskContext, TaskError
+from tierq.engine.handlers.base import (
+    PayloadError,
+    PermanentError,
+    TaskContext,
+    TaskError,
+    Unavailable,
+)
 from tierq.engine.handlers.netguard import NetGuard, TargetRefused, guarded_session
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
@@ -174,7 +180,7 @@ class HttpHandler:
             async with asyncio.timeout(req.timeout):
                 return await self._call(req)
         except TimeoutError:
-            raise TaskError(f"http: {req.method} {req.url}: timed out") from None
+            raise Unavailable(f"http: {req.method} {req.url}: timed out") from None
 
     async def _call(self, req: HttpRequest) -> Any:
         session = self._get_session()
@@ -195,7 +201,7 @@ class HttpHandler:
             except aiohttp.InvalidURL as exc:
                 raise PermanentError(f"http: invalid URL {exc}") from None
             except aiohttp.ClientError as exc:
-                raise TaskError(f"http: {method} {url}: {type(exc).__name__}: {exc}") from None
+                raise Unavailable(f"http: {method} {url}: {type(exc).__name__}: {exc}") from None
             if hop == MAX_REDIRECTS:
                 break
             assert location is not None
@@ -233,4 +239,6 @@ class HttpHandler:
         message = f"http: {method} {url}: unexpected status {status}: {text}"
         if 400 <= status < 500 and status not in RETRYABLE_4XX:
             raise PermanentError(message)
+        if status >= 500 or status in RETRYABLE_4XX:
+            raise Unavailable(message)
         raise TaskError(message)

@@ -103,7 +103,7 @@ class EmailSender:
             self._instruments.notification(CHANNEL, "failed", seconds)
             delay = next_delay(ctx.attempt, s.notify_retry_base_s, s.notify_retry_max_s)
             delay = min(delay, max(0.0, s.notify_retry_horizon_s - age) + 1.0)
-            raise RetryLater(attempt_error(str(exc), ms), delay) from None
+            raise RetryLater(attempt_error(str(exc), ms), delay, unavailable=True) from None
         self._instruments.notification(CHANNEL, "delivered", seconds)
         return {"latency_ms": round(seconds * 1000), "to": payload["to"]}
 

@@ -45,6 +45,12 @@ def event_data(event: Event, task: Task | None) -> dict[str, Any]:
         data["subscription_id"] = event.subscription_id
         data["reason"] = event.error
         return data
+    if not event.task_id:  # a breaker's or a queue's change
+        if event.breaker is not None:
+            data["breaker"] = event.breaker
+        if event.queue:
+            data["queue"] = event.queue
+        return data
     data.update(
         task_id=event.task_id,
         type=event.type,

@@ -144,7 +144,10 @@ class Notifier:
         deliveries: list[Delivery],
     ) -> None:
         delivery_id = new_id(now)
-        about = event.task_id or (event.subscription_id or "")
+        # A breaker's or queue's change happens many times: its time tells them apart.
+        about = (
+            event.task_id or event.subscription_id or f"{event.breaker or event.queue}@{event.at}"
+        )
         key = f"notify:{about}:{event.attempt}:{event.event}:webhook:{_digest(sub_id or url)}"
         payload: dict[str, object] = {
             "delivery_id": delivery_id,

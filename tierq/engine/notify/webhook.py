@@ -139,4 +139,6 @@ class WebhookSender:
         if status in HONOUR_RETRY_AFTER and wait is not None:
             delay = wait
         delay = min(delay, max(0.0, settings.notify_retry_horizon_s - age) + 1.0)
-        raise RetryLater(attempt_error(what, ms, status), delay)
+        # No answer, a 5xx, 408 or 429: the receiver is unavailable (its breaker counts it).
+        unavailable = status is None or status >= 500 or status in (408, 429)
+        raise RetryLater(attempt_error(what, ms, status), delay, unavailable)

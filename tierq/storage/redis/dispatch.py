@@ -493,6 +493,8 @@ class RedisDispatch(Liveness, Dispatch):
                 cmds.append(("HSET", key, *fields))
             else:
                 cmds.append(("DEL", key))
+        # A resumed queue or a raised limit may let waiting tasks go: idle replicas claim now.
+        cmds.append(("PUBLISH", self.keys.wake_channel, "controls"))
         await self._run(cmds)
 
     async def _listen(self, pubsub: Any, wake: asyncio.Event) -> None:
