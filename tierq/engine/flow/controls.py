@@ -9,7 +9,7 @@ a pause reaches every replica within one Redis publish. Settings give the defaul
 (``queue_limits``); a stored control wins.
 
 What must stay true: ``get`` never does I/O (the workers call it); the dispatch tier's copy is
-rewritten from the record tier after it lost its data (``resync``).
+rewritten from the record tier after it lost its data (``RESYNC_S``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ log = logging.getLogger("tierq.flow")
 # The dispatch tier's copy is rewritten this often even without a change, in case it lost its
 # data meanwhile (a FLUSHDB); announcements make changes themselves immediate.
 RESYNC_S = 30.0
+# Answers of bulk operations are kept this long for a retried call with the same
+# Idempotency-Key; older ones are deleted at each re-synchronisation.
+OPERATION_ANSWER_KEEP_S = 86_400.0
 
 Publish = Callable[[Batch], Awaitable[None]]
 FlowEvent = Callable[..., Batch]
@@ -127,6 +130,7 @@ class QueueControls(Service):
     async def run_once(self) -> None:
         self._reload = False
         await self.load()
+        await self._store.forget_operations(self._clock() - OPERATION_ANSWER_KEEP_S)
 
     def _apply(self, controls: dict[str, QueueControl]) -> None:
         before = self._controls
