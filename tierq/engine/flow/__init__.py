@@ -92,7 +92,7 @@ class FlowControl:
         await self.controls.load()
 
     async def close(self) -> None:
-        self.gate.close()
+        await self.gate.close()
         await self.breaker_store.close()
 
     def _on_announced(self, message: str) -> None:

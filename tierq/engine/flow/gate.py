@@ -275,10 +275,14 @@ class FlowGate:
         self._timers.pop(queue, None)
         self._let_go(queue)
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Shutdown (before the dispatch tier closes): timers off, the last hand-back done."""
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        releasing, self._releasing = self._releasing, None
+        if releasing is not None:
+            await releasing
 
     def drain_parked(self) -> list[Task]:
         """Shutdown: every parked task, for the hand-back (their memory slots freed)."""

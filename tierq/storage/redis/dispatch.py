@@ -481,18 +481,23 @@ class RedisDispatch(Liveness, Dispatch):
         cmds: list[Command] = [("SADD", self.keys.queues, *(c.queue for c in controls))]
         for c in controls:
             key = self.keys.queue(c.queue).control
-            cmds.append(("HDEL", key, "paused", "max_running", "interval"))
-            fields: list[Any] = []
-            if c.paused:
-                fields += ["paused", "1"]
-            if c.max_running is not None:
-                fields += ["max_running", c.max_running]
-            if c.interval_s is not None:
-                fields += ["interval", repr(c.interval_s)]
-            if fields:
-                cmds.append(("HSET", key, *fields))
-            else:
-                cmds.append(("DEL", key))
+            values = {
+                "paused": "1" if c.paused else None,
+                "max_running": c.max_running,
+                "interval": None if c.interval_s is None else repr(c.interval_s),
+            }
+            # Set before unset, field by field: a claim in between never sees a limit that
+            # is set go missing.
+            fields = [
+                x for name, value in values.items() if value is not None for x in (name, value)
+            ]
+            unset = [name for name, value in values.items() if value is None]
+            if not fields:
+                cmds.append(("DEL", key))  # no controls left (the rate's tat goes too)
+                continue
+            cmds.append(("HSET", key, *fields))
+            if unset:
+                cmds.append(("HDEL", key, *unset))
         # A resumed queue or a raised limit may let waiting tasks go: idle replicas claim now.
         cmds.append(("PUBLISH", self.keys.wake_channel, "controls"))
         await self._run(cmds)
