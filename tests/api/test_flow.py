@@ -16,6 +16,7 @@ from tests.api.conftest import (
     auth,
     expect_error,
     new_key,
+    submit,
     submit_batch,
     wait_status,
 )
@@ -254,3 +255,24 @@ async def test_only_a_platform_admin_changes_flow_controls(client: Client) -> No
     viewer = await new_key(client, "viewer", tenant="acme")
     resp = await client.get("/api/v1/queues", headers=auth(viewer))
     assert resp.status == 200
+
+
+async def test_a_task_answers_to_the_breaker_it_names(
+    make_client: MakeClient, probe: ProbeServer
+) -> None:
+    client = await make_client(**BREAKER)
+    resp = await client.post("/api/v1/breakers/payments-api/open")
+    assert resp.status == 200
+    named = await submit(client, type="http", payload={"url": probe.url}, breaker="payments-api")
+    assert named["breaker"] == "payments-api"
+    plain = await submit(client, type="http", payload={"url": probe.url})
+    assert plain["breaker"] is None
+    await wait_status(client, plain["id"], "succeeded")
+    assert len(probe.calls) == 1  # the plain task's host breaker is closed; payments-api not
+    held = await wait_status(client, named["id"], "scheduled")
+    assert held["attempt"] == 0
+    await client.post("/api/v1/breakers/payments-api/reset")
+    await wait_status(client, named["id"], "succeeded", timeout=10)
+    resp = await client.post("/api/v1/tasks", json={"type": "noop", "breaker": "no spaces"})
+    error = await expect_error(resp, 422)
+    assert error["details"]["path"] == "$.breaker"
