@@ -16,7 +16,6 @@ state is published once, by the process whose report or request caused it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -174,14 +173,10 @@ class Breakers(Service):
     async def run_once(self) -> None:
         pending, self._pending = self._pending, {}
         if pending:
+            # A batch lost to an outage of the store is not sent again: outcomes are
+            # statistics, and the breaker judges the ones after it.
             reports = [Report(k, c[0], c[1], c[2], c[3]) for k, c in pending.items()]
-            try:
-                states = await self.store.report(reports, self._clock())
-            except Exception:
-                # Outcomes are statistics: a batch lost to an outage is logged, not retried
-                # (the breaker then judges on the outcomes after it).
-                log.warning("breakers: a report of %d keys was lost", len(reports))
-                raise
+            states = await self.store.report(reports, self._clock())
             await self._apply(states, announce=True)
         if self._refresh:
             self._refresh = False
@@ -192,8 +187,6 @@ class Breakers(Service):
         if self._pending:
             try:
                 await self.run_once()
-            except asyncio.CancelledError:
-                raise
             except Exception as exc:
                 log.warning("breakers: last report lost at shutdown (%s)", exc)
 
