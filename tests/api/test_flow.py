@@ -5,6 +5,7 @@ the service the tasks call), bulk cancel and retry with Idempotency-Key."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,6 +23,7 @@ from tests.api.conftest import (
 )
 from tests.helpers import poll_until
 from tests.receivers import ProbeServer
+from tierq.api.routes import ENGINE
 
 BREAKER = {
     "http_allow_private": "127.0.0.1",
@@ -233,6 +235,11 @@ async def test_bulk_retry_and_cancel_by_filter_once_per_key(
     again = await client.post("/api/v1/tasks/retry?status=failed&type=http", headers=headers)
     assert await again.json() == {"action": "retry", "changed": 12}
     assert again.headers["Idempotent-Replay"] == "true"
+    # A retry while the first call still runs (its mark stored, no answer yet) is told so.
+    queue_store = client.app[ENGINE].flow.queue_store  # type: ignore[index]
+    await queue_store.begin_operation("*", "retry:busy", time.time())
+    busy = await client.post("/api/v1/tasks/retry", headers={"Idempotency-Key": "busy"})
+    await expect_error(busy, 409, "in_progress")
     # Cancel by filter: paused tasks of one queue.
     await client.post("/api/v1/queues/later/pause")
     held = (await submit_batch(client, http_tasks(probe.url, 7, "later")))["ids"]

@@ -42,16 +42,25 @@ async def test_depths_by_queue_state_and_tenant(record_store: RecordStore) -> No
     assert [(d.queue, d.counts, d.oldest_queued_at) for d in acme] == [("b", {"queued": 1}, 7.0)]
 
 
-async def test_an_operation_answer_is_kept_once(record_store: RecordStore) -> None:
+async def test_an_operation_runs_once_per_key(record_store: RecordStore) -> None:
     store = make_queue_store(record_store)
-    assert await store.operation("t", "k") is None
-    assert await store.save_operation("t", "k", b'{"changed": 1}', 10.0) == b'{"changed": 1}'
-    # A second call with the same key gets the first answer back.
-    assert await store.save_operation("t", "k", b'{"changed": 9}', 11.0) == b'{"changed": 1}'
-    assert await store.operation("t", "k") == b'{"changed": 1}'
-    assert await store.operation("other", "k") is None
-    assert await store.forget_operations(10.5) == 1
-    assert await store.operation("t", "k") is None
+    assert await store.begin_operation("t", "k", 10.0) is None  # this call runs it
+    assert await store.begin_operation("t", "k", 10.1) == b""  # a retry meanwhile: running
+    await store.finish_operation("t", "k", b'{"changed": 1}')
+    assert await store.begin_operation("t", "k", 11.0) == b'{"changed": 1}'
+    assert await store.begin_operation("other", "k", 11.0) is None  # keys are per tenant
+    # A call that failed gives its key back: the retry runs it.
+    await store.abandon_operation("other", "k")
+    assert await store.begin_operation("other", "k", 12.0) is None
+    # A finished answer is never abandoned; old answers are forgotten.
+    await store.abandon_operation("t", "k")
+    assert await store.begin_operation("t", "k", 12.0) == b'{"changed": 1}'
+    # "other" was begun at 12.0 and never finished: given back once stale, like old answers.
+    assert await store.forget_operations(11.5, 11.9) == 1
+    assert await store.begin_operation("other", "k", 12.5) == b""
+    assert await store.forget_operations(11.5, 12.1) == 1
+    assert await store.begin_operation("other", "k", 12.5) is None
+    assert await store.begin_operation("t", "k", 13.0) is None
 
 
 async def test_a_task_keeps_the_breaker_it_names(record_store: RecordStore) -> None:

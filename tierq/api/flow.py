@@ -10,6 +10,7 @@ counts.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -181,28 +182,42 @@ async def open_breaker(request: web.Request) -> web.Response:
 
 async def _bulk(request: web.Request, action: str) -> web.Response:
     """Filters as for the task list (query parameters), plus ``since`` (tasks created then or
-    later). With an Idempotency-Key header, a repeated call answers what the first did."""
+    later). With an Idempotency-Key header, a repeated call answers what the first did, or 409
+    while the first still runs."""
     flt = parse_filter(request)
     since = time_param(request, "since")
     engine = request.app[ENGINE]
     store = engine.flow.queue_store
     key = request.headers.get("Idempotency-Key")
     tenant = scope(request) or "*"
-    if key is not None:
-        if not key or len(key) > MAX_IDEMPOTENCY_KEY:
-            raise ApiError(
-                400, "bad_header", f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters"
-            )
-        key = f"{action}:{key}"
-        stored = await store.operation(tenant, key)
-        if stored is not None:
-            return web.Response(
-                body=stored, content_type="application/json", headers={"Idempotent-Replay": "true"}
-            )
-    changed = await engine.actions.bulk(flt, action, since)
+    if key is None:
+        changed = await engine.actions.bulk(flt, action, since)
+        return json_response({"action": action, "changed": changed})
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise ApiError(
+            400, "bad_header", f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters"
+        )
+    key = f"{action}:{key}"
+    stored = await store.begin_operation(tenant, key, time.time())
+    if stored == b"":
+        raise ApiError(
+            409,
+            "in_progress",
+            "a call with this Idempotency-Key is still running; retry later for its answer",
+        )
+    if stored is not None:
+        return web.Response(
+            body=stored, content_type="application/json", headers={"Idempotent-Replay": "true"}
+        )
+    try:
+        changed = await engine.actions.bulk(flt, action, since)
+    except BaseException:
+        # No answer to keep: a retry may run it. (What it changed stays changed; cancel and
+        # retry are idempotent in effect.)
+        await asyncio.shield(store.abandon_operation(tenant, key))
+        raise
     answer = orjson.dumps({"action": action, "changed": changed})
-    if key is not None:
-        answer = await store.save_operation(tenant, key, answer, time.time())
+    await store.finish_operation(tenant, key, answer)
     return web.Response(body=answer, content_type="application/json")
 
 

@@ -6,7 +6,9 @@ its claims consult (distributed), and each engine a cache (engine/flow/controls.
 needs no row to exist: a missing row means the configured defaults.
 
 The results of bulk operations are kept here too, by (tenant, Idempotency-Key), so a retried
-``POST /api/v1/tasks/cancel`` answers what the first call did instead of doing it again.
+``POST /api/v1/tasks/cancel`` answers what the first call did instead of doing it again; a
+call is recorded as begun before it runs, so a retry while it still runs is told so instead
+of running it a second time.
 """
 
 from __future__ import annotations
@@ -60,16 +62,23 @@ class QueueStore(abc.ABC):
         tasks), and the run_at of the oldest queued task; ``tenant`` None = all tenants."""
         return sorted(await self._depths(tenant), key=lambda d: d.queue)
 
-    async def operation(self, tenant: str, key: str) -> bytes | None:
-        """The stored answer (JSON) of the bulk operation done under this key, if any."""
-        return await self._operation(tenant, key)
+    async def begin_operation(self, tenant: str, key: str, now: float) -> bytes | None:
+        """None: this call owns the key (it runs, then ``finish_operation`` or
+        ``abandon_operation``); else the answer of the call that owns it: its JSON, or b""
+        while it still runs."""
+        return await self._begin_operation(tenant, key, now)
 
-    async def save_operation(self, tenant: str, key: str, answer: bytes, now: float) -> bytes:
-        """Keep an operation's answer; if a concurrent call stored one first, return that."""
-        return await self._save_operation(tenant, key, answer, now)
+    async def finish_operation(self, tenant: str, key: str, answer: bytes) -> None:
+        await self._finish_operation(tenant, key, answer)
 
-    async def forget_operations(self, before: float) -> int:
-        return await self._forget_operations(before)
+    async def abandon_operation(self, tenant: str, key: str) -> None:
+        """The call failed before it had an answer: a retry may run it."""
+        await self._abandon_operation(tenant, key)
+
+    async def forget_operations(self, before: float, running_before: float) -> int:
+        """Delete answers kept since before ``before``, and marks of calls begun before
+        ``running_before`` that never finished (their process died): a retry may run then."""
+        return await self._forget_operations(before, running_before)
 
     @abc.abstractmethod
     async def _controls(self) -> Sequence[QueueControl]: ...
@@ -81,13 +90,16 @@ class QueueStore(abc.ABC):
     async def _depths(self, tenant: str | None) -> Sequence[QueueDepth]: ...
 
     @abc.abstractmethod
-    async def _operation(self, tenant: str, key: str) -> bytes | None: ...
+    async def _begin_operation(self, tenant: str, key: str, now: float) -> bytes | None: ...
 
     @abc.abstractmethod
-    async def _save_operation(self, tenant: str, key: str, answer: bytes, now: float) -> bytes: ...
+    async def _finish_operation(self, tenant: str, key: str, answer: bytes) -> None: ...
 
     @abc.abstractmethod
-    async def _forget_operations(self, before: float) -> int: ...
+    async def _abandon_operation(self, tenant: str, key: str) -> None: ...
+
+    @abc.abstractmethod
+    async def _forget_operations(self, before: float, running_before: float) -> int: ...
 
 
 def depths_from_rows(rows: Sequence[Sequence[object]]) -> list[QueueDepth]:

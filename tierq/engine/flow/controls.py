@@ -35,6 +35,8 @@ RESYNC_S = 30.0
 # Answers of bulk operations are kept this long for a retried call with the same
 # Idempotency-Key; older ones are deleted at each re-synchronisation.
 OPERATION_ANSWER_KEEP_S = 86_400.0
+# A call marked as running this long has died with its process: its key is given back.
+OPERATION_RUNNING_MAX_S = 3_600.0
 
 Publish = Callable[[Batch], Awaitable[None]]
 FlowEvent = Callable[..., Batch]
@@ -130,7 +132,10 @@ class QueueControls(Service):
     async def run_once(self) -> None:
         self._reload = False
         await self.load()
-        await self._store.forget_operations(self._clock() - OPERATION_ANSWER_KEEP_S)
+        now = self._clock()
+        await self._store.forget_operations(
+            now - OPERATION_ANSWER_KEEP_S, now - OPERATION_RUNNING_MAX_S
+        )
 
     def _apply(self, controls: dict[str, QueueControl]) -> None:
         before = self._controls

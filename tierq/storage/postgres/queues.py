@@ -13,7 +13,9 @@ _CONTROLS = sql("queues_controls")
 _CONTROL_SAVE = sql("queues_control_save")
 _DEPTHS = sql("queues_depths")
 _OPERATION = sql("queues_operation")
-_OPERATION_SAVE = sql("queues_operation_save")
+_OPERATION_BEGIN = sql("queues_operation_begin")
+_OPERATION_FINISH = sql("queues_operation_finish")
+_OPERATION_ABANDON = sql("queues_operation_abandon")
 _OPERATIONS_FORGET = sql("queues_operations_forget")
 
 
@@ -47,14 +49,19 @@ class PostgresQueueStore(QueueStore):
     async def _depths(self, tenant: str | None) -> Sequence[QueueDepth]:
         return depths_from_rows([tuple(r) for r in await self._call("fetch", _DEPTHS, tenant)])
 
-    async def _operation(self, tenant: str, key: str) -> bytes | None:
+    async def _begin_operation(self, tenant: str, key: str, now: float) -> bytes | None:
+        if await self._call("fetchval", _OPERATION_BEGIN, tenant, key, now) == 1:
+            return None
         answer = await self._call("fetchval", _OPERATION, tenant, key)
-        return None if answer is None else str(answer).encode()
+        # Deleted between the two statements (abandoned): the retry may run it then.
+        return b"" if answer is None else str(answer).encode()
 
-    async def _save_operation(self, tenant: str, key: str, answer: bytes, now: float) -> bytes:
-        stored = await self._call("fetchval", _OPERATION_SAVE, tenant, key, answer.decode(), now)
-        return str(stored).encode()
+    async def _finish_operation(self, tenant: str, key: str, answer: bytes) -> None:
+        await self._call("execute", _OPERATION_FINISH, tenant, key, answer.decode())
 
-    async def _forget_operations(self, before: float) -> int:
-        status = await self._call("execute", _OPERATIONS_FORGET, before)
+    async def _abandon_operation(self, tenant: str, key: str) -> None:
+        await self._call("execute", _OPERATION_ABANDON, tenant, key)
+
+    async def _forget_operations(self, before: float, running_before: float) -> int:
+        status = await self._call("execute", _OPERATIONS_FORGET, before, running_before)
         return int(str(status).split()[-1])

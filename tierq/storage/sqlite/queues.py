@@ -36,20 +36,27 @@ class SQLiteQueueStore(QueueStore):
         rows = await self._record._read(lambda c: c.execute(_SQL["depths"], (tenant,)).fetchall())
         return depths_from_rows(rows)
 
-    async def _operation(self, tenant: str, key: str) -> bytes | None:
-        row = await self._record._read(
-            lambda c: c.execute(_SQL["operation"], (tenant, key)).fetchone()
-        )
-        return None if row is None else bytes(row[0])
-
-    async def _save_operation(self, tenant: str, key: str, answer: bytes, now: float) -> bytes:
-        def job(conn: sqlite3.Connection) -> bytes:
-            conn.execute(_SQL["operation_save"], (tenant, key, answer, now))
+    async def _begin_operation(self, tenant: str, key: str, now: float) -> bytes | None:
+        def job(conn: sqlite3.Connection) -> bytes | None:
+            if conn.execute(_SQL["operation_begin"], (tenant, key, now)).rowcount == 1:
+                return None
             return bytes(conn.execute(_SQL["operation"], (tenant, key)).fetchone()[0])
 
         return await self._record._write(job, urgent=True)
 
-    async def _forget_operations(self, before: float) -> int:
+    async def _finish_operation(self, tenant: str, key: str, answer: bytes) -> None:
+        await self._record._write(
+            lambda conn: conn.execute(_SQL["operation_finish"], (tenant, key, answer)),
+            urgent=True,
+        )
+
+    async def _abandon_operation(self, tenant: str, key: str) -> None:
+        await self._record._write(
+            lambda conn: conn.execute(_SQL["operation_abandon"], (tenant, key)), urgent=True
+        )
+
+    async def _forget_operations(self, before: float, running_before: float) -> int:
+        args = (before, running_before)
         return await self._record._write(
-            lambda conn: conn.execute(_SQL["operations_forget"], (before,)).rowcount
+            lambda conn: conn.execute(_SQL["operations_forget"], args).rowcount
         )

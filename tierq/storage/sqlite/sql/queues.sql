@@ -20,9 +20,17 @@ GROUP BY queue, state
 -- name: operation
 SELECT answer FROM bulk_operations WHERE tenant = ?1 AND key = ?2
 
--- name: operation_save
-INSERT INTO bulk_operations (tenant, key, answer, created_at) VALUES (?1, ?2, ?3, ?4)
+-- name: operation_begin
+-- An empty answer: the call that inserted it is still running.
+INSERT INTO bulk_operations (tenant, key, answer, created_at) VALUES (?1, ?2, X'', ?3)
 ON CONFLICT (tenant, key) DO NOTHING
 
+-- name: operation_finish
+UPDATE bulk_operations SET answer = ?3 WHERE tenant = ?1 AND key = ?2
+
+-- name: operation_abandon
+DELETE FROM bulk_operations WHERE tenant = ?1 AND key = ?2 AND length(answer) = 0
+
 -- name: operations_forget
-DELETE FROM bulk_operations WHERE created_at < ?1
+DELETE FROM bulk_operations
+WHERE created_at < ?1 OR (length(answer) = 0 AND created_at < ?2)

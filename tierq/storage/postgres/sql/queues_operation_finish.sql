@@ -1,0 +1,1 @@
+UPDATE bulk_operations SET answer = $3 WHERE tenant = $1 AND key = $2
