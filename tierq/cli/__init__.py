@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import gc
 import logging
 import signal
@@ -16,15 +17,19 @@ from aiohttp import web
 
 from tierq.cli import access as cli_access
 from tierq.cli import schedules as cli_schedules
-from tierq.config import ConfigError, Settings, from_env
+from tierq.config import ConfigError, Settings, from_env, from_sources
+from tierq.config.file import example as example_file
 
 log = logging.getLogger("tierq")
+# Shown as "(hidden)" by ``tierq settings --config``: secrets are never printed.
+SECRET_SETTINGS = frozenset({"smtp_password", "webhook_secret", "jwt_key"})
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierq", description="tierq task queue")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="run the API, the engine and its workers")
+    serve.add_argument("--config", help="settings file (TOML); variables and flags override it")
     serve.add_argument("--host", help="bind address (TIERQ_HOST)")
     serve.add_argument("--port", type=int, help="port (TIERQ_PORT)")
     serve.add_argument("--workers", type=int, help="asyncio workers (TIERQ_WORKERS)")
@@ -41,8 +46,15 @@ def _parser() -> argparse.ArgumentParser:
         help="serve any address without credentials (TIERQ_INSECURE_NO_AUTH)",
     )
     migrate = sub.add_parser("migrate", help="apply record-store migrations and exit")
+    migrate.add_argument("--config", help="settings file (TOML)")
     migrate.add_argument("--database-url", help="record tier (TIERQ_DATABASE_URL)")
-    sub.add_parser("settings", help="list every setting, its variable and default")
+    settings = sub.add_parser("settings", help="list every setting, its variable and default")
+    settings.add_argument(
+        "--config", help="also read this file: show each value and where it came from"
+    )
+    settings.add_argument(
+        "--example", action="store_true", help="print a settings file with every setting"
+    )
     cli_schedules.add_parser(sub)
     cli_access.add_parsers(sub)
     return parser
@@ -62,6 +74,26 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
         "insecure_no_auth",
     )
     return {k: getattr(args, k) for k in keys if getattr(args, k, None) is not None}
+
+
+def _settings(args: argparse.Namespace) -> int:
+    if args.example:
+        print(example_file())
+        return 0
+    if not args.config:
+        for env, default, doc in Settings.describe():
+            print(f"{env:28} default {default:24} {doc}")
+        return 0
+    try:
+        settings, sources = from_sources(config=args.config)
+    except ConfigError as exc:
+        print(f"tierq: configuration error: {exc}", file=sys.stderr)
+        return 2
+    for field in dataclasses.fields(settings):
+        value = getattr(settings, field.name)
+        shown = "(hidden)" if field.name in SECRET_SETTINGS and value else repr(value)
+        print(f"{field.name:32} {shown:40} {sources.get(field.name, 'default')}")
+    return 0
 
 
 def _setup_logging(level: str) -> None:
@@ -158,11 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "schedules":
         return cli_schedules.run(args)
     if args.command == "settings":
-        for env, default, doc in Settings.describe():
-            print(f"{env:28} default {default:24} {doc}")
-        return 0
+        return _settings(args)
     try:
-        settings = from_env(overrides=_overrides(args))
+        settings = from_env(overrides=_overrides(args), config=getattr(args, "config", None))
     except ConfigError as exc:
         print(f"tierq: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,7 @@
-"""Settings: one frozen, typed object built from defaults, ``TIERQ_*`` variables and flags
-(``settings.py``), checked at construction (``checks.py``)."""
+"""Settings: one frozen, typed object built from defaults, a settings file (``file.py``),
+``TIERQ_*`` variables and flags (``settings.py``), checked at construction (``checks.py``)."""
 
 from tierq.config.errors import ConfigError
-from tierq.config.settings import Settings, from_env, from_mapping
+from tierq.config.settings import Settings, from_env, from_mapping, from_sources
 
-__all__ = ["ConfigError", "Settings", "from_env", "from_mapping"]
+__all__ = ["ConfigError", "Settings", "from_env", "from_mapping", "from_sources"]

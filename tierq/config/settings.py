@@ -1,4 +1,5 @@
-"""Settings: one frozen, typed object built from defaults, ``TIERQ_*`` variables and flags.
+"""Settings: one frozen, typed object built from defaults, a settings file (``file.py``),
+``TIERQ_*`` variables and flags.
 
 Every field documents its meaning, special values and default. Unknown ``TIERQ_*`` variables
 and malformed values stop start-up with a one-line error naming the setting: a setting that is
@@ -14,6 +15,7 @@ from typing import Any
 
 from tierq.config.checks import validate
 from tierq.config.errors import ENV_PREFIX, TEST_PREFIX, ConfigError
+from tierq.config.file import load as load_file
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -539,14 +541,37 @@ def from_mapping(values: Mapping[str, Any]) -> Settings:
 
 
 def from_env(
-    environ: Mapping[str, str] | None = None, overrides: Mapping[str, Any] | None = None
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    config: str | None = None,
 ) -> Settings:
-    """Defaults, then ``TIERQ_*`` variables, then ``overrides`` (command-line flags)."""
+    """Defaults, then the ``config`` file, then ``TIERQ_*`` variables, then ``overrides``
+    (command-line flags)."""
+    return from_sources(environ, overrides, config)[0]
+
+
+def from_sources(
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    config: str | None = None,
+) -> tuple[Settings, dict[str, str]]:
+    """As ``from_env``, and where each setting that is not a default came from (a file's
+    ``path:line``, the variable's name, or ``flag``)."""
     env = os.environ if environ is None else environ
     values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if config:
+        found, lines = load_file(config)
+        values.update(found)
+        sources.update({key: f"{config}:{lines[key]}" for key in found})
     for key, value in env.items():
         # TIERQ_TEST_* is the test suite's namespace (service URLs), never a server setting.
         if key.startswith(ENV_PREFIX) and not key.startswith(TEST_PREFIX):
-            values[key[len(ENV_PREFIX) :].lower()] = value
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return from_mapping(values)
+            name = key[len(ENV_PREFIX) :].lower()
+            values[name] = value
+            sources[name] = key
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+            sources[key] = "flag"
+    return from_mapping(values), sources
