@@ -283,3 +283,20 @@ async def test_a_task_answers_to_the_breaker_it_names(
     resp = await client.post("/api/v1/tasks", json={"type": "noop", "breaker": "no spaces"})
     error = await expect_error(resp, 422)
     assert error["details"]["path"] == "$.breaker"
+
+
+async def test_odd_requests_get_a_4xx_with_the_error_shape(client: Client) -> None:
+    json_headers = {"Content-Type": "application/json"}
+    for body, status in ((b"null", 422), (b"[1]", 422), (b'"x"', 422), (b"{}", 200)):
+        resp = await client.patch("/api/v1/queues/q", data=body, headers=json_headers)
+        if status == 200:
+            assert resp.status == 200
+        else:
+            await expect_error(resp, status)
+    await expect_error(await client.post("/api/v1/queues/" + "q" * 201 + "/pause"), 400)
+    await expect_error(await client.post("/api/v1/tasks/cancel?status=nope"), 400)
+    await expect_error(await client.post("/api/v1/tasks/retry?since=yesterday"), 400)
+    resp = await client.post("/api/v1/tasks/retry", headers={"Idempotency-Key": "k" * 201})
+    await expect_error(resp, 400)
+    resp = await client.get("/api/v1/breakers")
+    assert (await resp.json()) == {"enabled": True, "items": []}
