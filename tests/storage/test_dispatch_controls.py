@@ -106,3 +106,16 @@ async def test_after_a_data_loss_acks_wait_for_the_reclaim(dispatch: RedisDispat
     await dispatch.enqueue_many([other], None, NOW)
     (taken,) = await dispatch.claim("b", 1, NOW)
     assert await dispatch.reclaim("a", [(taken, taken.attempt + 1)], NOW) == [taken.id]
+
+
+async def test_a_rebuild_never_takes_an_acked_task_back(dispatch: RedisDispatch) -> None:
+    """A rebuild's read of the record tier may predate a terminal ack: offering that task
+    again must not make it live (an explicit retry does: take_back)."""
+    task = record_task(NOW)
+    await dispatch.enqueue_many([task], None, NOW)
+    (got,) = await dispatch.claim("a", 1, NOW)
+    await dispatch.ack_many("a", [Ack(got.id, got.attempt + 1, TaskState.SUCCEEDED)], NOW)
+    await dispatch.enqueue_many([task], None, NOW, take_back=False)
+    assert await dispatch.claim("b", 1, NOW) == []
+    await dispatch.enqueue_many([task], None, NOW)  # a retry
+    assert [t.id for t in await dispatch.claim("b", 1, NOW)] == [task.id]

@@ -45,6 +45,7 @@ class DispatchRepair:
         self.generation = ""  # the dispatch tier's generation this replica last saw
         self.needs_rebuild = False  # a write-through failed: offer the record tier again
         self._unreleased: list[str] = []  # leases Redis may hold for us after a failed call
+        self._reclaimed: set[str] = set()  # leased back after a data loss: not to rebuild
 
     async def open(self) -> None:
         """Start-up: learn the generation; rebuild when this replica is the first to see the
@@ -138,6 +139,7 @@ class DispatchRepair:
                 raise
         if self.needs_rebuild:
             await self.rebuild()
+        self._reclaimed = set()  # rebuilt (or another replica rebuilds): nothing to skip
 
     async def _reclaim(self) -> None:
         """Lease back, in the new generation, everything this replica still holds (queued,
@@ -156,6 +158,7 @@ class DispatchRepair:
             if task is not None:
                 tokens[ack.task_id] = (task, ack.attempt)
         taken = await self._dispatch.reclaim(self._node_id, list(tokens.values()), self._clock())
+        self._reclaimed = set(tokens) - set(taken)
         dropped = 0
         for task_id in taken:
             task = self._held.get(task_id)
@@ -205,6 +208,9 @@ class DispatchRepair:
         total = 0
         live = (TaskState.QUEUED, TaskState.SCHEDULED, TaskState.RUNNING)
         async for page in self._store.task_scan(live):
-            await self._dispatch.enqueue_many(page, None, self._clock())
-            total += len(page)
+            # What this replica reclaimed is leased to it already; reading the record tier
+            # may predate its terminal ack (a rebuild never takes an acked task back either).
+            offered = [t for t in page if t.id not in self._reclaimed]
+            await self._dispatch.enqueue_many(offered, None, self._clock(), take_back=False)
+            total += len(offered)
         return total

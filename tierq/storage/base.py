@@ -386,15 +386,17 @@ class Dispatch(abc.ABC):
     async def close(self) -> None: ...
 
     async def enqueue_many(
-        self, tasks: Sequence[Task], lease_owner: str | None, now: float
+        self, tasks: Sequence[Task], lease_owner: str | None, now: float, take_back: bool = True
     ) -> list[str]:
         """Add tasks. With ``lease_owner`` they are leased to it at once (it has room for them
         in its memory tier), except those of a queue with controls (paused, limits), which
         only a claim may hand out: their ids are returned. Tasks not leased go to the ready
-        set if due, else to the delayed set. Tasks already known are not added twice."""
+        set if due, else to the delayed set. Tasks already known are not added twice; one acked
+        as terminal and not yet confirmed is made live again only with ``take_back`` (an
+        explicit retry; never a rebuild, whose read of the record tier may be older)."""
         if not tasks:
             return []
-        return await self._enqueue_many(tasks, lease_owner, now)
+        return await self._enqueue_many(tasks, lease_owner, now, take_back)
 
     async def claim(
         self, owner: str, limit: int, now: float, skip_queues: Sequence[str] = ()
@@ -487,7 +489,7 @@ class Dispatch(abc.ABC):
 
     @abc.abstractmethod
     async def _enqueue_many(
-        self, tasks: Sequence[Task], lease_owner: str | None, now: float
+        self, tasks: Sequence[Task], lease_owner: str | None, now: float, take_back: bool
     ) -> list[str]: ...
 
     @abc.abstractmethod

@@ -41,7 +41,7 @@ class InProcessDispatch(Dispatch):
         return None
 
     async def _enqueue_many(
-        self, tasks: Sequence[Task], lease_owner: str | None, now: float
+        self, tasks: Sequence[Task], lease_owner: str | None, now: float, take_back: bool
     ) -> list[str]:
         # The record insert already stored each task with its lease (or none): nothing to add.
         return []

@@ -144,10 +144,10 @@ class InstrumentedDispatch(Dispatch):
         await self._timed("close", self.inner.close())
 
     async def _enqueue_many(
-        self, tasks: Sequence[Task], lease_owner: str | None, now: float
+        self, tasks: Sequence[Task], lease_owner: str | None, now: float, take_back: bool
     ) -> list[str]:
         return await self._timed(
-            "enqueue", self.inner._enqueue_many(tasks, lease_owner, now), len(tasks)
+            "enqueue", self.inner._enqueue_many(tasks, lease_owner, now, take_back), len(tasks)
         )
 
     async def _claim(self, owner: str, limit: int, now: float, skip: Sequence[str]) -> list[Task]:

@@ -174,7 +174,7 @@ class RedisDispatch(Liveness, Dispatch):
     # ---- writes ------------------------------------------------------------------------
 
     async def _enqueue_many(
-        self, tasks: Sequence[Task], lease_owner: str | None, now: float
+        self, tasks: Sequence[Task], lease_owner: str | None, now: float, take_back: bool
     ) -> list[str]:
         by_queue = await offload.build(_enqueue_args, tasks)
         cmds: list[Command] = [("SADD", self.keys.queues, *by_queue)]
@@ -186,7 +186,8 @@ class RedisDispatch(Liveness, Dispatch):
             qk = self.keys.queue(queue)
             keys = [*qk.core, qk.owned(owner), qk.control]
             for part in chunks(args, 5):
-                cmds.append(self._eval("enqueue", keys, [now, owner, wake, *part]))
+                args = [now, owner, wake, "1" if take_back else "0", *part]
+                cmds.append(self._eval("enqueue", keys, args))
         results = await self._run(cmds)
         unleased = [i.decode() for r in results[2 if lease_owner else 1 :] for i in r]
         if lease_owner:

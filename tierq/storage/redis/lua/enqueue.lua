@@ -1,10 +1,11 @@
 -- KEYS: ready, delayed, lease, body, meta, owned(lease_owner or unused), control
--- ARGV: now, lease_owner ('' = none), wake channel,
+-- ARGV: now, lease_owner ('' = none), wake channel, take back ('1' or '0'),
 --       then per task: id, member, run_at, attempt, body
 -- A live task already here (leased, ready or delayed) is skipped: re-enqueueing from the
 -- record tier must never duplicate or reset it. A task acked as terminal but not yet
--- confirmed is taken back (an explicit retry that raced the confirm): it becomes live again
--- with its stored attempt never lowered, and confirm.lua then leaves it alone.
+-- confirmed is taken back when asked (an explicit retry that raced the confirm): it becomes
+-- live again with its stored attempt never lowered, and confirm.lua then leaves it alone. A
+-- rebuild never asks: its record-tier read may predate that terminal ack.
 -- A queue with controls (paused, max_running, a rate: see claim.lua) leases nothing here: its
 -- tasks go to ready or delayed for a claim, which counts them against the limits.
 -- Returns the ids added without the lease asked for (a controlled queue).
@@ -19,11 +20,13 @@ end
 local metas, ready, delayed, leases, owned, refused = {}, {}, {}, {}, {}, {}
 -- Ids added by this call: their meta is written at the end, so in_place cannot see them yet.
 local seen = {}
-for i = 4, #ARGV, 5 do
+local take_back = ARGV[4] == '1'
+for i = 5, #ARGV, 5 do
   local id = ARGV[i]
   local attempt = ARGV[i + 3]
   local fresh = redis.call('HSETNX', KEYS[4], id, ARGV[i + 4]) == 1
-  if not fresh and not seen[id] and not in_place(KEYS[1], KEYS[2], KEYS[3], KEYS[5], id) then
+  if not fresh and take_back and not seen[id]
+    and not in_place(KEYS[1], KEYS[2], KEYS[3], KEYS[5], id) then
     local meta = redis.call('HGET', KEYS[5], id)
     if meta then
       local stored = split_meta(meta)
