@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +103,12 @@ class QueueStore(abc.ABC):
     async def _forget_operations(self, before: float, running_before: float) -> int: ...
 
 
-def depths_from_rows(rows: Sequence[Sequence[object]]) -> list[QueueDepth]:
+def depths_from_rows(rows: Sequence[Sequence[Any]]) -> list[QueueDepth]:
     """(queue, state, count, min run_at of queued) rows -> one QueueDepth per queue."""
-    by_queue: dict[str, QueueDepth] = {}
-    for queue, state, count, oldest in rows:
-        depth = by_queue.get(str(queue))
-        if depth is None:
-            depth = by_queue[str(queue)] = QueueDepth(str(queue), {}, None)
-        depth.counts[str(state)] = int(count)  # type: ignore[call-overload]
-        if state == "queued" and oldest is not None:
-            by_queue[str(queue)] = QueueDepth(depth.queue, depth.counts, float(oldest))  # type: ignore[arg-type]
-    return list(by_queue.values())
+    counts: dict[str, dict[str, int]] = {}
+    oldest: dict[str, float] = {}
+    for queue, state, count, first in rows:
+        counts.setdefault(str(queue), {})[str(state)] = int(count)
+        if state == "queued" and first is not None:
+            oldest[str(queue)] = float(first)
+    return [QueueDepth(q, c, oldest.get(q)) for q, c in counts.items()]
