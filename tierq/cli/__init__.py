@@ -18,7 +18,7 @@ from aiohttp import web
 from tierq.cli import access as cli_access
 from tierq.cli import schedules as cli_schedules
 from tierq.config import ConfigError, Settings, from_env, from_sources
-from tierq.config.file import example as example_file
+from tierq.config.settings import example_file
 
 log = logging.getLogger("tierq")
 # Shown as "(hidden)" by ``tierq settings --config``: secrets are never printed.

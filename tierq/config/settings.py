@@ -15,6 +15,7 @@ from typing import Any
 
 from tierq.config.checks import validate
 from tierq.config.errors import ENV_PREFIX, TEST_PREFIX, ConfigError
+from tierq.config.file import example as _example
 from tierq.config.file import load as load_file
 
 
@@ -561,7 +562,7 @@ def from_sources(
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     if config:
-        found, lines = load_file(config)
+        found, lines = load_file(config, _FIELDS)
         values.update(found)
         sources.update({key: f"{config}:{lines[key]}" for key in found})
     for key, value in env.items():
@@ -575,3 +576,8 @@ def from_sources(
             values[key] = value
             sources[key] = "flag"
     return from_mapping(values), sources
+
+
+def example_file() -> str:
+    """A settings file listing every setting with its documentation and default."""
+    return _example(fields(Settings))
