@@ -21,6 +21,8 @@ from tierq.api.table import add_routes, by_method_and_path
 from tierq.config import Settings
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import build_registry, close_registry
+from tierq.logs import REQUEST_ID as LOG_REQUEST_ID
+from tierq.logs import set_node as set_log_node
 from tierq.metrics import Metrics
 from tierq.storage.base import RecordStore
 from tierq.storage.factory import (
@@ -56,13 +58,15 @@ def build_engine(settings: Settings, metrics: Metrics) -> Engine:
     raw_dispatch = make_dispatch(settings, store)
     dispatch = instrument_dispatch(raw_dispatch, metrics)
     registry = build_registry(settings)
+    node_id = settings.node_id or default_node_id()
+    set_log_node(node_id)
     return Engine(
         settings,
         store,
         dispatch,
         registry,
         metrics,
-        node_id=settings.node_id or default_node_id(),
+        node_id=node_id,
         event_log=make_event_log(settings),
         notification_store=make_notification_store(backend),
         event_sink=make_event_sink(settings),
@@ -107,6 +111,7 @@ def edge_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[valid-t
             f"{_REQUEST_PREFIX}-{next(_request_numbers):x}"
         )
         request[REQUEST_ID] = request_id = request_id[:64]
+        LOG_REQUEST_ID.set(request_id)  # this request's task only: its log lines carry it
         try:
             response = await handler(request)
         except web.HTTPException as exc:

@@ -19,6 +19,7 @@ from tierq.cli import access as cli_access
 from tierq.cli import schedules as cli_schedules
 from tierq.config import ConfigError, Settings, from_env, from_sources
 from tierq.config.settings import example_file
+from tierq.logs import setup as setup_logging
 
 log = logging.getLogger("tierq")
 # Shown as "(hidden)" by ``tierq settings --config``: secrets are never printed.
@@ -94,14 +95,6 @@ def _settings(args: argparse.Namespace) -> int:
         shown = "(hidden)" if field.name in SECRET_SETTINGS and value else repr(value)
         print(f"{field.name:32} {shown:40} {sources.get(field.name, 'default')}")
     return 0
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
 
 
 GC_YOUNG_THRESHOLD = 20_000
@@ -196,7 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"tierq: configuration error: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format, settings.log_levels, settings.node_id)
     try:
         if args.command in ("keys", "audit"):
             return cli_access.run(args, settings)

@@ -113,6 +113,12 @@ def validate(s: Any) -> None:
         "log_level",
         "must be DEBUG, INFO, WARNING or ERROR",
     )
+    check(s.log_format in ("auto", "json", "text"), "log_format", "must be auto, json or text")
+    if s.log_levels:
+        try:
+            parse_levels(s.log_levels)
+        except ValueError as exc:
+            check(False, "log_levels", str(exc))
 
 
 def is_webhook_secret(key: str) -> bool:
@@ -273,3 +279,18 @@ def parse_queue_limit(spec: Any, where: str, partial: QueueLimit | None = None) 
                 raise ValueError(f"{prefix}rate.per_seconds: must be a number > 0")
             limit, per = n, float(seconds)
     return max_running, limit, per
+
+
+def parse_levels(text: str) -> dict[str, str]:
+    """``tierq.flow=DEBUG,aiohttp.access=WARNING`` -> {logger: level}; ValueError naming the
+    entry that is not ``logger=LEVEL`` with a known level."""
+    levels: dict[str, str] = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        name, sep, level = entry.partition("=")
+        level = level.strip().upper()
+        if not sep or not name.strip() or level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ValueError(f"{entry!r} is not logger=DEBUG|INFO|WARNING|ERROR")
+        levels[name.strip()] = level
+    return levels

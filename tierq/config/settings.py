@@ -125,6 +125,21 @@ class Settings:
         default="", metadata=_doc("Replica name in leases and /health/workers. Empty = generated.")
     )
     log_level: str = field(default="INFO", metadata=_doc("Python logging level."))
+    log_format: str = field(
+        default="auto",
+        metadata=_doc(
+            "Log lines: json (one object per line: time, level, logger, message, node, "
+            "request_id, task_id, attempt, tenant), text, or auto (text on a terminal, else "
+            "json)."
+        ),
+    )
+    log_levels: str = field(
+        default="",
+        metadata=_doc(
+            "Levels per logger over log_level, comma-separated: "
+            "tierq.flow=DEBUG,aiohttp.access=WARNING."
+        ),
+    )
     retention_succeeded_s: float = field(
         default=7 * 86_400.0,
         metadata=_doc("Succeeded tasks are deleted this long after they finished. 0 = kept."),
@@ -521,7 +536,7 @@ def _coerce(name: str, raw: Any) -> Any:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}: cannot parse {raw!r} ({exc})") from None
     if name in ("sqlite_synchronous", "log_level"):
         return text.upper()
-    if name in ("smtp_tls", "auth"):
+    if name in ("smtp_tls", "auth", "log_format"):
         return text.lower()
     return text
 

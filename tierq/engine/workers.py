@@ -33,6 +33,8 @@ from tierq.engine.handlers.base import (
 from tierq.engine.held import HeldTasks
 from tierq.engine.instruments import EngineMetrics
 from tierq.engine.leases import LeaseClock
+from tierq.logs import ATTEMPT as LOG_ATTEMPT
+from tierq.logs import TASK_ID as LOG_TASK_ID
 from tierq.model import Outcome, Task, TaskState, Transition
 from tierq.storage.base import Ack
 
@@ -164,9 +166,14 @@ class WorkerPool:
             self.busy += 1
             self._running.add(task.id)
             verdict: bool | None = None
+            # Every log line of the attempt (the handler's too) names the task and attempt.
+            logged_task = LOG_TASK_ID.set(task.id)
+            logged_attempt = LOG_ATTEMPT.set(task.attempt + 1)
             try:
                 verdict = await self._attempt(task, name, probe)
             finally:
+                LOG_TASK_ID.reset(logged_task)
+                LOG_ATTEMPT.reset(logged_attempt)
                 self._running.discard(task.id)
                 self.busy -= 1
                 memory.finished()

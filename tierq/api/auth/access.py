@@ -29,6 +29,7 @@ from tierq.api.errors import REQUEST_ID, ApiError, Handler, to_response
 from tierq.api.permissions import ANONYMOUS, Permission, Principal, RateClass, rate_class
 from tierq.api.routing import Route
 from tierq.config import Settings
+from tierq.logs import TENANT as LOG_TENANT
 from tierq.metrics import Metrics
 from tierq.model import AuditEntry
 from tierq.storage.audit import AuditStore
@@ -296,6 +297,7 @@ def access_middleware(table: dict[tuple[str, str], Route]) -> web.middleware:  #
         acc = request.app[ACCESS]
         principal = await acc.identify(request, route)
         request[PRINCIPAL] = principal
+        LOG_TENANT.set(principal.tenant)
         kind = rate_class(route.permission)
         if kind is not None:
             await acc.admit(request, principal, kind, 1)
