@@ -134,6 +134,7 @@ class ProbeServer:
         self.delay_s = delay_s
         self.down = False
         self.calls: list[tuple[float, bool]] = []  # (time, answered while down)
+        self.request_ids: list[str | None] = []  # the X-Request-ID of each call
         self.running = 0
         self.max_running = 0
         self._runner: web.AppRunner | None = None
@@ -141,6 +142,7 @@ class ProbeServer:
 
     async def _handle(self, request: web.Request) -> web.Response:
         self.calls.append((time.time(), self.down))
+        self.request_ids.append(request.headers.get("X-Request-ID"))
         self.running += 1
         self.max_running = max(self.max_running, self.running)
         try:

@@ -16,6 +16,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tests.api.conftest import BASE_SETTINGS
 from tests.helpers import make_task, submit, wait_for
 from tierq.api.app import build_engine, create_app
+from tierq.api.routes import ENGINE
 from tierq.config import ConfigError, from_mapping
 from tierq.engine.handlers import close_registry
 from tierq.engine.handlers.base import Handler, TaskContext
@@ -99,6 +100,36 @@ async def test_a_handlers_lines_name_its_task_and_attempt(tmp_path: Path, lines:
         await close_registry(engine.registry)
     (line,) = [d for d in lines.docs if d["message"] == "working"]
     assert (line["task_id"], line["attempt"], line["node"]) == (task_id, 1, "test-node")
+    assert "request_id" not in line  # submitted by no request
+
+
+async def test_an_attempts_lines_name_the_request_that_submitted_it(
+    tmp_path: Path, lines: Lines
+) -> None:
+    settings = from_mapping(
+        {**BASE_SETTINGS, "database_url": "sqlite:///" + str(tmp_path / "t.db")}
+    )
+    client = TestClient(TestServer(create_app(settings)))
+    await client.start_server()
+    try:
+        engine = client.app[ENGINE]  # type: ignore[index]
+
+        async def chatty(ctx: TaskContext) -> Any:
+            logging.getLogger("myapp").info("working for %s", ctx.request_id)
+            return None
+
+        engine.registry.add(Handler(name="chatty", run=chatty))
+        resp = await client.post(
+            "/api/v1/tasks", json={"type": "chatty"}, headers={"X-Request-ID": "req-9"}
+        )
+        assert resp.status == 201
+        task_id = (await resp.json())["id"]
+        await wait_for(lambda: any(d["message"] == "working for req-9" for d in lines.docs), 5)
+    finally:
+        await client.close()
+    (line,) = [d for d in lines.docs if d["message"] == "working for req-9"]
+    assert line["request_id"] == "req-9"
+    assert line["task_id"] == task_id
 
 
 async def test_a_requests_lines_name_it_and_its_tenant(tmp_path: Path, lines: Lines) -> None:

@@ -138,6 +138,9 @@ class Task:
     tenant: str = "default"
     # The circuit breaker this task answers to, if it names one (engine/flow/breakers.py).
     breaker: str | None = None
+    # The X-Request-ID of the request that submitted it: its handler gets it, its http calls
+    # and webhooks send it, and every log line of its attempts names it, on any replica.
+    request_id: str | None = None
 
     @property
     def sort_key(self) -> tuple[int, float, str]:

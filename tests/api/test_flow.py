@@ -300,3 +300,24 @@ async def test_odd_requests_get_a_4xx_with_the_error_shape(client: Client) -> No
     await expect_error(resp, 400)
     resp = await client.get("/api/v1/breakers")
     assert (await resp.json()) == {"enabled": True, "items": []}
+
+
+async def test_the_submitting_request_id_goes_with_the_task(
+    make_client: MakeClient, probe: ProbeServer
+) -> None:
+    client = await make_client(http_allow_private="127.0.0.1")
+    resp = await client.post(
+        "/api/v1/tasks",
+        json={"type": "http", "payload": {"url": probe.url}},
+        headers={"X-Request-ID": "req-42"},
+    )
+    task = await resp.json()
+    assert task["request_id"] == "req-42"
+    await wait_status(client, task["id"], "succeeded")
+    assert probe.request_ids == ["req-42"]  # sent on the task's own call
+    batch = await client.post("/api/v1/tasks/batch", json=[{"type": "noop"}] * 2)
+    generated = batch.headers["X-Request-ID"]
+    for task_id in (await batch.json())["ids"]:
+        assert (await (await client.get(f"/api/v1/tasks/{task_id}")).json())[
+            "request_id"
+        ] == generated

@@ -128,6 +128,7 @@ async def test_api3_server_owned_fields_cannot_be_set(client: Client) -> None:
         ("node", "n1"),
         ("id", str(uuid.uuid4())),
         ("lease_owner", "me"),
+        ("request_id", "forged"),  # taken from the submitting request's X-Request-ID
     ):
         resp = await client.post(TASKS, json={"type": "noop", field: value}, headers=auth(key))
         error = await expect_error(resp, 422, "validation_error")

@@ -64,11 +64,12 @@ async def test_an_operation_runs_once_per_key(record_store: RecordStore) -> None
 
 
 async def test_a_task_keeps_the_breaker_it_names(record_store: RecordStore) -> None:
-    named, plain = record_task(breaker="payments-api"), record_task()
+    named, plain = record_task(breaker="payments-api", request_id="req-1"), record_task()
     await record_store.task_insert_many([named, plain])
     got = {t.id: t for t in await record_store.task_get_many([named.id, plain.id])}
-    assert got[named.id].breaker == "payments-api"
-    assert got[plain.id].breaker is None
+    assert (got[named.id].breaker, got[named.id].request_id) == ("payments-api", "req-1")
+    assert (got[plain.id].breaker, got[plain.id].request_id) == (None, None)
     claimed = {t.id: t for t in await record_store.task_claim("me", 10, named.run_at + 1)}
     assert claimed[named.id].breaker == "payments-api"
+    assert claimed[named.id].request_id == "req-1"
     assert await record_store.task_claim("me", 10, named.run_at + 1, skip_queues=["default"]) == []

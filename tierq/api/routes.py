@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from tierq.api.auth.access import ACCESS, AUDIT_RESOURCE, PRINCIPAL, charge
-from tierq.api.errors import ApiError
+from tierq.api.errors import REQUEST_ID, ApiError
 from tierq.api.permissions import Permission
 from tierq.api.routing import Route
 from tierq.api.schemas import decode_tasks, encode, execution_out, task_out
@@ -81,7 +81,8 @@ async def submit_one(request: web.Request) -> web.Response:
     shed_load(request)
     specs = decode_tasks(await read_json_body(request), batch=False)
     owner = request[PRINCIPAL].owner
-    (result,) = await request.app[ENGINE].submit(specs, batch=False, tenant=owner)
+    engine = request.app[ENGINE]
+    (result,) = await engine.submit(specs, False, owner, request[REQUEST_ID])
     request[AUDIT_RESOURCE] = result.task.id
     return json_response(task_out(result.task), 201 if result.created else 200)
 
@@ -91,7 +92,7 @@ async def submit_batch(request: web.Request) -> web.Response:
     specs = decode_tasks(await read_json_body(request), batch=True)
     await charge(request, len(specs))
     owner = request[PRINCIPAL].owner
-    results = await request.app[ENGINE].submit(specs, batch=True, tenant=owner)
+    results = await request.app[ENGINE].submit(specs, True, owner, request[REQUEST_ID])
     request[AUDIT_RESOURCE] = f"{len(results)} tasks"
     existing = [i for i, r in enumerate(results) if not r.created]
     return json_response(

@@ -72,6 +72,7 @@ def task_out(task: Task) -> dict[str, Any]:
         "scheduled_for": iso(task.scheduled_for),  # the tick it was fired for
         "tenant": task.tenant,
         "breaker": task.breaker,  # the breaker it names (None: its type's or host's)
+        "request_id": task.request_id,  # the X-Request-ID of the request that submitted it
     }
 
 

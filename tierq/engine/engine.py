@@ -427,11 +427,11 @@ class Engine:
     # ---- submission ------------------------------------------------------------------------
 
     async def submit(
-        self, specs: Sequence[TaskIn], batch: bool, tenant: str = "default"
+        self, specs: Sequence[TaskIn], batch: bool, tenant: str = "default", request: str = ""
     ) -> list[Submitted]:
         """Validate decoded task specs, build the tasks (ids, times, initial state) of
-        ``tenant`` and make them durable. Errors name the field path as the client sent it
-        (``$`` for a single task, ``$[i]`` in a batch)."""
+        ``tenant``, submitted by ``request`` (its id), and make them durable. Errors name the
+        field path as the client sent it (``$`` for a single task, ``$[i]`` in a batch)."""
         if batch:
             if not specs:
                 raise FieldError("$", "a batch needs at least one task")
@@ -442,9 +442,9 @@ class Engine:
             tasks = build_tasks(list(specs), self.settings, self.registry, now)
         else:
             tasks = [build_task(specs[0], "$", self.settings, self.registry, now)]
-        if tenant != "default":  # the tasks are built for the default tenant
+        if tenant != "default" or request:  # built for the default tenant, by no request
             for task in tasks:
-                task.tenant = tenant
+                task.tenant, task.request_id = tenant, request or None
         try:
             return await self.submit_many(tasks)
         except InvalidDependency as exc:

@@ -34,6 +34,7 @@ from tierq.engine.held import HeldTasks
 from tierq.engine.instruments import EngineMetrics
 from tierq.engine.leases import LeaseClock
 from tierq.logs import ATTEMPT as LOG_ATTEMPT
+from tierq.logs import REQUEST_ID as LOG_REQUEST_ID
 from tierq.logs import TASK_ID as LOG_TASK_ID
 from tierq.model import Outcome, Task, TaskState, Transition
 from tierq.storage.base import Ack
@@ -169,11 +170,13 @@ class WorkerPool:
             # Every log line of the attempt (the handler's too) names the task and attempt.
             logged_task = LOG_TASK_ID.set(task.id)
             logged_attempt = LOG_ATTEMPT.set(task.attempt + 1)
+            logged_request = LOG_REQUEST_ID.set(task.request_id)
             try:
                 verdict = await self._attempt(task, name, probe)
             finally:
                 LOG_TASK_ID.reset(logged_task)
                 LOG_ATTEMPT.reset(logged_attempt)
+                LOG_REQUEST_ID.reset(logged_request)
                 self._running.discard(task.id)
                 self.busy -= 1
                 memory.finished()
@@ -221,6 +224,7 @@ class WorkerPool:
             task.payload,
             loop.time() + task.timeout_s,
             self._sync_executor,
+            task.request_id,
         )
         try:
             if handler.instant:

@@ -66,6 +66,8 @@ class TaskContext:
     # Threads for plain (sync) handlers, sized to the engine's workers; None = asyncio's
     # default pool (a handful of threads, shared with DNS lookups).
     executor: Executor | None = field(default=None, repr=False)
+    # The X-Request-ID of the request that submitted the task (None: not submitted by one).
+    request_id: str | None = None
     _payload: Any = field(default=None, repr=False)
     _decoded: bool = field(default=False, repr=False)
 

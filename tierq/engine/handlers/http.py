@@ -176,6 +176,9 @@ class HttpHandler:
             req = parse_request(ctx.payload)
         except PayloadError as exc:
             raise PermanentError(str(exc)) from None
+        if ctx.request_id is not None and "X-Request-ID" not in req.headers:
+            # The submitting request's id, so the target's logs can be joined with ours.
+            req.headers["X-Request-ID"] = ctx.request_id
         try:
             async with asyncio.timeout(req.timeout):
                 return await self._call(req)

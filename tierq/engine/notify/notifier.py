@@ -115,6 +115,7 @@ class Notifier:
         now: float,
         timeout_s: float,
         tenant: str,
+        request_id: str | None = None,
     ) -> Task:
         task_id = str(payload["delivery_id"])
         return Task(
@@ -131,6 +132,7 @@ class Notifier:
             timeout_s,
             idempotency_key=key,
             tenant=tenant,  # the tenant whose event it reports: listed among its tasks
+            request_id=request_id,  # the request behind the task the event is about
         )
 
     def _webhook(
@@ -160,7 +162,10 @@ class Notifier:
             "event": event.event,
         }
         timeout = self._settings.webhook_timeout_s + 5.0
-        tasks.append(self._delivery_task(WEBHOOK_TYPE, payload, key, now, timeout, event.tenant))
+        request_id = task.request_id if task is not None else None
+        tasks.append(
+            self._delivery_task(WEBHOOK_TYPE, payload, key, now, timeout, event.tenant, request_id)
+        )
         deliveries.append(Delivery(delivery_id, about, "webhook", url, event.event, now, sub_id))
 
     def _email(
@@ -186,5 +191,9 @@ class Notifier:
             "event": event.event,
         }
         timeout = self._settings.smtp_timeout_s + 5.0
-        tasks.append(self._delivery_task(EMAIL_TYPE, payload, key, now, timeout, event.tenant))
+        tasks.append(
+            self._delivery_task(
+                EMAIL_TYPE, payload, key, now, timeout, event.tenant, task.request_id
+            )
+        )
         deliveries.append(Delivery(delivery_id, event.task_id, "email", target, event.event, now))

@@ -102,6 +102,8 @@ class WebhookSender:
             "webhook-timestamp": str(int(stamp.timestamp())),
             "webhook-signature": " ".join(k.sign(msg_id, stamp, body) for k in keys),
         }
+        if ctx.request_id is not None:  # the request that submitted the task it is about
+            headers["X-Request-ID"] = ctx.request_id
         url = URL(payload["url"])
         started = time.perf_counter()
         status: int | None = None

@@ -135,6 +135,7 @@ def task_from_row(r: Any) -> Task:
         r[24],
         r[25],
         r[26],
+        r[27],
     )
 
 
@@ -185,6 +186,7 @@ def task_document(tasks: Sequence[Task]) -> bytes:
                 "scheduled_for": us(t.scheduled_for),
                 "tenant": t.tenant,
                 "breaker": storable_text(t.breaker),
+                "request_id": storable_text(t.request_id),
             }
             for t in tasks
         ]

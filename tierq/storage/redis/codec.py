@@ -42,6 +42,7 @@ class _Body(msgspec.Struct):
     scheduled_for: float | None = None
     tenant: str = "default"
     breaker: str | None = None
+    request_id: str | None = None
 
 
 _decoder = msgspec.json.Decoder(_Body)
@@ -82,6 +83,8 @@ def encode_task(task: Task) -> bytes:
         doc["tenant"] = task.tenant
     if task.breaker is not None:
         doc["breaker"] = task.breaker
+    if task.request_id is not None:
+        doc["request_id"] = task.request_id
     return orjson.dumps(doc)
 
 
@@ -119,4 +122,5 @@ def decode_task(
         scheduled_for=b.scheduled_for,
         tenant=b.tenant,
         breaker=b.breaker,
+        request_id=b.request_id,
     )

@@ -44,7 +44,7 @@ _ROWS_JSON = load("task_rows_json")
 _GET_MANY = load("task_get_many")
 
 TaskRow = tuple[Any, ...]
-TASK_COLUMNS = 27  # columns of ``tasks``, in the order task_params gives them
+TASK_COLUMNS = 28  # columns of ``tasks``, in the order task_params gives them
 
 
 def task_params(t: Task) -> TaskRow:
@@ -78,6 +78,7 @@ def task_params(t: Task) -> TaskRow:
         t.scheduled_for,
         t.tenant,
         t.breaker,
+        t.request_id,
     )
 
 
@@ -113,6 +114,7 @@ def task_from_row(r: Sequence[Any]) -> Task:
         scheduled_for=None if r[24] is None else float(r[24]),
         tenant=r[25],
         breaker=r[26],
+        request_id=r[27],
     )
 
 
