@@ -253,8 +253,9 @@ class Metrics:
         )
         self.flow_waits = Counter(
             "tierq_flow_waits_total",
-            "Tasks held back at start: by a breaker (deferred), a paused queue or a queue's "
-            "limits (parked)",
+            "Tasks held back: by a breaker (deferred at start), a paused queue, or a queue's "
+            "limits (parked at start embedded; distributed, ready tasks a claim left, counted "
+            "at each claim)",
             ["reason"],
             registry=r,
         )

@@ -15,6 +15,7 @@ from tests.distributed.conftest import Cluster
 from tests.helpers import poll_until
 from tests.receivers import ProbeServer
 from tierq.api.app import create_app
+from tierq.api.routes import ENGINE
 
 pytestmark = pytest.mark.distributed
 
@@ -102,6 +103,13 @@ async def test_max_running_is_one_limit_for_both_replicas(replicas: Any) -> None
         assert {t["status"] for t in tasks} == {"succeeded"}
         assert slow.max_running == 3
         assert len(slow.calls) == 200
+        waited = [
+            c.app[ENGINE].metrics.registry.get_sample_value(  # type: ignore[index]
+                "tierq_flow_waits_total", {"reason": "limit"}
+            )
+            for c in (a, b)
+        ]
+        assert sum(w or 0 for w in waited) > 0  # the limiter's waits are counted
     finally:
         await slow.stop()
 

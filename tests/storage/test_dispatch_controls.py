@@ -39,11 +39,14 @@ async def test_paused_queue_hands_out_nothing(dispatch: RedisDispatch) -> None:
 
 
 async def test_max_running_counts_leases_of_every_owner(dispatch: RedisDispatch) -> None:
+    waits: list[int] = []
+    dispatch.listen_limit_waits(waits.append)
     await dispatch.enqueue_many([record_task(NOW) for _ in range(10)], None, NOW)
     await dispatch.set_controls([QueueControl("default", max_running=3)])
     first = await dispatch.claim("a", 10, NOW)
     assert len(first) == 3
     assert await dispatch.claim("b", 10, NOW) == []
+    assert waits == [7, 7]  # ready tasks each claim left because of the limit
     # One ends: one slot frees, for whoever claims next.
     done = first[0]
     await dispatch.ack_many("a", [Ack(done.id, done.attempt + 1, TaskState.SUCCEEDED)], NOW)

@@ -58,8 +58,8 @@ class EngineMetrics:
     def queue_paused(self, queue: str, paused: bool) -> None:
         self._child(self.metrics.queue_paused, queue).set(1 if paused else 0)
 
-    def flow_wait(self, reason: str) -> None:
-        self._child(self.metrics.flow_waits, reason).inc()
+    def flow_wait(self, reason: str, tasks: int = 1) -> None:
+        self._child(self.metrics.flow_waits, reason).inc(tasks)
 
     def attempt_failed(self, type_name: str, final: bool) -> None:
         self._child(self.metrics.tasks_failed, type_name, "true" if final else "false").inc()

@@ -524,6 +524,11 @@ class Dispatch(abc.ABC):
 
     # ---- single calls, not batches ---------------------------------------------------------
 
+    def listen_limit_waits(self, callback: Callable[[int], None]) -> None:  # noqa: B027
+        """Call ``callback`` with how many ready tasks each claim left because of their
+        queue's limits (the limiter's waits). A dispatch tier that enforces no limits in its
+        claims (in process: the engine's gate does) never calls it."""
+
     @abc.abstractmethod
     def listen_flow(self, callback: Callable[[str], None]) -> None:
         """Call ``callback`` with every flow-control announcement (and with "" when some may

@@ -193,6 +193,9 @@ class InstrumentedDispatch(Dispatch):
     def listen_flow(self, callback: Callable[[str], None]) -> None:
         self.inner.listen_flow(callback)
 
+    def listen_limit_waits(self, callback: Callable[[int], None]) -> None:
+        self.inner.listen_limit_waits(callback)
+
     async def heartbeat(self, owner: str, ttl: float, now: float, info: dict[str, object]) -> bool:
         return await self._timed("heartbeat", self.inner.heartbeat(owner, ttl, now, info))
 

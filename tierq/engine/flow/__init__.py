@@ -71,6 +71,8 @@ class FlowControl:
             shared,
         )
         dispatch.listen_flow(self._on_announced)
+        # Distributed, limits are kept by the claims: their waits are counted there.
+        dispatch.listen_limit_waits(lambda tasks: instruments.flow_wait("limit", tasks))
         gate_on_change = self.controls.on_change
 
         def on_change(queues: set[str]) -> None:

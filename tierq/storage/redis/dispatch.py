@@ -53,6 +53,8 @@ PROMOTE_CAP = 500
 # A claim hands out start slots of a rate-limited queue up to this far ahead (the pager
 # claims every 0.25 s at least, so slots never run dry between two claims).
 RATE_LOOKAHEAD_S = 1.0
+# Values before the claimed pairs in a claim script's reply: first slot, interval, waits.
+CLAIM_HEAD = 3
 _ACK_KIND = {TaskState.SCHEDULED: "s", TaskState.QUEUED: "q"}
 
 
@@ -64,13 +66,13 @@ def chunks(args: list[Any], stride: int) -> list[list[Any]]:
 
 
 def _decode_claimed(flat: Sequence[bytes], owner: str) -> list[tuple[bytes, Task]]:
-    """The claim script's reply (first slot, interval, then body, "attempt|member", ...) as
-    (member, task) pairs. Under a queue's rate, task k may start at first + k * interval:
-    its run_at says so, and the memory tier holds it until then."""
+    """The claim script's reply (first slot, interval, waits, then body, "attempt|member",
+    ...) as (member, task) pairs. Under a queue's rate, task k may start at first + k *
+    interval: its run_at says so, and the memory tier holds it until then."""
     first = float(flat[0]) if flat[0] else None
     interval = float(flat[1]) if flat[1] else 0.0
     out: list[tuple[bytes, Task]] = []
-    for k, i in enumerate(range(2, len(flat), 2)):
+    for k, i in enumerate(range(CLAIM_HEAD, len(flat), 2)):
         attempt, mem = flat[i + 1].split(b"|", 1)
         run_at = run_at_from_member(mem)
         if first is not None:
@@ -121,6 +123,8 @@ class RedisDispatch(Liveness, Dispatch):
         self._queue_of: dict[str, str] = {}
         # Queue names as depth() last saw them (see there).
         self._depth_queues: list[str] = []
+        # Told how many ready tasks a claim left because of their queue's limits.
+        self.on_limit_waits: Callable[[int], None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------
 
@@ -236,9 +240,12 @@ class RedisDispatch(Liveness, Dispatch):
         claimed: list[tuple[bytes, Task]] = []
         short: set[str] = set()
         for (queue, asked), flat in zip(sent, results[1:], strict=True):
-            if (len(flat) - 2) // 2 < asked:
+            if (len(flat) - CLAIM_HEAD) // 2 < asked:
                 short.add(queue)
-            if len(flat) <= 2:
+            waits = int(flat[2])
+            if waits and self.on_limit_waits is not None:
+                self.on_limit_waits(waits)
+            if len(flat) <= CLAIM_HEAD:
                 continue
             tasks = await offload.build(lambda f: _decode_claimed(f, owner), flat)
             for _member, task in tasks:
@@ -475,6 +482,9 @@ class RedisDispatch(Liveness, Dispatch):
 
     def listen_flow(self, callback: Callable[[str], None]) -> None:
         self._flow_listener = callback
+
+    def listen_limit_waits(self, callback: Callable[[int], None]) -> None:
+        self.on_limit_waits = callback
 
     async def _set_controls(self, controls: Sequence[QueueControl]) -> None:
         """One round trip: each queue's control hash, as the claim script reads it. The rate's

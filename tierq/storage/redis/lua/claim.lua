@@ -8,11 +8,17 @@
 -- (leased = claimed or running, anywhere: the lease hash's size); `interval` (seconds per
 -- start) with `tat` (the next free start time, GCRA) hands out start slots up to the
 -- look-ahead: task k of this claim may start at `first + k * interval`.
--- Returns: first slot ('' = no rate), interval, then flat pairs: body, meta.
-local limit = tonumber(ARGV[2])
+-- Returns: first slot ('' = no rate), interval, how many ready tasks the controls kept
+-- from this claim (the limiter's waits), then flat pairs: body, meta.
+local wanted = tonumber(ARGV[2])
+local limit = wanted
 local now = tonumber(ARGV[1])
 local ctl = redis.call('HMGET', KEYS[7], 'paused', 'max_running', 'interval', 'tat')
-if ctl[1] == '1' then return {'', ''} end
+local function kept_back(allowed)
+  local ready = redis.call('ZCARD', KEYS[1])
+  return tostring(math.max(0, math.min(wanted, ready) - math.max(allowed, 0)))
+end
+if ctl[1] == '1' then return {'', '', kept_back(0)} end
 if ctl[2] then
   limit = math.min(limit, tonumber(ctl[2]) - redis.call('HLEN', KEYS[3]))
 end
@@ -27,17 +33,18 @@ if interval then
     limit = math.min(limit, math.floor((horizon - first) / interval) + 1)
   end
 end
-if limit <= 0 then return {'', ''} end
+local waits = (ctl[2] or interval) and kept_back(limit) or '0'
+if limit <= 0 then return {'', '', waits} end
 local promoted = promote(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[4]))
 local popped = redis.call('ZPOPMIN', KEYS[1], limit)
 local ids = {}
 for i = 1, #popped, 2 do ids[#ids + 1] = member_id(popped[i]) end
 if promoted > #ids then redis.call('PUBLISH', ARGV[5], 'promote') end
-if #ids == 0 then return {'', ''} end
+if #ids == 0 then return {'', '', waits} end
 local metas = hmget_all(KEYS[5], ids)
 local bodies = hmget_all(KEYS[4], ids)
 local owner = ARGV[3]
-local leases, owned, out = {}, {}, {'', ''}
+local leases, owned, out = {}, {}, {'', '', waits}
 for k = 1, #ids do
   local meta, body = metas[k], bodies[k]
   -- A member without body/meta would be an inconsistency; dropping it heals the set.
