@@ -405,6 +405,26 @@ async def test_cancel_in_the_record_tier_and_of_a_finished_task(store: RecordSto
         await rig.cancellation.cancel(task.id)
 
 
+async def test_a_claim_landing_after_a_cancel_in_the_store_does_not_queue_the_task(
+    store: RecordStore,
+) -> None:
+    """Embedded: a claim reads the task, the cancel writes, then the claim's copy lands (its
+    coroutine resumed after the cancel's). Found by the state-machine test, about one run in
+    ten: the cancelled task was queued again."""
+    rig = CancelRig(store)
+    task = record_task(NOW - 10)
+    await store.task_insert_many([task])
+    (claimed,) = await store.task_claim("me", 1, NOW)  # the claim's read
+    assert (await rig.cancellation.cancel(task.id)).state is TaskState.CANCELLED
+    rig.cancellation.accept_claimed([claimed])  # the claim lands
+    assert len(rig.held) == 0 and len(rig.held.memory) == 0
+    # A retry after the cancel makes a newer copy: that one queues.
+    assert await store.task_retry_many([task.id], NOW + 1) == [task.id]
+    (again,) = await store.task_claim("me", 1, NOW + 1)
+    rig.cancellation.accept_claimed([again])
+    assert [t.id for t in rig.held.memory.drain()] == [task.id]
+
+
 async def test_an_announced_cancel_is_honoured_when_a_claim_brings_the_task(
     store: RecordStore,
 ) -> None:

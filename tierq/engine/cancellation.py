@@ -56,6 +56,9 @@ class Cancellation:
         self._distributed = dispatch.capabilities.shared
         # Tasks being cancelled in the lower tiers -> a copy a claim brought in meanwhile.
         self._cancelling: dict[str, Task | None] = {}
+        # Embedded: ids cancelled in the record tier here -> when, for a claim that read them
+        # before the cancel and lands after it (seen: a cancelled task queued again).
+        self._cancelled_here: dict[str, float] = {}
         # Ids another replica announced as cancelled that were not held here -> until when a
         # claim bringing one in must honour it.
         self._announced: dict[str, float] = {}
@@ -71,6 +74,16 @@ class Cancellation:
                 if task.id in self._cancelling:
                     self._cancelling[task.id] = task
             fresh = [t for t in fresh if t.id not in self._cancelling]
+        if self._cancelled_here:
+            # Cancelled in the record tier here while this claim was in flight: the claim's
+            # read came first, and its copy (no newer than the cancel; a retry since would
+            # be) must not queue. The cancel cleared the lease: nothing to settle.
+            keep = []
+            for task in fresh:
+                at = self._cancelled_here.pop(task.id, None)
+                if at is None or task.updated_at > at:
+                    keep.append(task)
+            fresh = keep
         if self._announced:
             # Cancelled by another replica while this claim was in flight: the announcement
             # found nothing here then, so it is honoured now (the lease is settled, not run).
@@ -162,10 +175,21 @@ class Cancellation:
             raise Conflict(
                 f"task is {current.state.value} and cannot be cancelled here", current.state
             )
+        if not self._distributed:
+            # A claim that read the task before this write may land after it (distributed, the
+            # dispatch tier's cancel refuses a leased task instead: see above).
+            self._remember_cancel(task_id, now)
         if self._on_cancelled is not None:
             await self._on_cancelled(done)
         await self._dependencies.cancelled(done)
         return await self._get(task_id)
+
+    def _remember_cancel(self, task_id: str, at: float) -> None:
+        cancelled = self._cancelled_here
+        cancelled[task_id] = at
+        if len(cancelled) > ANNOUNCED_CANCEL_LIMIT:
+            oldest = at - ANNOUNCED_CANCEL_MEMORY_S
+            self._cancelled_here = {i: t for i, t in cancelled.items() if t > oldest}
 
     # ---- another replica's cancel ------------------------------------------------------------
 
