@@ -30,7 +30,12 @@ TASK_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("tierq_task
 ATTEMPT: contextvars.ContextVar[int | None] = contextvars.ContextVar("tierq_attempt", default=None)
 TENANT: contextvars.ContextVar[str | None] = contextvars.ContextVar("tierq_tenant", default=None)
 
-_CONTEXT = (("request_id", REQUEST_ID), ("task_id", TASK_ID), ("attempt", ATTEMPT))
+_CONTEXT = (
+    ("request_id", REQUEST_ID),
+    ("task_id", TASK_ID),
+    ("attempt", ATTEMPT),
+    ("tenant", TENANT),
+)
 # This process's replica name, once the engine is built (one per process).
 _node = ""
 
@@ -59,9 +64,6 @@ class JsonFormatter(logging.Formatter):
             value = var.get()
             if value is not None:
                 doc[name] = value
-        tenant = TENANT.get()
-        if tenant is not None:
-            doc["tenant"] = tenant
         if record.exc_info:
             doc["exception"] = self.formatException(record.exc_info)
         return orjson.dumps(doc, default=str).decode()

@@ -22,8 +22,6 @@ from tierq.config.settings import example_file
 from tierq.logs import setup as setup_logging
 
 log = logging.getLogger("tierq")
-# Shown as "(hidden)" by ``tierq settings --config``: secrets are never printed.
-SECRET_SETTINGS = frozenset({"smtp_password", "webhook_secret", "jwt_key"})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -92,7 +90,8 @@ def _settings(args: argparse.Namespace) -> int:
         return 2
     for field in dataclasses.fields(settings):
         value = getattr(settings, field.name)
-        shown = "(hidden)" if field.name in SECRET_SETTINGS and value else repr(value)
+        # Secrets are the settings kept out of repr (settings.py marks them): never printed.
+        shown = "(hidden)" if not field.repr and value else repr(value)
         print(f"{field.name:32} {shown:40} {sources.get(field.name, 'default')}")
     return 0
 

@@ -83,10 +83,6 @@ class BreakerState:
     probes_granted: int = 0
     probe_successes: int = 0
 
-    @property
-    def closed(self) -> bool:
-        return self.state == CLOSED
-
 
 class BreakerStore(abc.ABC):
     """Where breaker state lives. Public methods validate; backends fill the primitives."""
@@ -239,9 +235,7 @@ class InProcessBreakerStore(BreakerStore):
             granted = True
         elif m.forced:
             granted = False
-        elif (m.state == OPEN and now >= (m.next_probe_at or 0.0)) or (
-            m.state == HALF_OPEN and now >= (m.next_probe_at or 0.0)
-        ):
+        elif now >= (m.next_probe_at or 0.0):  # open or half-open, its time has come
             # A new phase: the cool-down is over (or the last phase's probes never reported).
             m.state = HALF_OPEN
             m.granted, m.probe_ok = 1, 0

@@ -73,11 +73,10 @@ class FlowControl:
         dispatch.listen_flow(self._on_announced)
         # Distributed, limits are kept by the claims: their waits are counted there.
         dispatch.listen_limit_waits(lambda tasks: instruments.flow_wait("limit", tasks))
-        gate_on_change = self.controls.on_change
+        gate = self.gate
 
         def on_change(queues: set[str]) -> None:
-            if gate_on_change is not None:
-                gate_on_change(queues)
+            gate.on_controls(queues)
             poke()  # tasks of a resumed or raised queue wait in the store: claim them now
 
         self.controls.on_change = on_change

@@ -72,7 +72,6 @@ class FlowGate:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._to_release: list[str] = []
         self._releasing: asyncio.Task[None] | None = None
-        controls.on_change = self._on_controls
 
     @property
     def engaged(self) -> bool:
@@ -217,7 +216,8 @@ class FlowGate:
         self.parked.setdefault(task.queue, collections.deque()).append(task)
         self._arm_rate_timer(task.queue)
 
-    def _on_controls(self, queues: set[str]) -> None:
+    def on_controls(self, queues: set[str]) -> None:
+        """These queues' controls changed: parked tasks that may start now go."""
         for queue in queues:
             self._let_go(queue)
 
