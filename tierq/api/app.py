@@ -14,10 +14,13 @@ from typing import Any
 from aiohttp import web
 
 from tierq.api.auth.access import ACCESS, Access, access_middleware
+from tierq.api.docs import OPENAPI
 from tierq.api.errors import REQUEST_ID, SERVER_NAME, Handler, to_response
+from tierq.api.openapi import document
 from tierq.api.routes import ENGINE, SETTINGS
+from tierq.api.schemas import encode
 from tierq.api.scrape import METRICS
-from tierq.api.table import add_routes, by_method_and_path
+from tierq.api.table import ROUTES, add_routes, by_method_and_path
 from tierq.config import Settings
 from tierq.engine.engine import Engine
 from tierq.engine.handlers import build_registry, close_registry
@@ -150,6 +153,7 @@ def create_app(
     keys, audit = make_access_stores(record_backend(engine.store))
     app[ACCESS] = Access(settings, keys, audit, make_rate_limiter(settings), metrics)
     add_routes(app)
+    app[OPENAPI] = encode(document(ROUTES))
 
     async def start_engine(app: web.Application) -> None:
         await app[ENGINE].start()  # opens the record store the access stores use

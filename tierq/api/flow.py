@@ -12,16 +12,36 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Annotated
 
-import orjson
+import msgspec
 from aiohttp import web
+from msgspec import UNSET, UnsetType
 
 from tierq.api.auth.access import AUDIT_CHANGES, AUDIT_RESOURCE, PRINCIPAL
 from tierq.api.errors import ApiError
 from tierq.api.permissions import Permission
-from tierq.api.routes import ENGINE, json_response, parse_filter, read_json_body, scope, time_param
-from tierq.api.routing import Route
+from tierq.api.routes import (
+    ENGINE,
+    FILTER_PARAMS,
+    json_response,
+    parse_filter,
+    read_json_body,
+    scope,
+    time_param,
+)
+from tierq.api.routing import Param, Route
+from tierq.api.schemas import decode_as, encode
+from tierq.api.shapes import (
+    BreakerList,
+    BreakerOut,
+    BulkOut,
+    LimitsOut,
+    QueueLimitsOut,
+    QueueList,
+    QueueOut,
+    RateOut,
+)
 from tierq.config.checks import parse_queue_limit
 from tierq.engine.errors import FieldError
 from tierq.engine.flow.queues import queue_views
@@ -32,6 +52,21 @@ from tierq.timefmt import iso
 
 MAX_NAME = 200
 MAX_IDEMPOTENCY_KEY = 200
+
+
+class RateIn(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Annotated[int, msgspec.Meta(ge=1)]
+    per_seconds: Annotated[float, msgspec.Meta(gt=0)]
+
+
+class QueueLimitsIn(msgspec.Struct, forbid_unknown_fields=True):
+    """``PATCH /api/v1/queues/{queue}``: a field left out keeps its value; null removes it."""
+
+    max_running: Annotated[int, msgspec.Meta(ge=1)] | UnsetType | None = UNSET
+    rate: RateIn | UnsetType | None = UNSET
+
+
+_limits_in = msgspec.json.Decoder(QueueLimitsIn)
 
 
 def _platform_only(request: web.Request) -> None:
@@ -51,30 +86,33 @@ def _name(request: web.Request, part: str) -> str:
     return name
 
 
-def limits_out(control: QueueControl | None) -> dict[str, Any]:
+def limits_out(control: QueueControl | None) -> LimitsOut:
     if control is None:
-        return {"max_running": None, "rate": None}
-    rate = (
-        None
-        if control.rate_limit is None
-        else {"limit": control.rate_limit, "per_seconds": control.rate_per_s}
+        return LimitsOut(None, None)
+    rate = None
+    if control.rate_limit is not None and control.rate_per_s is not None:
+        rate = RateOut(control.rate_limit, control.rate_per_s)
+    return LimitsOut(control.max_running, rate)
+
+
+def queue_out(name: str, control: QueueControl) -> QueueLimitsOut:
+    limits = limits_out(control)
+    return QueueLimitsOut(name, control.paused, limits.max_running, limits.rate)
+
+
+def breaker_out(state: BreakerState) -> BreakerOut:
+    return BreakerOut(
+        key=state.key,
+        state=state.state,
+        window_calls=state.calls,
+        window_failures=state.failures,
+        trips=state.trips,
+        forced=state.forced,
+        opened_at=iso(state.opened_at),
+        next_probe_at=iso(state.next_probe_at) if state.state != CLOSED else None,
+        probes_granted=state.probes_granted,
+        probe_successes=state.probe_successes,
     )
-    return {"max_running": control.max_running, "rate": rate}
-
-
-def breaker_out(state: BreakerState) -> dict[str, Any]:
-    return {
-        "key": state.key,
-        "state": state.state,
-        "window_calls": state.calls,
-        "window_failures": state.failures,
-        "trips": state.trips,
-        "forced": state.forced,
-        "opened_at": iso(state.opened_at),
-        "next_probe_at": iso(state.next_probe_at) if state.state != CLOSED else None,
-        "probes_granted": state.probes_granted,
-        "probe_successes": state.probe_successes,
-    }
 
 
 # ---- queues ----------------------------------------------------------------------------------
@@ -91,22 +129,19 @@ async def list_queues(request: web.Request) -> web.Response:
         time.time(),
         scope(request),
     )
-    return json_response(
-        {
-            "items": [
-                {
-                    "name": v.name,
-                    "counts": v.counts,
-                    "running": v.running,
-                    "paused": v.paused,
-                    "limits": limits_out(v.control),
-                    "oldest_pending_age_seconds": v.oldest_pending_age_s,
-                    "finished_last_minute": v.finished_last_minute,
-                }
-                for v in views
-            ]
-        }
-    )
+    items = [
+        QueueOut(
+            name=v.name,
+            counts=v.counts,
+            running=v.running,
+            paused=v.paused,
+            limits=limits_out(v.control),
+            oldest_pending_age_seconds=v.oldest_pending_age_s,
+            finished_last_minute=v.finished_last_minute,
+        )
+        for v in views
+    ]
+    return json_response(QueueList(items))
 
 
 async def _set_paused(request: web.Request, paused: bool) -> web.Response:
@@ -114,7 +149,7 @@ async def _set_paused(request: web.Request, paused: bool) -> web.Response:
     queue = _name(request, "queue")
     request[AUDIT_RESOURCE] = queue
     control = await request.app[ENGINE].flow.controls.change(queue, paused=paused)
-    return json_response({"name": queue, "paused": control.paused, **limits_out(control)})
+    return json_response(queue_out(queue, control))
 
 
 async def pause_queue(request: web.Request) -> web.Response:
@@ -129,10 +164,8 @@ async def patch_queue(request: web.Request) -> web.Response:
     _platform_only(request)
     queue = _name(request, "queue")
     request[AUDIT_RESOURCE] = queue
-    try:
-        spec = orjson.loads(await read_json_body(request))
-    except orjson.JSONDecodeError:
-        raise ApiError(400, "bad_json", "the body is not JSON") from None
+    given = decode_as(_limits_in, await read_json_body(request))
+    spec = msgspec.to_builtins(given)  # the fields given (UNSET ones are left out)
     controls = request.app[ENGINE].flow.controls
     current = controls.get(queue)
     partial = (
@@ -143,9 +176,9 @@ async def patch_queue(request: web.Request) -> web.Response:
     except ValueError as exc:
         path, _, message = str(exc).partition(": ")
         raise FieldError(f"$.{path}" if path != "$" else "$", message) from None
-    request[AUDIT_CHANGES] = orjson.dumps(spec)
+    request[AUDIT_CHANGES] = msgspec.json.encode(spec)
     control = await controls.change(queue, limits=limits)
-    return json_response({"name": queue, "paused": control.paused, **limits_out(control)})
+    return json_response(queue_out(queue, control))
 
 
 # ---- breakers --------------------------------------------------------------------------------
@@ -154,9 +187,7 @@ async def patch_queue(request: web.Request) -> web.Response:
 async def list_breakers(request: web.Request) -> web.Response:
     flow = request.app[ENGINE].flow
     states = await flow.breaker_store.states(time.time())
-    return json_response(
-        {"enabled": flow.breakers is not None, "items": [breaker_out(s) for s in states]}
-    )
+    return json_response(BreakerList(flow.breakers is not None, [breaker_out(s) for s in states]))
 
 
 async def _set_breaker(request: web.Request, state: str) -> web.Response:
@@ -192,7 +223,7 @@ async def _bulk(request: web.Request, action: str) -> web.Response:
     tenant = scope(request) or "*"
     if key is None:
         changed = await engine.actions.bulk(flt, action, since)
-        return json_response({"action": action, "changed": changed})
+        return json_response(BulkOut(action, changed))
     if not key or len(key) > MAX_IDEMPOTENCY_KEY:
         raise ApiError(
             400, "bad_header", f"Idempotency-Key must be 1..{MAX_IDEMPOTENCY_KEY} characters"
@@ -216,7 +247,7 @@ async def _bulk(request: web.Request, action: str) -> web.Response:
         # retry are idempotent in effect.)
         await asyncio.shield(store.abandon_operation(tenant, key))
         raise
-    answer = orjson.dumps({"action": action, "changed": changed})
+    answer = encode(BulkOut(action, changed))
     await store.finish_operation(tenant, key, answer)
     return web.Response(body=answer, content_type="application/json")
 
@@ -232,16 +263,72 @@ async def bulk_retry(request: web.Request) -> web.Response:
 _QUEUE = "/api/v1/queues/{queue}"
 _BREAKER = "/api/v1/breakers/{key}"
 _ADMIN = Permission.FLOW_ADMIN
+_LIMITS = ((200, QueueLimitsOut),)
+_BULK_PARAMS = (
+    *FILTER_PARAMS,
+    Param("since", str, "only tasks created at or after this ISO 8601 time"),
+    Param("Idempotency-Key", str, "a repeated call answers what the first did", header=True),
+)
 ROUTES = [
-    Route("GET", "/api/v1/queues", list_queues, Permission.TASKS_READ, "Queues: depth, limits"),
-    Route("PATCH", _QUEUE, patch_queue, _ADMIN, "Set a queue's limits"),
-    Route("POST", _QUEUE + "/pause", pause_queue, _ADMIN, "Pause a queue"),
-    Route("POST", _QUEUE + "/resume", resume_queue, _ADMIN, "Resume a queue"),
-    Route("GET", "/api/v1/breakers", list_breakers, Permission.TASKS_READ, "Circuit breakers"),
-    Route("POST", _BREAKER + "/reset", reset_breaker, _ADMIN, "Close (reset) a breaker"),
-    Route("POST", _BREAKER + "/open", open_breaker, _ADMIN, "Force a breaker open"),
     Route(
-        "POST", "/api/v1/tasks/cancel", bulk_cancel, Permission.TASKS_OPERATE, "Cancel by filter"
+        "GET",
+        "/api/v1/queues",
+        list_queues,
+        Permission.TASKS_READ,
+        "Queues: depth, limits",
+        answers=((200, QueueList),),
     ),
-    Route("POST", "/api/v1/tasks/retry", bulk_retry, Permission.TASKS_OPERATE, "Retry by filter"),
+    Route(
+        "PATCH",
+        _QUEUE,
+        patch_queue,
+        _ADMIN,
+        "Set a queue's limits",
+        body=QueueLimitsIn,
+        answers=_LIMITS,
+    ),
+    Route("POST", _QUEUE + "/pause", pause_queue, _ADMIN, "Pause a queue", answers=_LIMITS),
+    Route("POST", _QUEUE + "/resume", resume_queue, _ADMIN, "Resume a queue", answers=_LIMITS),
+    Route(
+        "GET",
+        "/api/v1/breakers",
+        list_breakers,
+        Permission.TASKS_READ,
+        "Circuit breakers",
+        answers=((200, BreakerList),),
+    ),
+    Route(
+        "POST",
+        _BREAKER + "/reset",
+        reset_breaker,
+        _ADMIN,
+        "Close (reset) a breaker",
+        answers=((200, BreakerOut),),
+    ),
+    Route(
+        "POST",
+        _BREAKER + "/open",
+        open_breaker,
+        _ADMIN,
+        "Force a breaker open",
+        answers=((200, BreakerOut),),
+    ),
+    Route(
+        "POST",
+        "/api/v1/tasks/cancel",
+        bulk_cancel,
+        Permission.TASKS_OPERATE,
+        "Cancel by filter",
+        answers=((200, BulkOut),),
+        params=_BULK_PARAMS,
+    ),
+    Route(
+        "POST",
+        "/api/v1/tasks/retry",
+        bulk_retry,
+        Permission.TASKS_OPERATE,
+        "Retry by filter",
+        answers=((200, BulkOut),),
+        params=_BULK_PARAMS,
+    ),
 ]

@@ -17,6 +17,7 @@ from tierq.api.permissions import Permission
 from tierq.api.routes import json_response, read_json_body
 from tierq.api.routing import Route
 from tierq.api.schemas import decode_as
+from tierq.api.shapes import KeyList, KeyOut
 from tierq.engine.errors import FieldError
 from tierq.model import ALL_TENANTS, ApiKey
 from tierq.timefmt import iso
@@ -40,22 +41,22 @@ _key_in = msgspec.json.Decoder(KeyIn)
 _rotate_in = msgspec.json.Decoder(RotateIn)
 
 
-def key_out(key: ApiKey, secret: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "id": key.id,
-        "name": key.name,
-        "role": key.role,
-        "tenant": key.tenant,
-        "prefix": key.prefix,
-        "created_at": iso(key.created_at),
-        "expires_at": iso(key.expires_at),
-        "last_used_at": iso(key.last_used_at),
-        "revoked_at": iso(key.revoked_at),
-        "previous_valid_until": iso(key.previous_until),
-        "rate_limits": None if key.rate_limits is None else msgspec.Raw(key.rate_limits),
-    }
+def key_out(key: ApiKey, secret: str | None = None) -> KeyOut:
+    out = KeyOut(
+        id=key.id,
+        name=key.name,
+        role=key.role,
+        tenant=key.tenant,
+        prefix=key.prefix,
+        created_at=iso(key.created_at),
+        expires_at=iso(key.expires_at),
+        last_used_at=iso(key.last_used_at),
+        revoked_at=iso(key.revoked_at),
+        previous_valid_until=iso(key.previous_until),
+        rate_limits=None if key.rate_limits is None else msgspec.Raw(key.rate_limits),
+    )
     if secret is not None:
-        out["secret"] = secret
+        out.secret = secret
     return out
 
 
@@ -93,7 +94,7 @@ async def create(request: web.Request) -> web.Response:
 
 async def list_keys(request: web.Request) -> web.Response:
     keys = await request.app[ACCESS].keys.list_keys(request[PRINCIPAL].scope)
-    return json_response({"items": [key_out(k) for k in keys]})
+    return json_response(KeyList([key_out(k) for k in keys]))
 
 
 async def get_key(request: web.Request) -> web.Response:
@@ -133,16 +134,35 @@ async def rotate(request: web.Request) -> web.Response:
 
 _ADMIN = Permission.KEYS_ADMIN
 _ONE = "/api/v1/keys/{key_id}"
+_KEY = ((200, KeyOut),)
 ROUTES = [
-    Route("POST", "/api/v1/keys", create, _ADMIN, "Create an API key (its secret is shown once)"),
-    Route("GET", "/api/v1/keys", list_keys, _ADMIN, "List API keys (never their secrets)"),
-    Route("GET", _ONE, get_key, _ADMIN, "Get an API key"),
-    Route("DELETE", _ONE, revoke, _ADMIN, "Revoke an API key"),
+    Route(
+        "POST",
+        "/api/v1/keys",
+        create,
+        _ADMIN,
+        "Create an API key (its secret is shown once)",
+        body=KeyIn,
+        answers=((201, KeyOut),),
+    ),
+    Route(
+        "GET",
+        "/api/v1/keys",
+        list_keys,
+        _ADMIN,
+        "List API keys (never their secrets)",
+        answers=((200, KeyList),),
+    ),
+    Route("GET", _ONE, get_key, _ADMIN, "Get an API key", answers=_KEY),
+    Route("DELETE", _ONE, revoke, _ADMIN, "Revoke an API key", answers=_KEY),
     Route(
         "POST",
         _ONE + "/rotate",
         rotate,
         _ADMIN,
         "Give a key a new secret; the old one works for a grace period",
+        body=RotateIn,
+        body_required=False,
+        answers=_KEY,
     ),
 ]

@@ -12,12 +12,14 @@ from aiohttp import web
 from tierq.api.auth.access import ACCESS, AUDIT_RESOURCE, PRINCIPAL, charge
 from tierq.api.errors import REQUEST_ID, ApiError
 from tierq.api.permissions import Permission
-from tierq.api.routing import Route
+from tierq.api.routing import Param, Route
 from tierq.api.schemas import decode_tasks, encode, execution_out, task_out
+from tierq.api.shapes import Alive, BatchOut, ExecutionsOut, TaskOut, TaskPage
 from tierq.config import Settings
 from tierq.engine.engine import Engine
 from tierq.engine.errors import FieldError
-from tierq.engine.intake import parse_priority
+from tierq.engine.intake import TaskIn, parse_priority
+from tierq.engine.reports import Health, Readiness, Statistics, Workers
 from tierq.ids import is_valid_id
 from tierq.model import SORT_FIELDS, TaskFilter, TaskState
 
@@ -95,9 +97,7 @@ async def submit_batch(request: web.Request) -> web.Response:
     results = await request.app[ENGINE].submit(specs, True, owner, request[REQUEST_ID])
     request[AUDIT_RESOURCE] = f"{len(results)} tasks"
     existing = [i for i, r in enumerate(results) if not r.created]
-    return json_response(
-        {"ids": [r.task.id for r in results], "count": len(results), "existing": existing}, 201
-    )
+    return json_response(BatchOut([r.task.id for r in results], len(results), existing), 201)
 
 
 async def get_task(request: web.Request) -> web.Response:
@@ -134,7 +134,7 @@ async def retry_task(request: web.Request) -> web.Response:
 async def task_executions(request: web.Request) -> web.Response:
     task_id = task_id_param(request)
     executions = await request.app[ENGINE].executions(task_id, scope(request))
-    return json_response({"task_id": task_id, "items": [execution_out(e) for e in executions]})
+    return json_response(ExecutionsOut(task_id, [execution_out(e) for e in executions]))
 
 
 def time_param(request: web.Request, name: str) -> float | None:
@@ -246,16 +246,9 @@ async def list_tasks(request: web.Request) -> web.Response:
     flt = parse_filter(request)
     page = await request.app[ENGINE].list_tasks(flt)
     items = [task_out(t) for t in page.items]
+    more = page.has_more and items and flt.sort_field == "created_at"
     return json_response(
-        {
-            "items": items,
-            "page": flt.page,
-            "size": flt.size,
-            "has_more": page.has_more,
-            "next_after": items[-1]["id"]
-            if page.has_more and items and flt.sort_field == "created_at"
-            else None,
-        }
+        TaskPage(items, flt.page, flt.size, page.has_more, items[-1].id if more else None)
     )
 
 
@@ -269,7 +262,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def health_live(request: web.Request) -> web.Response:
-    return json_response({"status": "alive"})
+    return json_response(Alive("alive"))
 
 
 async def health_ready(request: web.Request) -> web.Response:
@@ -283,24 +276,113 @@ async def health_workers(request: web.Request) -> web.Response:
 
 _READ, _OPERATE = Permission.TASKS_READ, Permission.TASKS_OPERATE
 _ONE = "/api/v1/tasks/{task_id}"
+_STATES = ",".join(s.value for s in TaskState)
+FILTER_PARAMS = (
+    Param("status", str, f"comma list among {_STATES}"),
+    Param("type", str, "task type"),
+    Param("queue", str, "queue name"),
+    Param("priority", str, "LOW, MEDIUM, HIGH, CRITICAL or an integer"),
+    Param("schedule_id", str, "tasks fired by this schedule"),
+    Param("sort", str, f"FIELD[,asc|desc], FIELD among {', '.join(SORT_FIELDS)}"),
+    Param("after", str, "keyset paging: next_after of the previous page (sort=created_at)"),
+    Param("page", int, f"offset paging: page number from 0 (page * size <= {MAX_OFFSET})"),
+    Param("size", int, f"page size, 1 to {MAX_PAGE_SIZE} (default 50)"),
+)
+_TASK = ((200, TaskOut),)
 ROUTES = [
-    Route("POST", "/api/v1/tasks", submit_one, Permission.TASKS_SUBMIT, "Submit one task"),
+    Route(
+        "POST",
+        "/api/v1/tasks",
+        submit_one,
+        Permission.TASKS_SUBMIT,
+        "Submit one task",
+        body=TaskIn,
+        answers=((201, TaskOut), (200, TaskOut)),
+        description="201 once committed; 200 when its idempotency_key names an existing task.",
+    ),
     Route(
         "POST",
         "/api/v1/tasks/batch",
         submit_batch,
         Permission.TASKS_SUBMIT,
         "Submit a batch of tasks in one commit",
+        body=list[TaskIn],
+        answers=((201, BatchOut),),
     ),
-    Route("GET", "/api/v1/tasks", list_tasks, _READ, "List tasks (filters, pages)"),
-    Route("GET", "/api/v1/tasks/statistics", statistics, _READ, "Task counts and tier depths"),
-    Route("GET", _ONE, get_task, _READ, "Get a task (optionally wait for it to end)"),
-    Route("DELETE", _ONE, cancel_task, _OPERATE, "Cancel a task"),
-    Route("POST", _ONE + "/cancel", cancel_task, _OPERATE, "Cancel a task"),
-    Route("POST", _ONE + "/retry", retry_task, _OPERATE, "Run a failed or cancelled task again"),
-    Route("GET", _ONE + "/executions", task_executions, _READ, "A task's attempts"),
-    Route("GET", "/health", health, Permission.PUBLIC, "Health of every tier"),
-    Route("GET", "/health/live", health_live, Permission.PUBLIC, "Liveness probe"),
-    Route("GET", "/health/ready", health_ready, Permission.PUBLIC, "Readiness probe"),
-    Route("GET", "/health/workers", health_workers, Permission.PUBLIC, "Replicas and workers"),
+    Route(
+        "GET",
+        "/api/v1/tasks",
+        list_tasks,
+        _READ,
+        "List tasks (filters, pages)",
+        answers=((200, TaskPage),),
+        params=FILTER_PARAMS,
+    ),
+    Route(
+        "GET",
+        "/api/v1/tasks/statistics",
+        statistics,
+        _READ,
+        "Task counts and tier depths",
+        answers=((200, Statistics),),
+    ),
+    Route(
+        "GET",
+        _ONE,
+        get_task,
+        _READ,
+        "Get a task (optionally wait for it to end)",
+        answers=_TASK,
+        params=(Param("wait_seconds", float, f"wait up to 0..{MAX_WAIT_S:g} s for it to end"),),
+    ),
+    Route("DELETE", _ONE, cancel_task, _OPERATE, "Cancel a task", answers=_TASK),
+    Route("POST", _ONE + "/cancel", cancel_task, _OPERATE, "Cancel a task", answers=_TASK),
+    Route(
+        "POST",
+        _ONE + "/retry",
+        retry_task,
+        _OPERATE,
+        "Run a failed or cancelled task again",
+        answers=_TASK,
+    ),
+    Route(
+        "GET",
+        _ONE + "/executions",
+        task_executions,
+        _READ,
+        "A task's attempts",
+        answers=((200, ExecutionsOut),),
+    ),
+    Route(
+        "GET",
+        "/health",
+        health,
+        Permission.PUBLIC,
+        "Health of every tier",
+        answers=((200, Health), (503, Health)),
+    ),
+    Route(
+        "GET",
+        "/health/live",
+        health_live,
+        Permission.PUBLIC,
+        "Liveness probe",
+        answers=((200, Alive),),
+    ),
+    Route(
+        "GET",
+        "/health/ready",
+        health_ready,
+        Permission.PUBLIC,
+        "Readiness probe",
+        answers=((200, Readiness), (503, Readiness)),
+    ),
+    Route(
+        "GET",
+        "/health/workers",
+        health_workers,
+        Permission.PUBLIC,
+        "Replicas and workers",
+        answers=((200, Workers),),
+    ),
 ]

@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from tierq.api.permissions import Permission
 from tierq.api.routes import ENGINE
-from tierq.api.routing import Route
+from tierq.api.routing import Route, Text
 from tierq.metrics import Metrics
 
 METRICS = web.AppKey("metrics", Metrics)
@@ -24,5 +24,12 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
 
 
 ROUTES = [
-    Route("GET", "/metrics", metrics_endpoint, Permission.PUBLIC, "Prometheus metrics"),
+    Route(
+        "GET",
+        "/metrics",
+        metrics_endpoint,
+        Permission.PUBLIC,
+        "Prometheus metrics",
+        answers=((200, Text("text/plain", "Prometheus text exposition format")),),
+    ),
 ]

@@ -29,8 +29,9 @@ from tierq.api.auth.access import PRINCIPAL
 from tierq.api.errors import REQUEST_ID, SERVER_NAME, ApiError
 from tierq.api.permissions import Permission
 from tierq.api.routes import ENGINE, json_response
-from tierq.api.routing import Route
-from tierq.api.schemas import event_out
+from tierq.api.routing import Param, Route, Text
+from tierq.api.schemas import encode, event_out
+from tierq.api.shapes import EventPage, EventReset
 from tierq.engine.feed import Listener
 from tierq.ids import is_valid_id
 from tierq.model import Event, EventFilter, EventType
@@ -119,17 +120,12 @@ async def _page(request: web.Request, log: EventLog, flt: EventFilter | None) ->
     if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise _bad("limit", f"limit must be an integer from 1 to {MAX_PAGE}")
     page = await log.read_after(cursor, int(raw_limit), flt)
-    return json_response(
-        {
-            "items": [event_out(e) for e in page.events],
-            "next_cursor": page.next_cursor,
-            "reset": None if page.reset is None else {"oldest_cursor": page.reset},
-        }
-    )
+    reset = None if page.reset is None else EventReset(page.reset)
+    return json_response(EventPage([event_out(e) for e in page.events], page.next_cursor, reset))
 
 
 def _frame(event: Event) -> bytes:
-    data = orjson.dumps(event_out(event))
+    data = encode(event_out(event))
     return b"id: %s\nevent: %s\ndata: %s\n\n" % (event.cursor.encode(), event.event.encode(), data)
 
 
@@ -241,6 +237,20 @@ ROUTES = [
         events,
         Permission.EVENTS_READ,
         "Task events: a resumable Server-Sent Events stream, or JSON pages",
+        answers=(
+            (200, EventPage),
+            (200, Text("text/event-stream", "one frame per event: id (cursor), event, data")),
+        ),
+        params=(
+            Param("task_id", str, "one task's events"),
+            Param("event", str, "comma list of event names"),
+            Param("queue", str, "one queue's events"),
+            Param("type", str, "one task type's events"),
+            Param("after", str, "resume after this cursor"),
+            Param("limit", int, f"JSON pages: 1 to {MAX_PAGE} (default {DEFAULT_PAGE})"),
+            Param("Last-Event-ID", str, "the stream resumes after it", header=True),
+        ),
+        description="JSON pages when Accept names application/json (and not the stream).",
     ),
 ]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tierq.api import audit, flow, keys, routes, schedules, scrape, stream, webhooks
+from tierq.api import audit, docs, flow, keys, routes, schedules, scrape, stream, webhooks
 from tierq.api.routing import Route
 
 ROUTES: tuple[Route, ...] = (
@@ -18,6 +18,7 @@ ROUTES: tuple[Route, ...] = (
     *keys.ROUTES,
     *audit.ROUTES,
     *scrape.ROUTES,
+    *docs.ROUTES,
 )
 
 

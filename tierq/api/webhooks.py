@@ -12,6 +12,7 @@ from tierq.api.permissions import Permission
 from tierq.api.routes import ENGINE, json_response, read_json_body, scope, task_id_param
 from tierq.api.routing import Route
 from tierq.api.schemas import decode_as, delivery_out, subscription_out
+from tierq.api.shapes import DeliveriesOut, SubscriptionList, SubscriptionOut
 from tierq.engine.notify.service import Notifications
 from tierq.engine.notify.subscriptions import SubscriptionIn
 
@@ -40,7 +41,7 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     subs = await _notifications(request).subscriptions.list(scope(request))
-    return json_response({"items": [subscription_out(s) for s in subs]})
+    return json_response(SubscriptionList([subscription_out(s) for s in subs]))
 
 
 async def get_webhook(request: web.Request) -> web.Response:
@@ -72,22 +73,55 @@ async def task_notifications(request: web.Request) -> web.Response:
     reports = await _notifications(request).report(
         task_id, engine.store.task_get_many, engine.executions
     )
-    return json_response({"task_id": task_id, "items": [delivery_out(r) for r in reports]})
+    return json_response(DeliveriesOut(task_id, [delivery_out(r) for r in reports]))
 
 
 _ADMIN = Permission.WEBHOOKS_ADMIN
 _ONE = "/api/v1/webhooks/{webhook_id}"
+_SUB = ((200, SubscriptionOut),)
 ROUTES = [
-    Route("POST", "/api/v1/webhooks", create_webhook, _ADMIN, "Subscribe a URL to events"),
-    Route("GET", "/api/v1/webhooks", list_webhooks, _ADMIN, "List webhook subscriptions"),
-    Route("GET", _ONE, get_webhook, _ADMIN, "Get a webhook subscription"),
-    Route("PATCH", _ONE, update_webhook, _ADMIN, "Change a webhook subscription"),
-    Route("DELETE", _ONE, delete_webhook, _ADMIN, "Delete a webhook subscription"),
+    Route(
+        "POST",
+        "/api/v1/webhooks",
+        create_webhook,
+        _ADMIN,
+        "Subscribe a URL to events",
+        body=SubscriptionIn,
+        answers=((201, SubscriptionOut),),
+        description="The answer holds the signing secret, shown this once.",
+    ),
+    Route(
+        "GET",
+        "/api/v1/webhooks",
+        list_webhooks,
+        _ADMIN,
+        "List webhook subscriptions",
+        answers=((200, SubscriptionList),),
+    ),
+    Route("GET", _ONE, get_webhook, _ADMIN, "Get a webhook subscription", answers=_SUB),
+    Route(
+        "PATCH",
+        _ONE,
+        update_webhook,
+        _ADMIN,
+        "Change a webhook subscription",
+        body=EnabledIn,
+        answers=_SUB,
+    ),
+    Route(
+        "DELETE",
+        _ONE,
+        delete_webhook,
+        _ADMIN,
+        "Delete a webhook subscription",
+        answers=((204, None),),
+    ),
     Route(
         "GET",
         "/api/v1/tasks/{task_id}/notifications",
         task_notifications,
         Permission.TASKS_READ,
         "Notifications delivered about a task, with every attempt",
+        answers=((200, DeliveriesOut),),
     ),
 ]

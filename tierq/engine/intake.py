@@ -31,7 +31,8 @@ BreakerName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:/-]{1,200}$")]
 
 class TaskIn(msgspec.Struct, forbid_unknown_fields=True):
     type: TypeName
-    payload: msgspec.Raw = msgspec.Raw(b"{}")
+    # A factory, not a default: a default Raw would break the OpenAPI schema generation.
+    payload: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
     queue: QueueName = "default"
     priority: int | str = "MEDIUM"
     run_at: datetime | None = None

@@ -4,6 +4,8 @@ lives here, not in route handlers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 
@@ -53,7 +55,7 @@ class Replica(msgspec.Struct, frozen=True):
     last_heartbeat: float
     expires_at: float
     leased: int
-    info: dict[str, object]
+    info: dict[str, Any]
 
 
 class Workers(msgspec.Struct, frozen=True):

@@ -44,7 +44,7 @@ class TemplateIn(msgspec.Struct, forbid_unknown_fields=True):
     delay, idempotency key, dependencies)."""
 
     type: TypeName | None = None
-    payload: msgspec.Raw = msgspec.Raw()  # empty: not given
+    payload: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)  # empty: not given
     queue: QueueName = "default"
     priority: int | str = "MEDIUM"
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
@@ -75,13 +75,14 @@ class ScheduleIn(msgspec.Struct, forbid_unknown_fields=True):
     # Seed-compatible spellings, folded into the fields above.
     cron_expression: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     handler: TypeName | None = None
-    parameters: msgspec.Raw = msgspec.Raw()  # empty: not given
+    parameters: msgspec.Raw = msgspec.field(default_factory=msgspec.Raw)  # empty: not given
     max_retries: Annotated[int, msgspec.Meta(ge=0, le=100)] | None = None
 
 
 class TaskTemplate(msgspec.Struct, frozen=True, omit_defaults=True):
     type: str
-    payload: msgspec.Raw = msgspec.Raw(b"{}")
+    # A factory, not a default: a default Raw would break the OpenAPI schema generation.
+    payload: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"{}"))
     queue: str = "default"
     priority: int | str = "MEDIUM"
     max_retries: int | None = None

@@ -1,0 +1,85 @@
+"""The API's description: ``GET /api/v1/openapi.json`` (generated from the route table at
+start-up, ``api/openapi.py``) and ``GET /docs``, a page that renders it, shipped in the
+package (no CDN: it works offline)."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+
+from aiohttp import web
+
+from tierq.api.permissions import Permission
+from tierq.api.routing import Route, Text
+
+OPENAPI = web.AppKey("openapi", bytes)
+_STATIC = files("tierq.api").joinpath("static", "docs")
+_ASSETS = {"docs.js": "text/javascript", "docs.css": "text/css"}
+# The page runs only its own script and style files: no inline code, no other origin.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    response = web.Response(
+        body=request.app[OPENAPI],
+        content_type="application/json",
+        headers={"Cache-Control": "no-cache"},
+    )
+    response.enable_compression()
+    return response
+
+
+def _asset(name: str, content_type: str, cache: str) -> web.Response:
+    response = web.Response(
+        body=_STATIC.joinpath(name).read_bytes(),
+        content_type=content_type,
+        headers={**_PAGE_HEADERS, "Cache-Control": cache},
+    )
+    response.enable_compression()
+    return response
+
+
+async def docs_page(request: web.Request) -> web.Response:
+    return _asset("index.html", "text/html", "no-cache")
+
+
+async def docs_asset(request: web.Request) -> web.Response:
+    name = request.match_info["asset"]
+    content_type = _ASSETS.get(name)
+    if content_type is None:
+        raise web.HTTPNotFound()
+    # Revalidated (no-cache), as they change with the installed version.
+    return _asset(name, content_type, "no-cache")
+
+
+ROUTES = [
+    Route(
+        "GET",
+        "/api/v1/openapi.json",
+        openapi_json,
+        Permission.PUBLIC,
+        "This API's OpenAPI 3.1 description",
+        answers=((200, Text("application/json", "the OpenAPI 3.1 document")),),
+    ),
+    Route(
+        "GET",
+        "/docs",
+        docs_page,
+        Permission.PUBLIC,
+        "The API's documentation page",
+        answers=((200, Text("text/html", "renders openapi.json")),),
+    ),
+    Route(
+        "GET",
+        "/docs/{asset}",
+        docs_asset,
+        Permission.PUBLIC,
+        "The documentation page's script and style",
+        answers=((200, Text("text/javascript", "or text/css")),),
+    ),
+]
