@@ -42,7 +42,12 @@ from tierq.api.shapes import (
     QueueOut,
     RateOut,
 )
-from tierq.config.checks import parse_queue_limit
+from tierq.config.checks import (
+    MAX_QUEUE_RUNNING,
+    MAX_RATE_LIMIT,
+    MAX_RATE_WINDOW_S,
+    parse_queue_limit,
+)
 from tierq.engine.errors import FieldError
 from tierq.engine.flow.queues import queue_views
 from tierq.model import DEFAULT_TENANT
@@ -55,14 +60,14 @@ MAX_IDEMPOTENCY_KEY = 200
 
 
 class RateIn(msgspec.Struct, forbid_unknown_fields=True):
-    limit: Annotated[int, msgspec.Meta(ge=1)]
-    per_seconds: Annotated[float, msgspec.Meta(gt=0)]
+    limit: Annotated[int, msgspec.Meta(ge=1, le=MAX_RATE_LIMIT)]
+    per_seconds: Annotated[float, msgspec.Meta(gt=0, le=MAX_RATE_WINDOW_S)]
 
 
 class QueueLimitsIn(msgspec.Struct, forbid_unknown_fields=True):
     """``PATCH /api/v1/queues/{queue}``: a field left out keeps its value; null removes it."""
 
-    max_running: Annotated[int, msgspec.Meta(ge=1)] | UnsetType | None = UNSET
+    max_running: Annotated[int, msgspec.Meta(ge=1, le=MAX_QUEUE_RUNNING)] | UnsetType | None = UNSET
     rate: RateIn | UnsetType | None = UNSET
 
 

@@ -113,6 +113,8 @@ def document(routes: Iterable[Route], title: str = "tierq") -> dict[str, Any]:
                 response["description"] += f"; {answer.media_type}: {answer.description}"
             else:
                 content["application/json"] = {"schema": schema_of[id(answer)]}
+        for code, links in _links(r, routes, operation_ids).items():
+            responses[code]["links"] = links
         responses["default"] = error
         operation["responses"] = responses
         if r.permission is Permission.PUBLIC:
@@ -137,6 +139,32 @@ def document(routes: Iterable[Route], title: str = "tierq") -> dict[str, Any]:
         # Either credential; servers without keys or JWT settings accept calls without one.
         "security": [{"ApiKey": []}, {"Bearer": []}],
     }
+
+
+def _links(
+    route: Route, routes: list[Route], operation_ids: dict[tuple[str, str], str]
+) -> dict[str, dict[str, Any]]:
+    """A creation (POST to a collection, answering 201 with an ``id``) links to every
+    operation on ``collection/{x_id}``: clients and schemathesis's stateful tests follow
+    them with the id just made."""
+    created = [
+        str(status)
+        for status, answer in route.answers
+        if status == 201 and "id" in getattr(answer, "__struct_fields__", ())
+    ]
+    if route.method != "POST" or not created:
+        return {}
+    links: dict[str, Any] = {}
+    for other in routes:
+        match = re.fullmatch(re.escape(route.path) + r"/{(\w+)}(/[\w/]*)?", other.path)
+        if match is None:
+            continue
+        operation_id = operation_ids[(other.method, other.path)]
+        links[operation_id] = {
+            "operationId": operation_id,
+            "parameters": {match.group(1): "$response.body#/id"},
+        }
+    return {status: links for status in created if links}
 
 
 def _reason(status: int) -> str:

@@ -234,6 +234,11 @@ def _validate_flow(s: Any) -> None:
 
 
 QueueLimit = tuple[int | None, int | None, float | None]  # max_running, rate limit, per_s
+# Bounds of a queue's limits: past them a limit means nothing (more than any deployment runs,
+# a window longer than a year), and a bigger integer overflows the stores' 64-bit columns.
+MAX_QUEUE_RUNNING = 1_000_000
+MAX_RATE_LIMIT = 1_000_000_000
+MAX_RATE_WINDOW_S = 366 * 86400.0
 
 
 def parse_queue_limits(text: str) -> dict[str, QueueLimit]:
@@ -261,9 +266,13 @@ def parse_queue_limit(spec: Any, where: str, partial: QueueLimit | None = None) 
     if "max_running" in spec:
         value = spec["max_running"]
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not 1 <= value <= MAX_QUEUE_RUNNING
         ):
-            raise ValueError(f"{prefix}max_running: must be an integer >= 1 or null")
+            raise ValueError(
+                f"{prefix}max_running: must be an integer from 1 to {MAX_QUEUE_RUNNING} or null"
+            )
         max_running = value
     if "rate" in spec:
         rate = spec["rate"]
@@ -273,10 +282,18 @@ def parse_queue_limit(spec: Any, where: str, partial: QueueLimit | None = None) 
             if not isinstance(rate, dict) or set(rate) != {"limit", "per_seconds"}:
                 raise ValueError(f'{prefix}rate: must be {{"limit": N, "per_seconds": S}} or null')
             n, seconds = rate["limit"], rate["per_seconds"]
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ValueError(f"{prefix}rate.limit: must be an integer >= 1")
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds <= 0:
-                raise ValueError(f"{prefix}rate.per_seconds: must be a number > 0")
+            if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_RATE_LIMIT:
+                raise ValueError(
+                    f"{prefix}rate.limit: must be an integer from 1 to {MAX_RATE_LIMIT}"
+                )
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, int | float)
+                or not 0 < seconds <= MAX_RATE_WINDOW_S
+            ):
+                raise ValueError(
+                    f"{prefix}rate.per_seconds: must be a number > 0 and <= {MAX_RATE_WINDOW_S:g}"
+                )
             limit, per = n, float(seconds)
     return max_running, limit, per
 
