@@ -11,7 +11,7 @@ from tierq.api.auth.access import ACCESS, PRINCIPAL
 from tierq.api.permissions import Permission
 from tierq.api.routes import MAX_PAGE_SIZE, int_param, json_response, time_param
 from tierq.api.routing import Param, Route
-from tierq.api.shapes import AuditOut, AuditPage
+from tierq.api.shapes import NULL, AuditOut, AuditPage
 from tierq.model import AuditFilter, AuditRecord
 from tierq.timefmt import iso
 
@@ -30,7 +30,7 @@ def record_out(r: AuditRecord) -> AuditOut:
         request_id=e.request_id,
         source=e.source,
         status=e.status,
-        changes=None if e.changes is None else msgspec.Raw(e.changes),
+        changes=NULL if e.changes is None else msgspec.Raw(e.changes),
         hash=r.hash,
     )
 

@@ -17,7 +17,7 @@ from tierq.api.permissions import Permission
 from tierq.api.routes import json_response, read_json_body
 from tierq.api.routing import Route
 from tierq.api.schemas import decode_as
-from tierq.api.shapes import KeyList, KeyOut
+from tierq.api.shapes import NULL, KeyList, KeyOut
 from tierq.engine.errors import FieldError
 from tierq.model import ALL_TENANTS, ApiKey
 from tierq.timefmt import iso
@@ -53,7 +53,7 @@ def key_out(key: ApiKey, secret: str | None = None) -> KeyOut:
         last_used_at=iso(key.last_used_at),
         revoked_at=iso(key.revoked_at),
         previous_valid_until=iso(key.previous_until),
-        rate_limits=None if key.rate_limits is None else msgspec.Raw(key.rate_limits),
+        rate_limits=NULL if key.rate_limits is None else msgspec.Raw(key.rate_limits),
     )
     if secret is not None:
         out.secret = secret

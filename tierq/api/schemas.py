@@ -12,6 +12,7 @@ from typing import TypeVar
 import msgspec
 
 from tierq.api.shapes import (
+    NULL,
     DeliveryAttemptOut,
     DeliveryOut,
     EmailTargetOut,
@@ -62,7 +63,7 @@ def task_out(task: Task) -> TaskOut:
         priority=task.priority,
         status=task.state,
         payload=msgspec.Raw(task.payload),
-        result=None if task.result is None else msgspec.Raw(task.result),
+        result=NULL if task.result is None else msgspec.Raw(task.result),
         attempt=task.attempt,
         max_retries=task.max_retries,
         attempts_left=max(0, task.attempts_left),

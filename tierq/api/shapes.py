@@ -16,6 +16,9 @@ from tierq.model import TaskState
 
 Time = Annotated[str | None, Meta(description="ISO 8601 time in UTC, or null")]
 Json = Annotated[Raw, Meta(description="any JSON value, as submitted or returned")]
+# msgspec decodes ``Raw | None`` as null only, so a JSON value that may be absent is a Raw
+# holding ``null``: the same bytes on the wire, and a client decodes it.
+NULL = Raw(b"null")
 
 
 class Out(Struct, omit_defaults=True):
@@ -65,7 +68,7 @@ class TaskOut(Out):
     priority: int
     status: TaskState
     payload: Json
-    result: Json | None
+    result: Annotated[Raw, Meta(description="its handler's return value (null: none)")]
     attempt: int
     max_retries: int
     attempts_left: int
@@ -221,7 +224,7 @@ class KeyOut(Out):
     last_used_at: Time
     revoked_at: Time
     previous_valid_until: Time
-    rate_limits: Json | None
+    rate_limits: Json
     secret: Annotated[str | UnsetType, Meta(description="shown once: on creation, rotation")] = (
         UNSET
     )
@@ -243,7 +246,7 @@ class AuditOut(Out):
     request_id: str | None
     source: str | None
     status: int | None
-    changes: Json | None
+    changes: Json
     hash: str
 
 
