@@ -39,6 +39,7 @@ from tierq.storage.factory import (
     make_queue_store,
     make_rate_limiter,
     make_record_store,
+    make_rollup_store,
     make_schedule_store,
 )
 from tierq.storage.instrumented import (
@@ -77,6 +78,7 @@ def build_engine(settings: Settings, metrics: Metrics) -> Engine:
         leader=make_leader(settings, raw_dispatch),
         queue_store=make_queue_store(backend),
         breaker_store=make_breaker_store(settings, raw_dispatch),
+        rollup_store=make_rollup_store(backend),
     )
 
 

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from msgspec import UNSET, Meta, Raw, Struct, UnsetType
 
+from tierq.engine.rollups import Window
 from tierq.model import TaskState
 
 Time = Annotated[str | None, Meta(description="ISO 8601 time in UTC, or null")]
@@ -391,3 +392,24 @@ class RunsOut(Out):
     schedule_id: str
     items: list[RunOut]
     next_before: Time
+
+
+# ---- health ---------------------------------------------------------------------------
+
+
+class QueueHealth(Out):
+    name: str
+    queued: int
+    running: int
+    failed: int  # dead-lettered, waiting for a replay
+    paused: bool
+    oldest_pending_age_seconds: float | None
+    finished_last_minute: int
+
+
+class TasksHealth(Out):
+    status: str  # healthy, degraded, unhealthy
+    reasons: list[str]
+    queues: list[QueueHealth]
+    open_breakers: list[str]
+    last_15_minutes: Window | None  # the summary of /api/v1/tasks/metrics (None: off)

@@ -6,12 +6,24 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from tierq.api import audit, docs, flow, keys, routes, schedules, scrape, stream, webhooks
+from tierq.api import (
+    audit,
+    docs,
+    flow,
+    keys,
+    operations,
+    routes,
+    schedules,
+    scrape,
+    stream,
+    webhooks,
+)
 from tierq.api.routing import Route
 
 ROUTES: tuple[Route, ...] = (
     *routes.ROUTES,
     *flow.ROUTES,
+    *operations.ROUTES,
     *schedules.ROUTES,
     *stream.ROUTES,
     *webhooks.ROUTES,

@@ -1,5 +1,7 @@
-"""Command line: ``tierq serve``, ``tierq migrate``, ``tierq settings``, ``tierq schedules``,
-``tierq keys``, ``tierq audit``."""
+"""Command line. On this machine's server files: ``tierq serve``, ``tierq migrate``,
+``tierq settings``, ``tierq keys``, ``tierq audit``. On a running server, through its API and
+the Python client: ``tierq submit``, ``tierq tasks``, ``tierq events``, ``tierq stats``,
+``tierq top``, ``tierq schedules`` (exit codes: ``cli/remote.py``)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,9 @@ from aiohttp import web
 
 from tierq.cli import access as cli_access
 from tierq.cli import schedules as cli_schedules
+from tierq.cli import submit as cli_submit
+from tierq.cli import tasks as cli_tasks
+from tierq.cli import top as cli_top
 from tierq.config import ConfigError, Settings, from_env, from_sources
 from tierq.config.settings import example_file
 from tierq.logs import setup as setup_logging
@@ -56,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     cli_schedules.add_parser(sub)
     cli_access.add_parsers(sub)
+    cli_submit.add_parser(sub)
+    cli_tasks.add_parsers(sub)
+    cli_top.add_parser(sub)
     return parser
 
 
@@ -179,6 +187,9 @@ def _run(coro: object) -> object:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if hasattr(args, "run"):  # a command that talks to a running server
+        code: int = args.run(args)
+        return code
     if args.command == "schedules":
         return cli_schedules.run(args)
     if args.command == "settings":

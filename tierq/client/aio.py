@@ -10,11 +10,21 @@ from typing import Any
 
 import httpx
 
-from tierq.api.shapes import BulkOut, EventOut, ExecutionsOut, KeyOut, ScheduleOut, TaskOut
+from tierq.api.shapes import (
+    BulkOut,
+    EventOut,
+    ExecutionsOut,
+    KeyOut,
+    ScheduleOut,
+    TaskOut,
+    TasksHealth,
+)
 from tierq.client import calls
 from tierq.client.calls import DEFAULT_CHUNK, RETRY_STATUSES, Call, Retry
 from tierq.client.errors import TransportError, WaitTimeout
+from tierq.engine.recovery import RecoveryReport
 from tierq.engine.reports import Health, Statistics, Workers
+from tierq.engine.rollups import MetricsReport
 from tierq.model import TERMINAL_STATES
 
 
@@ -104,6 +114,13 @@ class AsyncClient:
         for chunk in calls.keyed_chunks(tasks, chunk_size):
             yield (await self.send(calls.submit_batch(chunk))).ids
 
+    async def submit_batch(self, tasks: list[dict[str, Any]]) -> list[str]:
+        """One batch, one request, one commit: the ids in order. Tasks without an
+        idempotency key are sent as they are (``submit_many`` adds keys)."""
+        answer = await self.send(calls.submit_batch(tasks))
+        ids: list[str] = answer.ids
+        return ids
+
     async def get(self, task_id: str) -> TaskOut:
         result: TaskOut = await self.send(calls.get(task_id))
         return result
@@ -167,6 +184,22 @@ class AsyncClient:
 
     async def workers(self) -> Workers:
         result: Workers = await self.send(calls.workers())
+        return result
+
+    async def metrics(
+        self, minutes: float = 60, bucket_seconds: int | None = None
+    ) -> MetricsReport:
+        """Throughput, failure rate and latency percentiles of the last ``minutes``."""
+        result: MetricsReport = await self.send(calls.metrics(minutes, bucket_seconds))
+        return result
+
+    async def tasks_health(self) -> TasksHealth:
+        result: TasksHealth = await self.send(calls.tasks_health())
+        return result
+
+    async def recover(self) -> RecoveryReport:
+        """Run the server's recovery passes now (an admin's call)."""
+        result: RecoveryReport = await self.send(calls.recover())
         return result
 
     async def queues(self) -> Any:

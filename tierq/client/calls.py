@@ -27,9 +27,12 @@ from tierq.api.shapes import (
     SchedulePage,
     TaskOut,
     TaskPage,
+    TasksHealth,
 )
 from tierq.client.errors import ApiError
+from tierq.engine.recovery import RecoveryReport
 from tierq.engine.reports import Health, Statistics, Workers
+from tierq.engine.rollups import MetricsReport
 
 # The server's default cap on one batch (TIERQ_MAX_BATCH); submit_many's chunks stay below it.
 DEFAULT_CHUNK = 1000
@@ -121,7 +124,9 @@ def submit(task: Mapping[str, Any]) -> Call:
 
 
 def submit_batch(tasks: list[dict[str, Any]]) -> Call:
-    return Call("POST", "/api/v1/tasks/batch", BatchOut, body=_json(tasks), repeatable=True)
+    # Sent again after a lost answer only if no task can be made twice.
+    keyed = all(t.get("idempotency_key") for t in tasks)
+    return Call("POST", "/api/v1/tasks/batch", BatchOut, body=_json(tasks), repeatable=keyed)
 
 
 def keyed_chunks(tasks: Iterable[Mapping[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
@@ -187,6 +192,19 @@ def health() -> Call:
 
 def workers() -> Call:
     return Call("GET", "/health/workers", Workers, repeatable=True)
+
+
+def metrics(minutes: float, bucket_s: int | None) -> Call:
+    params = _clean({"hours": minutes / 60, "bucket_seconds": bucket_s})
+    return Call("GET", "/health/metrics", MetricsReport, params=params, repeatable=True)
+
+
+def tasks_health() -> Call:
+    return Call("GET", "/api/v1/tasks/health", TasksHealth, repeatable=True)
+
+
+def recover() -> Call:
+    return Call("POST", "/health/recovery", RecoveryReport)
 
 
 def queues() -> Call:

@@ -9,11 +9,21 @@ from typing import Any
 
 import httpx
 
-from tierq.api.shapes import BulkOut, EventOut, ExecutionsOut, KeyOut, ScheduleOut, TaskOut
+from tierq.api.shapes import (
+    BulkOut,
+    EventOut,
+    ExecutionsOut,
+    KeyOut,
+    ScheduleOut,
+    TaskOut,
+    TasksHealth,
+)
 from tierq.client import calls
 from tierq.client.calls import DEFAULT_CHUNK, RETRY_STATUSES, Call, Retry
 from tierq.client.errors import TransportError, WaitTimeout
+from tierq.engine.recovery import RecoveryReport
 from tierq.engine.reports import Health, Statistics, Workers
+from tierq.engine.rollups import MetricsReport
 from tierq.model import TERMINAL_STATES
 
 
@@ -101,6 +111,13 @@ class Client:
         for chunk in calls.keyed_chunks(tasks, chunk_size):
             yield self.send(calls.submit_batch(chunk)).ids
 
+    def submit_batch(self, tasks: list[dict[str, Any]]) -> list[str]:
+        """One batch, one request, one commit: the ids in order. Tasks without an
+        idempotency key are sent as they are (``submit_many`` adds keys)."""
+        answer = self.send(calls.submit_batch(tasks))
+        ids: list[str] = answer.ids
+        return ids
+
     def get(self, task_id: str) -> TaskOut:
         result: TaskOut = self.send(calls.get(task_id))
         return result
@@ -162,6 +179,20 @@ class Client:
 
     def workers(self) -> Workers:
         result: Workers = self.send(calls.workers())
+        return result
+
+    def metrics(self, minutes: float = 60, bucket_seconds: int | None = None) -> MetricsReport:
+        """Throughput, failure rate and latency percentiles of the last ``minutes``."""
+        result: MetricsReport = self.send(calls.metrics(minutes, bucket_seconds))
+        return result
+
+    def tasks_health(self) -> TasksHealth:
+        result: TasksHealth = self.send(calls.tasks_health())
+        return result
+
+    def recover(self) -> RecoveryReport:
+        """Run the server's recovery passes now (an admin's call)."""
+        result: RecoveryReport = self.send(calls.recover())
         return result
 
     def queues(self) -> Any:

@@ -387,6 +387,13 @@ class Settings:
         ),
     )
 
+    metrics_rollups: bool = field(
+        default=True,
+        metadata=_doc(
+            "Keep per-minute rollups of task outcomes in the record tier (throughput, failure "
+            "rate, latency percentiles) for /health/metrics and /api/v1/tasks/metrics."
+        ),
+    )
     schedules: bool = field(
         default=True,
         metadata=_doc(

@@ -61,6 +61,7 @@ from tierq.storage.eventlog import EventLog
 from tierq.storage.leader import AlwaysLeader, Leader
 from tierq.storage.notifications import NotificationStore
 from tierq.storage.queues import QueueStore
+from tierq.storage.rollups import RollupStore
 from tierq.storage.schedules import ScheduleStore
 from tierq.storage.sinks import EventSink
 
@@ -91,6 +92,7 @@ class Engine:
         leader: Leader | None = None,
         queue_store: QueueStore | None = None,
         breaker_store: BreakerStore | None = None,
+        rollup_store: RollupStore | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -260,8 +262,9 @@ class Engine:
             node_id,
             clock,
             listeners=lambda: self.feed.listeners,
+            rollup_store=rollup_store if settings.metrics_rollups else None,
         )
-        self.bus.subscribe(self.reports.throughput.on_events)
+        self.bus.subscribe(self.reports.on_events)
         self._supervisor: asyncio.Task[None] | None = None
         self._services: list[Service] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
@@ -292,6 +295,8 @@ class Engine:
                 self._services.append(self.schedules.scheduler)
         if self.retention.enabled:
             self._services.append(self.retention)
+        if self.reports.rollups is not None:
+            self._services.append(self.reports.rollups)
         if self.dispatch.capabilities.leases_expire:
             self._services.append(self.rescuer)
         if self.dispatch.capabilities.shared:
@@ -300,12 +305,10 @@ class Engine:
         self._supervisor = asyncio.create_task(self._supervise(started), name="tierq-engine")
         await started
         self.lifecycle.ready = True
+        mode, settings = "distributed" if self.distributed else "embedded", self.settings
         log.info(
             "engine %s started: %d workers, memory limit %d, %s mode",
-            self.node_id,
-            self.settings.workers,
-            self.settings.memory_limit,
-            "distributed" if self.distributed else "embedded",
+            *(self.node_id, settings.workers, settings.memory_limit, mode),
         )
 
     async def _recover(self) -> None:
@@ -361,6 +364,8 @@ class Engine:
         # One after the other: the flusher's last batches publish events (and notifications
         # submit deliveries to the committer); the log writer appends what both published.
         draining: list[Service] = [self.flusher, self.committer, *self.eventing.forwarders]
+        if self.reports.rollups is not None:
+            draining.insert(1, self.reports.rollups)  # after the flusher's last events
         if self.flow.breakers is not None:
             draining.insert(0, self.flow.breakers)
         if self.schedules is not None:
@@ -432,11 +437,6 @@ class Engine:
         """Validate decoded task specs, build the tasks (ids, times, initial state) of
         ``tenant``, submitted by ``request`` (its id), and make them durable. Errors name the
         field path as the client sent it (``$`` for a single task, ``$[i]`` in a batch)."""
-        if batch:
-            if not specs:
-                raise FieldError("$", "a batch needs at least one task")
-            if len(specs) > self.settings.max_batch:
-                raise FieldError("$", f"a batch holds at most {self.settings.max_batch} tasks")
         now = self.clock()
         if batch:
             tasks = build_tasks(list(specs), self.settings, self.registry, now)

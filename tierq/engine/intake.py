@@ -168,6 +168,10 @@ def build_tasks(
     The common shape (no payload validator, no run_at / delay_seconds, no depends_on, a
     priority that needs no checking) is built directly: none of the checks it skips could
     fail. Anything else goes through ``build_task``, which also makes every error message."""
+    if not specs:
+        raise FieldError("$", "a batch needs at least one task")
+    if len(specs) > settings.max_batch:
+        raise FieldError("$", f"a batch holds at most {settings.max_batch} tasks")
     tasks: list[Task] = []
     append = tasks.append
     get_handler = registry.get

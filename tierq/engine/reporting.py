@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tierq.engine.events import Batch
 from tierq.engine.flow.queues import Throughput
 from tierq.engine.flusher import Flusher
 from tierq.engine.instruments import EngineMetrics
@@ -22,8 +23,10 @@ from tierq.engine.reports import (
     Statistics,
     Workers,
 )
+from tierq.engine.rollups import MetricsRollups
 from tierq.engine.workers import WorkerPool
 from tierq.storage.base import Dispatch, RecordStore
+from tierq.storage.rollups import RollupStore
 
 log = logging.getLogger("tierq.engine")
 
@@ -50,6 +53,7 @@ class Reporter:
         node_id: str,
         clock: Callable[[], float],
         listeners: Callable[[], int] = lambda: 0,
+        rollup_store: RollupStore | None = None,
     ) -> None:
         self._store = store
         self._dispatch = dispatch
@@ -63,6 +67,15 @@ class Reporter:
         self._listeners = listeners
         self._mode = "distributed" if dispatch.capabilities.shared else "embedded"
         self.throughput = Throughput(clock)
+        # Per-minute outcomes in the record tier (None: not kept; the metrics routes say so).
+        self.rollups = (
+            None if rollup_store is None else MetricsRollups(rollup_store, node_id, clock)
+        )
+
+    def on_events(self, batch: Batch) -> None:
+        self.throughput.on_events(batch)
+        if self.rollups is not None:
+            self.rollups.on_events(batch)
 
     def replica_info(self) -> dict[str, object]:
         """What this replica tells the others with each heartbeat."""

@@ -14,6 +14,7 @@ from tierq.storage.leader import AlwaysLeader, Leader
 from tierq.storage.notifications import NotificationStore
 from tierq.storage.queues import QueueStore
 from tierq.storage.ratelimit import InProcessRateLimiter, RateLimiter
+from tierq.storage.rollups import RollupStore
 from tierq.storage.schedules import ScheduleStore
 from tierq.storage.sinks import EventSink
 
@@ -197,3 +198,19 @@ def make_event_sink(settings: Settings) -> EventSink | None:
     except ModuleNotFoundError as exc:
         raise ConfigError(f"TIERQ_AMQP_URL: {exc}") from exc
     return AmqpSink(settings.amqp_url, settings.amqp_exchange)
+
+
+def make_rollup_store(store: RecordStore) -> RollupStore:
+    """Per-minute task rollups live beside the tasks (``store`` is the backend itself)."""
+    from tierq.storage.sqlite.store import SQLiteRecordStore
+
+    if isinstance(store, SQLiteRecordStore):
+        from tierq.storage.sqlite.rollups import SQLiteRollupStore
+
+        return SQLiteRollupStore(store)
+    from tierq.storage.postgres.rollups import PostgresRollupStore
+    from tierq.storage.postgres.store import PostgresRecordStore
+
+    if not isinstance(store, PostgresRecordStore):
+        raise TypeError(f"no rollup store for {type(store).__name__}")
+    return PostgresRollupStore(store)

@@ -1,0 +1,1 @@
+DELETE FROM task_rollups WHERE minute < $1
