@@ -1,5 +1,5 @@
 """``tierq schedules ...``: list, get, create, pause, resume, trigger and delete schedules of
-a running server, over its HTTP API (``--url``, default ``TIERQ_URL`` or
+a running server, over its HTTP API through the Python client (``--url``, default ``TIERQ_URL`` or
 http://127.0.0.1:8080; ``--api-key`` or ``TIERQ_API_KEY``). Output is the API's JSON, one
 document per command, so it can be piped into ``jq``; errors go to stderr with the server's
 code, message and field path, and a non-zero exit status."""
@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from typing import Any
 
-DEFAULT_URL = "http://127.0.0.1:8080"
+from tierq.cli import remote
+from tierq.client import ApiError, TierqError
+from tierq.client.calls import Call
+
+DEFAULT_URL = remote.DEFAULT_URL
 
 
 def add_parser(sub: Any) -> None:
@@ -42,10 +43,6 @@ def add_parser(sub: Any) -> None:
     trigger.add_argument("--idempotency-key", help="a retried trigger with this key fires once")
 
 
-class ApiFailure(Exception):
-    pass
-
-
 def _request(
     args: argparse.Namespace,
     method: str,
@@ -53,36 +50,9 @@ def _request(
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> Any:
-    base = (args.url or os.environ.get("TIERQ_URL") or DEFAULT_URL).rstrip("/")
-    sent = {"Accept": "application/json", **(headers or {})}
-    if body is not None:
-        sent["Content-Type"] = "application/json"
-    key = args.api_key or os.environ.get("TIERQ_API_KEY")
-    if key:
-        sent["X-API-Key"] = key
-    if not base.startswith(("http://", "https://")):
-        raise ApiFailure(f"--url must start with http:// or https://, not {base!r}")
-    url = base + path
-    request = urllib.request.Request(url, data=body, method=method, headers=sent)  # noqa: S310
-    try:
-        with urllib.request.urlopen(request, timeout=30) as resp:  # noqa: S310 - checked above
-            data = resp.read()
-    except urllib.error.HTTPError as exc:
-        raise ApiFailure(_describe(exc.code, exc.read())) from None
-    except urllib.error.URLError as exc:
-        raise ApiFailure(f"cannot reach {base}: {exc.reason}") from None
-    return json.loads(data) if data else None
-
-
-def _describe(status: int, raw: bytes) -> str:
-    try:
-        error = json.loads(raw)["error"]
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {status}"
-    where = error.get("details", {}).get("path")
-    return f"HTTP {status} {error.get('code')}: {error.get('message')}" + (
-        f" (at {where})" if where else ""
-    )
+    """One call through the Python client (its retries and its errors); the answer as JSON."""
+    with remote.client(args) as tq:
+        return tq.send(Call(method, path, Any, body=body, headers=headers or {}))
 
 
 def _read_file(name: str) -> bytes:
@@ -127,8 +97,18 @@ def run(args: argparse.Namespace) -> int:
         else:  # delete
             _request(args, "DELETE", f"{base}/{quoted}")
             result = {"deleted": args.id}
-    except (ApiFailure, OSError) as exc:
+    except ApiError as exc:
+        where = f" (at {exc.path})" if exc.path else ""
+        print(
+            f"tierq schedules {args.action}: HTTP {exc.status} {exc.code}: {exc.message}{where}",
+            file=sys.stderr,
+        )
+        return remote.REFUSED
+    except TierqError as exc:
         print(f"tierq schedules {args.action}: {exc}", file=sys.stderr)
-        return 1
+        return remote.UNREACHABLE
+    except OSError as exc:  # the --file given cannot be read
+        print(f"tierq schedules {args.action}: {exc}", file=sys.stderr)
+        return remote.REFUSED
     print(json.dumps(result, indent=2))
     return 0
