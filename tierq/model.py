@@ -141,6 +141,9 @@ class Task:
     # The X-Request-ID of the request that submitted it: its handler gets it, its http calls
     # and webhooks send it, and every log line of its attempts names it, on any replica.
     request_id: str | None = None
+    # The W3C traceparent of the submission (tracing on): its attempts' spans, on any
+    # replica, join the submitter's trace.
+    traceparent: str | None = None
 
     @property
     def sort_key(self) -> tuple[int, float, str]:

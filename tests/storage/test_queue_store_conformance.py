@@ -64,7 +64,9 @@ async def test_an_operation_runs_once_per_key(record_store: RecordStore) -> None
 
 
 async def test_a_task_keeps_the_breaker_it_names(record_store: RecordStore) -> None:
-    named, plain = record_task(breaker="payments-api", request_id="req-1"), record_task()
+    trace = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    named = record_task(breaker="payments-api", request_id="req-1", traceparent=trace)
+    plain = record_task()
     await record_store.task_insert_many([named, plain])
     got = {t.id: t for t in await record_store.task_get_many([named.id, plain.id])}
     assert (got[named.id].breaker, got[named.id].request_id) == ("payments-api", "req-1")
@@ -72,4 +74,5 @@ async def test_a_task_keeps_the_breaker_it_names(record_store: RecordStore) -> N
     claimed = {t.id: t for t in await record_store.task_claim("me", 10, named.run_at + 1)}
     assert claimed[named.id].breaker == "payments-api"
     assert claimed[named.id].request_id == "req-1"
+    assert (claimed[named.id].traceparent, got[plain.id].traceparent) == (trace, None)
     assert await record_store.task_claim("me", 10, named.run_at + 1, skip_queues=["default"]) == []

@@ -767,12 +767,13 @@ async def test_sqlite_database_from_migration_1_upgrades(tmp_path: Any) -> None:
         conn.execute(stmt)
     conn.execute(load("migration_record"), (1, NOW))
     # Rows as version 1 had them: its tasks table ends before the schedule columns (004),
-    # the tenant (006), the breaker (007) and the request id (008).
+    # the tenant (006), the breaker (007), the request id (008) and the traceparent (010).
     v1_insert = load("task_insert").replace(
-        ",\n    schedule_id, scheduled_for, tenant, breaker, request_id", ""
+        ",\n    schedule_id, scheduled_for, tenant, breaker, request_id, traceparent", ""
     )
     assert "schedule_id" not in v1_insert and "tenant" not in v1_insert
     assert "breaker" not in v1_insert and "request_id" not in v1_insert
+    assert "traceparent" not in v1_insert
     params = [rows.task_params(t)[:23] for t in old]
     execute_rows(conn, v1_insert, 23, params)
     conn.close()

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tierq import tracing
 from tierq.api.auth.access import ACCESS, Access, access_middleware
 from tierq.api.docs import OPENAPI
 from tierq.api.errors import REQUEST_ID, SERVER_NAME, Handler, to_response
@@ -117,15 +118,13 @@ def edge_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[valid-t
         )
         request[REQUEST_ID] = request_id = request_id[:64]
         LOG_REQUEST_ID.set(request_id)  # this request's task only: its log lines carry it
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            response = to_response(exc, request)
-        except Exception as exc:
-            response = to_response(exc, request)
         route = _route_name(request)
+        if tracing.ENABLED:
+            with tracing.server_span(request.method, route, request.headers) as span:
+                response = await _answer(handler, request)
+                span.set_attribute("http.response.status_code", response.status)
+        else:
+            response = await _answer(handler, request)
         child = children.get((route, response.status))
         if child is None:
             child = children[(route, response.status)] = (
@@ -140,6 +139,18 @@ def edge_middleware(metrics: Metrics) -> web.middleware:  # type: ignore[valid-t
         return response
 
     return edge
+
+
+async def _answer(handler: Handler, request: web.Request) -> web.StreamResponse:
+    """The handler's response, or the error response it raised."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return to_response(exc, request)
+    except Exception as exc:
+        return to_response(exc, request)
 
 
 def create_app(

@@ -9,6 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tierq import tracing
 from tierq.api.auth.access import ACCESS, AUDIT_RESOURCE, PRINCIPAL, charge
 from tierq.api.errors import REQUEST_ID, ApiError
 from tierq.api.permissions import Permission
@@ -84,7 +85,8 @@ async def submit_one(request: web.Request) -> web.Response:
     specs = decode_tasks(await read_json_body(request), batch=False)
     owner = request[PRINCIPAL].owner
     engine = request.app[ENGINE]
-    (result,) = await engine.submit(specs, False, owner, request[REQUEST_ID])
+    with tracing.span("tierq.submit", **{"tierq.tasks": 1}):
+        (result,) = await engine.submit(specs, False, owner, request[REQUEST_ID])
     request[AUDIT_RESOURCE] = result.task.id
     return json_response(task_out(result.task), 201 if result.created else 200)
 
@@ -94,7 +96,8 @@ async def submit_batch(request: web.Request) -> web.Response:
     specs = decode_tasks(await read_json_body(request), batch=True)
     await charge(request, len(specs))
     owner = request[PRINCIPAL].owner
-    results = await request.app[ENGINE].submit(specs, True, owner, request[REQUEST_ID])
+    with tracing.span("tierq.submit", **{"tierq.tasks": len(specs)}):
+        results = await request.app[ENGINE].submit(specs, True, owner, request[REQUEST_ID])
     request[AUDIT_RESOURCE] = f"{len(results)} tasks"
     existing = [i for i, r in enumerate(results) if not r.created]
     return json_response(BatchOut([r.task.id for r in results], len(results), existing), 201)

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from tierq import tracing
 from tierq.cli import access as cli_access
 from tierq.cli import schedules as cli_schedules
 from tierq.cli import submit as cli_submit
@@ -119,6 +120,7 @@ async def serve(settings: Settings) -> None:
     # them back in sooner (see BENCHMARKS.md).
     sys.setswitchinterval(0.0005)
 
+    tracing.setup(settings.tracing)
     app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()  # starts the engine (recovery first)

@@ -387,6 +387,13 @@ class Settings:
         ),
     )
 
+    tracing: bool = field(
+        default=False,
+        metadata=_doc(
+            "OpenTelemetry spans for HTTP requests, submissions and task attempts (needs "
+            "tierq[otel]); the OTLP exporter is configured by the standard OTEL_* variables."
+        ),
+    )
     metrics_rollups: bool = field(
         default=True,
         metadata=_doc(

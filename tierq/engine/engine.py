@@ -18,6 +18,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
+from tierq import tracing
 from tierq.config import Settings
 from tierq.engine.actions import TaskActions
 from tierq.engine.cancellation import Cancellation
@@ -437,14 +438,12 @@ class Engine:
         """Validate decoded task specs, build the tasks (ids, times, initial state) of
         ``tenant``, submitted by ``request`` (its id), and make them durable. Errors name the
         field path as the client sent it (``$`` for a single task, ``$[i]`` in a batch)."""
-        now = self.clock()
-        if batch:
-            tasks = build_tasks(list(specs), self.settings, self.registry, now)
-        else:
-            tasks = [build_task(specs[0], "$", self.settings, self.registry, now)]
-        if tenant != "default" or request:  # built for the default tenant, by no request
+        built = (self.settings, self.registry, self.clock())
+        tasks = build_tasks(list(specs), *built) if batch else [build_task(specs[0], "$", *built)]
+        trace = tracing.traceparent()  # the submission's span (None: tracing off)
+        if tenant != "default" or request or trace:  # built for default, no request, no trace
             for task in tasks:
-                task.tenant, task.request_id = tenant, request or None
+                task.tenant, task.request_id, task.traceparent = tenant, request or None, trace
         try:
             return await self.submit_many(tasks)
         except InvalidDependency as exc:

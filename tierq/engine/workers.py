@@ -19,6 +19,7 @@ from typing import Protocol
 
 import orjson
 
+from tierq import tracing
 from tierq.engine.backoff import retry_delay
 from tierq.engine.flow.breakers import Breakers, breaker_key
 from tierq.engine.flusher import Flusher
@@ -172,7 +173,10 @@ class WorkerPool:
             logged_attempt = LOG_ATTEMPT.set(task.attempt + 1)
             logged_request = LOG_REQUEST_ID.set(task.request_id)
             try:
-                verdict = await self._attempt(task, name, probe)
+                if tracing.ENABLED:
+                    verdict = await self._traced_attempt(task, name, probe)
+                else:
+                    verdict = await self._attempt(task, name, probe)
             finally:
                 LOG_TASK_ID.reset(logged_task)
                 LOG_ATTEMPT.reset(logged_attempt)
@@ -191,6 +195,16 @@ class WorkerPool:
 
     def _new_turn(self) -> None:
         self._turn_used = 0
+
+    async def _traced_attempt(self, task: Task, worker: str, probe: bool) -> bool | None:
+        parent = task.traceparent
+        attempt = task.attempt + 1
+        with tracing.task_span(
+            task.type, task.id, task.queue, attempt, parent, self._node_id
+        ) as span:
+            verdict = await self._attempt(task, worker, probe)
+            tracing.finished(span, task.state.value, task.last_error)
+            return verdict
 
     async def _attempt(self, task: Task, worker: str, probe: bool = False) -> bool | None:
         """Run one attempt and report it. Returns what a circuit breaker counts: True (what it

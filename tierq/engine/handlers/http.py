@@ -26,6 +26,7 @@ import orjson
 from multidict import CIMultiDict
 from yarl import URL
 
+from tierq import tracing
 from tierq.config import Settings
 from tierq.engine.handlers import payload as p
 from tierq.engine.handlers.base import (
@@ -179,6 +180,7 @@ class HttpHandler:
         if ctx.request_id is not None and "X-Request-ID" not in req.headers:
             # The submitting request's id, so the target's logs can be joined with ours.
             req.headers["X-Request-ID"] = ctx.request_id
+        tracing.inject(req.headers)  # the target's spans join this attempt's trace
         try:
             async with asyncio.timeout(req.timeout):
                 return await self._call(req)

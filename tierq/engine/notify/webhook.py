@@ -24,6 +24,7 @@ import aiohttp
 from standardwebhooks.webhooks import Webhook
 from yarl import URL
 
+from tierq import tracing
 from tierq.config import Settings
 from tierq.engine.handlers.base import PermanentError, RetryLater, TaskContext
 from tierq.engine.handlers.netguard import NetGuard, TargetRefused, guarded_session
@@ -104,6 +105,7 @@ class WebhookSender:
         }
         if ctx.request_id is not None:  # the request that submitted the task it is about
             headers["X-Request-ID"] = ctx.request_id
+        tracing.inject(headers)
         url = URL(payload["url"])
         started = time.perf_counter()
         status: int | None = None

@@ -136,6 +136,7 @@ def task_from_row(r: Any) -> Task:
         r[25],
         r[26],
         r[27],
+        r[28],
     )
 
 
@@ -187,6 +188,7 @@ def task_document(tasks: Sequence[Task]) -> bytes:
                 "tenant": t.tenant,
                 "breaker": storable_text(t.breaker),
                 "request_id": storable_text(t.request_id),
+                "traceparent": storable_text(t.traceparent),
             }
             for t in tasks
         ]

@@ -43,6 +43,7 @@ class _Body(msgspec.Struct):
     tenant: str = "default"
     breaker: str | None = None
     request_id: str | None = None
+    traceparent: str | None = None
 
 
 _decoder = msgspec.json.Decoder(_Body)
@@ -85,6 +86,8 @@ def encode_task(task: Task) -> bytes:
         doc["breaker"] = task.breaker
     if task.request_id is not None:
         doc["request_id"] = task.request_id
+    if task.traceparent is not None:
+        doc["traceparent"] = task.traceparent
     return orjson.dumps(doc)
 
 
@@ -123,4 +126,5 @@ def decode_task(
         tenant=b.tenant,
         breaker=b.breaker,
         request_id=b.request_id,
+        traceparent=b.traceparent,
     )

@@ -44,7 +44,7 @@ _ROWS_JSON = load("task_rows_json")
 _GET_MANY = load("task_get_many")
 
 TaskRow = tuple[Any, ...]
-TASK_COLUMNS = 28  # columns of ``tasks``, in the order task_params gives them
+TASK_COLUMNS = 29  # columns of ``tasks``, in the order task_params gives them
 
 
 def task_params(t: Task) -> TaskRow:
@@ -79,6 +79,7 @@ def task_params(t: Task) -> TaskRow:
         t.tenant,
         t.breaker,
         t.request_id,
+        t.traceparent,
     )
 
 
@@ -115,6 +116,7 @@ def task_from_row(r: Sequence[Any]) -> Task:
         tenant=r[25],
         breaker=r[26],
         request_id=r[27],
+        traceparent=r[28],
     )
 
 

@@ -24,4 +24,5 @@ RETURNING t.id, t.type, t.queue, t.priority, t.payload, t.state, t.run_at, t.cre
           t.updated_at, t.max_retries, t.timeout_s, t.attempt, t.attempt_base, t.name,
           t.description, t.idempotency_key, t.depends_on, t.notify, t.result, t.last_error,
           t.started_at, t.finished_at, t.lease_owner,
-          t.schedule_id, t.scheduled_for, t.tenant, t.breaker, t.request_id
+          t.schedule_id, t.scheduled_for, t.tenant, t.breaker, t.request_id,
+          t.traceparent

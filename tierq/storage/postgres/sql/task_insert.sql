@@ -7,7 +7,7 @@ WITH ins AS (
         id, type, queue, priority, payload, state, run_at, created_at, updated_at,
         max_retries, timeout_s, attempt, attempt_base, name, description, idempotency_key,
         depends_on, notify, result, last_error, started_at, finished_at, lease_owner,
-        schedule_id, scheduled_for, tenant, breaker, request_id)
+        schedule_id, scheduled_for, tenant, breaker, request_id, traceparent)
     SELECT u.id, u.type, u.queue, u.priority, u.payload::json, u.state,
            epoch + u.run_at * interval '1 microsecond',
            epoch + u.created_at * interval '1 microsecond',
@@ -20,7 +20,7 @@ WITH ins AS (
            epoch + u.finished_at * interval '1 microsecond',
            u.lease_owner, u.schedule_id,
            epoch + u.scheduled_for * interval '1 microsecond', u.tenant, u.breaker,
-           u.request_id
+           u.request_id, u.traceparent
     -- $1: a JSON array of objects (codecs.task_document); times are integer microseconds
     -- since 2000-01-01 UTC, added to that epoch exactly; JSON columns arrive as their text.
     FROM json_to_recordset($1::json) AS u(
@@ -30,7 +30,7 @@ WITH ins AS (
              idempotency_key text, depends_on text, notify text, result text,
              last_error text, started_at int8, finished_at int8, lease_owner text,
              schedule_id text, scheduled_for int8, tenant text, breaker text,
-             request_id text),
+             request_id text, traceparent text),
          (SELECT timestamptz '2000-01-01 00:00:00+00' AS epoch) AS e
     ON CONFLICT DO NOTHING
     RETURNING id, depends_on

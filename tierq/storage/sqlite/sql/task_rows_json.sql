@@ -14,7 +14,8 @@ SELECT json_group_array(json_array(
     iif(started_at IS NULL, NULL, printf('%!.17g', started_at)),
     iif(finished_at IS NULL, NULL, printf('%!.17g', finished_at)),
     lease_owner, schedule_id,
-    iif(scheduled_for IS NULL, NULL, printf('%!.17g', scheduled_for)), tenant, breaker, request_id
+    iif(scheduled_for IS NULL, NULL, printf('%!.17g', scheduled_for)), tenant, breaker, request_id,
+    traceparent
 ))
 FROM tasks
 WHERE id IN (SELECT value FROM json_each(?1)) AND (?2 IS NULL OR tenant = ?2)
