@@ -162,3 +162,12 @@ async def test_async_client_and_the_stream_resumed_across_a_restart(live: Live) 
             await followed.aclose()
         assert seen == [second, third]  # nothing missed, nothing twice
         assert (await tq.statistics()).total >= 3
+
+
+async def test_async_submit_many_keeps_order_with_batches_in_flight(live: Live) -> None:
+    async with AsyncClient(live.url) as tq:
+        tasks = ({"type": "noop", "name": f"c{i}"} for i in range(1_050))
+        ids = await tq.submit_many(tasks, chunk_size=100, concurrency=3)
+        assert len(ids) == len(set(ids)) == 1_050
+        names = [(await tq.get(ids[k])).name for k in (0, 99, 100, 777, 1_049)]
+        assert names == ["c0", "c99", "c100", "c777", "c1049"]

@@ -11,7 +11,7 @@ import pytest
 
 from tierq.cli import main
 from tierq.config import ConfigError, Settings, from_env, from_sources
-from tierq.config.settings import example_file as example
+from tierq.config.sources import example_file as example
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -24,7 +24,7 @@ from tierq.cli import submit as cli_submit
 from tierq.cli import tasks as cli_tasks
 from tierq.cli import top as cli_top
 from tierq.config import ConfigError, Settings, from_env, from_sources
-from tierq.config.settings import example_file
+from tierq.config.sources import example_file
 from tierq.logs import setup as setup_logging
 
 log = logging.getLogger("tierq")

@@ -4,6 +4,7 @@ module sends them, retrying as ``Retry`` says."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
@@ -102,17 +103,38 @@ class AsyncClient:
         return task.id
 
     async def submit_many(
-        self, tasks: Iterable[Mapping[str, Any]], chunk_size: int = DEFAULT_CHUNK
+        self,
+        tasks: Iterable[Mapping[str, Any]],
+        chunk_size: int = DEFAULT_CHUNK,
+        concurrency: int = 1,
     ) -> list[str]:
-        """Submit task dicts in batches of ``chunk_size`` (read lazily); their ids, in order."""
-        return [i async for ids in self.iter_submit_many(tasks, chunk_size) for i in ids]
+        """Submit task dicts in batches of ``chunk_size`` (read lazily), up to
+        ``concurrency`` batches in flight; their ids, in order."""
+        chunks = self.iter_submit_many(tasks, chunk_size, concurrency)
+        return [i async for ids in chunks for i in ids]
 
     async def iter_submit_many(
-        self, tasks: Iterable[Mapping[str, Any]], chunk_size: int = DEFAULT_CHUNK
+        self,
+        tasks: Iterable[Mapping[str, Any]],
+        chunk_size: int = DEFAULT_CHUNK,
+        concurrency: int = 1,
     ) -> AsyncIterator[list[str]]:
-        """As ``submit_many``, yielding each batch's ids as it is committed."""
-        for chunk in calls.keyed_chunks(tasks, chunk_size):
-            yield (await self.send(calls.submit_batch(chunk))).ids
+        """As ``submit_many``, yielding each batch's ids in order as it is committed. At most
+        ``concurrency`` batches are read ahead and in flight: memory stays bounded."""
+        in_flight: collections.deque[asyncio.Task[list[str]]] = collections.deque()
+        try:
+            for chunk in calls.keyed_chunks(tasks, chunk_size):
+                in_flight.append(asyncio.create_task(self.submit_batch(chunk)))
+                if len(in_flight) >= max(1, concurrency):
+                    yield await in_flight.popleft()
+            while in_flight:
+                yield await in_flight.popleft()
+        finally:
+            # Left early (an error, or the caller stopped): the batches still in flight are
+            # cancelled and awaited, none is left running.
+            for pending in in_flight:
+                pending.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
 
     async def submit_batch(self, tasks: list[dict[str, Any]]) -> list[str]:
         """One batch, one request, one commit: the ids in order. Tasks without an

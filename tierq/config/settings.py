@@ -1,5 +1,5 @@
 """Settings: one frozen, typed object built from defaults, a settings file (``file.py``),
-``TIERQ_*`` variables and flags.
+``TIERQ_*`` variables and flags (read in that order by ``sources.py``).
 
 Every field documents its meaning, special values and default. Unknown ``TIERQ_*`` variables
 and malformed values stop start-up with a one-line error naming the setting: a setting that is
@@ -8,15 +8,12 @@ silently ignored is worse than none.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from tierq.config.checks import validate
-from tierq.config.errors import ENV_PREFIX, TEST_PREFIX, ConfigError
-from tierq.config.file import example as _example
-from tierq.config.file import load as load_file
+from tierq.config.errors import ENV_PREFIX, ConfigError
 
 
 def _doc(text: str) -> dict[str, str]:
@@ -520,7 +517,7 @@ def _as_dict(settings: Settings) -> dict[str, Any]:
     return {f.name: getattr(settings, f.name) for f in fields(settings)}
 
 
-_FIELDS = {f.name: f for f in fields(Settings)}
+FIELDS = {f.name: f for f in fields(Settings)}
 # Settings that existed once: a deployment still setting one learns what replaced it.
 _REMOVED = {
     "api_keys": "removed: API keys are stored hashed in the record store; create one with "
@@ -529,7 +526,7 @@ _REMOVED = {
 
 
 def _coerce(name: str, raw: Any) -> Any:
-    default = _FIELDS[name].default
+    default = FIELDS[name].default
     if not isinstance(raw, str):
         return raw
     text = raw.strip()
@@ -557,7 +554,7 @@ def _coerce(name: str, raw: Any) -> Any:
 
 def from_mapping(values: Mapping[str, Any]) -> Settings:
     """Build settings from field names to values (strings are parsed). Unknown names fail."""
-    unknown = sorted(set(values) - set(_FIELDS))
+    unknown = sorted(set(values) - set(FIELDS))
     removed = [name for name in unknown if name in _REMOVED]
     if removed:
         raise ConfigError(f"{ENV_PREFIX}{removed[0].upper()}: {_REMOVED[removed[0]]}")
@@ -568,45 +565,3 @@ def from_mapping(values: Mapping[str, Any]) -> Settings:
         return Settings(**parsed)
     except TypeError as exc:  # a wrong type passed programmatically
         raise ConfigError(str(exc)) from None
-
-
-def from_env(
-    environ: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    config: str | None = None,
-) -> Settings:
-    """Defaults, then the ``config`` file, then ``TIERQ_*`` variables, then ``overrides``
-    (command-line flags)."""
-    return from_sources(environ, overrides, config)[0]
-
-
-def from_sources(
-    environ: Mapping[str, str] | None = None,
-    overrides: Mapping[str, Any] | None = None,
-    config: str | None = None,
-) -> tuple[Settings, dict[str, str]]:
-    """As ``from_env``, and where each setting that is not a default came from (a file's
-    ``path:line``, the variable's name, or ``flag``)."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    sources: dict[str, str] = {}
-    if config:
-        found, lines = load_file(config, _FIELDS)
-        values.update(found)
-        sources.update({key: f"{config}:{lines[key]}" for key in found})
-    for key, value in env.items():
-        # TIERQ_TEST_* is the test suite's namespace (service URLs), never a server setting.
-        if key.startswith(ENV_PREFIX) and not key.startswith(TEST_PREFIX):
-            name = key[len(ENV_PREFIX) :].lower()
-            values[name] = value
-            sources[name] = key
-    for key, value in (overrides or {}).items():
-        if value is not None:
-            values[key] = value
-            sources[key] = "flag"
-    return from_mapping(values), sources
-
-
-def example_file() -> str:
-    """A settings file listing every setting with its documentation and default."""
-    return _example(fields(Settings))
