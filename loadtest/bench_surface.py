@@ -37,7 +37,7 @@ class Receiver(BaseHTTPRequestHandler):
 
     received = 0
 
-    def do_POST(self) -> None:  # noqa: N802 - the http.server name
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         Receiver.received += len(self.rfile.read(length))
         self.send_response(200)
