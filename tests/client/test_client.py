@@ -91,9 +91,15 @@ class DropFirstAnswer:
         self.connections = 0
         threading.Thread(target=self._serve, daemon=True).start()
 
+    def close(self) -> None:
+        self.sock.close()  # the accept loop ends with an OSError
+
     def _serve(self) -> None:
         while True:
-            client, _ = self.sock.accept()
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
             self.connections += 1
             threading.Thread(
                 target=self._pipe, args=(client, self.connections), daemon=True
@@ -123,9 +129,12 @@ class DropFirstAnswer:
 
 def test_a_submit_retried_after_a_lost_answer_makes_one_task(live: Live) -> None:
     proxy = DropFirstAnswer(live.server.port)
-    with Client(f"http://127.0.0.1:{proxy.port}", retry=Retry(base_s=0.05)) as tq:
-        task_id = tq.submit("noop", name="once")
-        assert proxy.connections >= 2  # the first answer was lost, the call was sent again
+    try:
+        with Client(f"http://127.0.0.1:{proxy.port}", retry=Retry(base_s=0.05)) as tq:
+            task_id = tq.submit("noop", name="once")
+            assert proxy.connections >= 2  # the first answer was lost, the call was resent
+    finally:
+        proxy.close()
     with Client(live.url) as direct:
         named = [t for t in direct.list() if t.name == "once"]
         assert [t.id for t in named] == [task_id]
