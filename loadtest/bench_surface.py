@@ -4,7 +4,8 @@ benchmark (bench_e2e.py, noop tasks) on a fresh server with
 - off: per-minute outcome rollups off (TIERQ_METRICS_ROLLUPS=false), tracing off;
 - rollups: rollups on (the default), tracing off;
 - tracing: rollups on and OpenTelemetry on (TIERQ_TRACING=true), exporting over OTLP/HTTP
-  to a local receiver started here (it answers every export, counting the bytes).
+  to a local receiver started here (it answers every export, counting the bytes);
+- tracing_1pct: the same, sampling 1% of the traces (OTEL_TRACES_SAMPLER).
 
     .venv/bin/python loadtest/bench_surface.py --pairs 2                  # embedded
     .venv/bin/python loadtest/bench_surface.py --pairs 2 --distributed 1  # PostgreSQL + Redis
@@ -29,6 +30,12 @@ VARIANTS = {
     "off": ["TIERQ_METRICS_ROLLUPS=false"],
     "rollups": [],
     "tracing": ["TIERQ_TRACING=true"],
+    # The standard OpenTelemetry sampler variables, read by the SDK in the server.
+    "tracing_1pct": [
+        "TIERQ_TRACING=true",
+        "OTEL_TRACES_SAMPLER=parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG=0.01",
+    ],
 }
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 from tierq.api import (
     audit,
     docs,
+    external,
     flow,
     keys,
     operations,
@@ -22,6 +23,7 @@ from tierq.api.routing import Route
 
 ROUTES: tuple[Route, ...] = (
     *routes.ROUTES,
+    *external.ROUTES,
     *flow.ROUTES,
     *operations.ROUTES,
     *schedules.ROUTES,

@@ -229,6 +229,8 @@ class Engine:
         self.loop_lag = LoopLagMonitor(metrics.loop_lag_seconds.observe)
         self.memory.on_promoted = self._on_promoted
         dispatch.listen_cancel(self.cancellation.on_announced)
+        if registry.external is not None:  # outside workers' reports, from any replica
+            dispatch.listen_report(registry.external.on_announced)
         # Schedules: the API's operations, the scheduler (leader only), run outcomes.
         self.schedules = (
             Schedules(

@@ -475,6 +475,11 @@ class Dispatch(abc.ABC):
         if controls:
             await self._set_controls(controls)
 
+    async def announce_report(self, message: bytes) -> None:
+        """Tell every replica that an outside worker reported an attempt of an ``external``
+        task (the replica running that attempt finishes it; the others ignore it)."""
+        await self._announce_report(message)
+
     async def announce_flow(self, message: str) -> None:
         """Tell every replica that flow control changed (``queue:<name>``, ``breaker:<key>``)."""
         await self._announce_flow(message)
@@ -486,6 +491,9 @@ class Dispatch(abc.ABC):
 
     @abc.abstractmethod
     async def _announce_flow(self, message: str) -> None: ...
+
+    @abc.abstractmethod
+    async def _announce_report(self, message: bytes) -> None: ...
 
     @abc.abstractmethod
     async def _enqueue_many(
@@ -533,6 +541,10 @@ class Dispatch(abc.ABC):
     def listen_flow(self, callback: Callable[[str], None]) -> None:
         """Call ``callback`` with every flow-control announcement (and with "" when some may
         have been missed: a lost subscription)."""
+
+    @abc.abstractmethod
+    def listen_report(self, callback: Callable[[bytes], None]) -> None:
+        """Call ``callback`` with every report announced by any replica."""
 
     @abc.abstractmethod
     def listen_cancel(self, callback: Callable[[list[str]], None]) -> None:

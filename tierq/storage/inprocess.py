@@ -77,6 +77,13 @@ class InProcessDispatch(Dispatch):
     def listen_flow(self, callback: Callable[[str], None]) -> None:
         return None
 
+    async def _announce_report(self, message: bytes) -> None:
+        # One process: the report was delivered here already, or the attempt is not running.
+        return None
+
+    def listen_report(self, callback: Callable[[bytes], None]) -> None:
+        return None
+
     async def _announce_cancel(self, ids: Sequence[str]) -> None:
         # One process: the engine that cancelled holds every lease itself.
         return None

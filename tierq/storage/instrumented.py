@@ -193,6 +193,12 @@ class InstrumentedDispatch(Dispatch):
     def listen_flow(self, callback: Callable[[str], None]) -> None:
         self.inner.listen_flow(callback)
 
+    async def _announce_report(self, message: bytes) -> None:
+        await self._timed("announce_report", self.inner._announce_report(message))
+
+    def listen_report(self, callback: Callable[[bytes], None]) -> None:
+        self.inner.listen_report(callback)
+
     def listen_limit_waits(self, callback: Callable[[int], None]) -> None:
         self.inner.listen_limit_waits(callback)
 

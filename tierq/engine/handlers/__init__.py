@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from tierq.config import Settings
 from tierq.engine.handlers.base import Handler, HandlerRegistry
 from tierq.engine.handlers.builtin import register_builtins
+from tierq.engine.handlers.external import TYPE, ExternalWork
 from tierq.engine.handlers.http import HttpHandler
 from tierq.engine.handlers.loader import handler, load_user_handlers
 from tierq.engine.handlers.shell import ShellHandler
@@ -28,6 +29,8 @@ _closers: weakref.WeakKeyDictionary[HandlerRegistry, list[Callable[[], Awaitable
 def build_registry(settings: Settings) -> HandlerRegistry:
     registry = HandlerRegistry()
     register_builtins(registry)
+    registry.external = external = ExternalWork()
+    registry.add(Handler(name=TYPE, run=external.run))
     http = HttpHandler(settings)
     registry.add(Handler(name="http", run=http.run, validate=http.validate))
     _closers[registry] = [http.close]

@@ -111,6 +111,8 @@ def as_async(fn: Callable[..., Any]) -> HandlerFn:
 class HandlerRegistry:
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        # The ``external`` type's waiting attempts (handlers/external.py), when registered.
+        self.external: Any = None
 
     def add(self, handler: Handler) -> None:
         if handler.name in self._handlers:

@@ -110,11 +110,13 @@ class RedisDispatch(Liveness, Dispatch):
         self._cancel_listener: Callable[[list[str]], None] | None = None
         self._schedules_listener: Callable[[list[str]], None] | None = None
         self._flow_listener: Callable[[str], None] | None = None
+        self._report_listener: Callable[[bytes], None] | None = None
         self._channels = (
             self.keys.wake_channel,
             self.keys.cancel_channel,
             self.keys.schedules_channel,
             self.keys.flow_channel,
+            self.keys.report_channel,
         )
         # Queue of each task this instance leased out or acked as terminal and not yet
         # confirmed, so an ack, release or confirm goes to one queue's script instead of all
@@ -483,6 +485,12 @@ class RedisDispatch(Liveness, Dispatch):
     def listen_flow(self, callback: Callable[[str], None]) -> None:
         self._flow_listener = callback
 
+    async def _announce_report(self, message: bytes) -> None:
+        await self._run([("PUBLISH", self.keys.report_channel, message)])
+
+    def listen_report(self, callback: Callable[[bytes], None]) -> None:
+        self._report_listener = callback
+
     def listen_limit_waits(self, callback: Callable[[int], None]) -> None:
         self.on_limit_waits = callback
 
@@ -520,6 +528,7 @@ class RedisDispatch(Liveness, Dispatch):
         cancel_channel = self.keys.cancel_channel.encode()
         schedules_channel = self.keys.schedules_channel.encode()
         flow_channel = self.keys.flow_channel.encode()
+        report_channel = self.keys.report_channel.encode()
         while True:
             try:
                 async for message in pubsub.listen():
@@ -529,6 +538,9 @@ class RedisDispatch(Liveness, Dispatch):
                         if self._cancel_listener is not None:
                             ids = message["data"].decode().split(",")
                             self._cancel_listener([i for i in ids if i])
+                    elif message["channel"] == report_channel:
+                        if self._report_listener is not None:
+                            self._report_listener(message["data"])
                     elif message["channel"] == flow_channel:
                         if self._flow_listener is not None:
                             self._flow_listener(message["data"].decode())

@@ -96,6 +96,7 @@ class Keys:
         self.cancel_channel = f"{prefix}:cancel"
         self.schedules_channel = f"{prefix}:schedules"
         self.flow_channel = f"{prefix}:flow"
+        self.report_channel = f"{prefix}:report"
         self._queue_cache: dict[str, QueueKeys] = {}
 
     def replica(self, owner: str) -> str:
