@@ -84,6 +84,13 @@ def traceparent() -> str | None:
     return carrier.get("traceparent")
 
 
+def sampled(parent: str | None) -> bool:
+    """Whether an attempt of a task submitted under ``parent`` may be recorded: not when the
+    submission's trace was sampled out (its flags ``00``), the case of most tasks under a
+    ratio sampler; skipping the span then costs nothing per task."""
+    return parent is None or not parent.endswith("-00")
+
+
 @contextlib.contextmanager
 def task_span(
     type_name: str, task_id: str, queue: str, attempt: int, parent: str | None, node: str

@@ -61,6 +61,16 @@ class Fixtures:
             await self.post(f"{TASKS}/{task['id']}/cancel", {})
         return str(task["id"])
 
+    async def running_external(self) -> str:
+        task = await self.post(TASKS, {"type": "external"})
+
+        async def status() -> str:
+            resp = await self.client.get(f"{TASKS}/{task['id']}", headers=self.admin)
+            return str((await resp.json())["status"])
+
+        await poll_until(status, lambda s: s == "running", timeout=10)
+        return str(task["id"])
+
     async def schedule(self) -> str:
         body = {"name": uuid.uuid4().hex, "every_seconds": 3600, "task": {"type": "noop"}}
         return str((await self.post("/api/v1/schedules", body))["id"])
@@ -76,6 +86,9 @@ class Fixtures:
         """(path, JSON body or None) of a call to ``route`` that succeeds for a role that
         holds its permission."""
         path, body = route.path, None
+        if path == "/api/v1/tasks/{task_id}/status":  # an outside worker's report
+            task_id = await self.running_external()
+            return path.replace("{task_id}", task_id) + "?status=COMPLETED", None
         if "{task_id}" in path:
             path = path.replace("{task_id}", await self.task(cancelled=path.endswith("retry")))
         if "{schedule_id}" in path:

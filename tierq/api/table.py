@@ -17,6 +17,7 @@ from tierq.api import (
     schedules,
     scrape,
     stream,
+    ui,
     webhooks,
 )
 from tierq.api.routing import Route
@@ -33,6 +34,7 @@ ROUTES: tuple[Route, ...] = (
     *audit.ROUTES,
     *scrape.ROUTES,
     *docs.ROUTES,
+    *ui.ROUTES,
 )
 
 

@@ -177,6 +177,18 @@ class Settings:
             "or expired key stops working on every replica within it."
         ),
     )
+    ui_session_secret: str = field(
+        default="",
+        repr=False,
+        metadata=_doc(
+            "Signs the dashboard's session cookies; set the same value on every replica (empty: "
+            "a random secret per process, so a session works on the replica that made it)."
+        ),
+    )
+    ui_session_ttl_s: float = field(
+        default=8 * 3600.0,
+        metadata=_doc("How long a dashboard sign-in lasts (a JWT's own expiry ends it sooner)."),
+    )
     key_rotation_grace_s: float = field(
         default=86_400.0,
         metadata=_doc("Rotating a key: how long its previous secret keeps working (default)."),

@@ -173,7 +173,7 @@ class WorkerPool:
             logged_attempt = LOG_ATTEMPT.set(task.attempt + 1)
             logged_request = LOG_REQUEST_ID.set(task.request_id)
             try:
-                if tracing.ENABLED:
+                if tracing.ENABLED and tracing.sampled(task.traceparent):
                     verdict = await self._traced_attempt(task, name, probe)
                 else:
                     verdict = await self._attempt(task, name, probe)

@@ -13,6 +13,7 @@ permission; the tenant a handler acts for comes from the Principal only.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 import logging
 import time
@@ -25,6 +26,7 @@ from tierq.api.auth.credentials import Authenticator, KeyUsage, Unauthenticated,
 from tierq.api.auth.guard import BruteForceGuard
 from tierq.api.auth.jwt import JwtVerifier
 from tierq.api.auth.limits import RateGate, headers
+from tierq.api.auth.sessions import COOKIE, CSRF_HEADER, Sessions, same_site
 from tierq.api.errors import REQUEST_ID, ApiError, Handler, to_response
 from tierq.api.permissions import ANONYMOUS, Permission, Principal, RateClass, rate_class
 from tierq.api.routing import Route
@@ -124,6 +126,7 @@ class Access:
         self.proxies = tuple(
             ipaddress.ip_network(c, strict=False) for c in settings.trusted_proxies
         )
+        self.sessions = Sessions(settings.ui_session_secret, settings.ui_session_ttl_s)
 
     async def start(self) -> None:
         await self.gate.limiter.open()
@@ -160,11 +163,14 @@ class Access:
                 headers={"Retry-After": str(max(1, round(wait)))},
             )
         credential = presented(request)
+        cookie = request.cookies.get(COOKIE) if credential is None else None
+        if cookie and self.settings.auth != "off":
+            return await self._from_session(request, route, cookie, now)
         if credential is None or self.settings.auth == "off":
             if await self.authenticator.required():
                 self._refused(request, route, "auth.missing", 401, now)
                 raise unauthorized()
-            if not (self.settings.insecure_no_auth or self._loopback_client(request, source)):
+            if not (self.settings.insecure_no_auth or self.loopback_client(request, source)):
                 raise ApiError(
                     403,
                     "forbidden",
@@ -187,7 +193,53 @@ class Access:
             )
         return principal
 
-    def _loopback_client(self, request: web.Request, source: str) -> bool:
+    async def _from_session(
+        self, request: web.Request, route: Route, cookie: str, now: float
+    ) -> Principal:
+        """A dashboard's request: its session's credential, checked as if it were sent, and
+        for a change the CSRF token and the browser's word that it comes from this site."""
+        try:
+            principal = await self.session_principal(cookie)
+        except Unauthenticated as exc:
+            log.info("session refused from %s: %s", request[SOURCE], exc)
+            self._refused(request, route, "auth.failed", 401, now)
+            raise unauthorized() from None
+        session = self.sessions.read(cookie)
+        if route.mutating:
+            token = request.headers.get(CSRF_HEADER, "")
+            fetch_site, origin = (
+                request.headers.get("Sec-Fetch-Site"),
+                request.headers.get("Origin"),
+            )
+            forged = session is None or not hmac.compare_digest(token, session.csrf)
+            if forged or not same_site(fetch_site, origin, request.host):
+                self._refused(request, route, "auth.csrf", 403, now, principal)
+                raise ApiError(
+                    403, "csrf", "a change from the dashboard needs its CSRF token, same-site"
+                )
+        if route.permission not in principal.permissions:
+            self._refused(request, route, "auth.forbidden", 403, now, principal)
+            raise ApiError(
+                403,
+                "forbidden",
+                f"role {principal.role} lacks the permission {route.permission}",
+                {"permission": str(route.permission)},
+            )
+        return principal
+
+    async def session_principal(self, cookie: str) -> Principal:
+        """Who a session cookie signs in: Unauthenticated when forged, expired, or its
+        credential no longer works."""
+        session = self.sessions.read(cookie)
+        if session is None:
+            raise Unauthenticated("session cookie forged or expired")
+        if session.key_hash is not None:
+            return await self.authenticator.by_hash(session.key_hash)
+        if session.token is not None:
+            return await self.authenticator.authenticate(session.token)
+        raise Unauthenticated("session holds no credential")
+
+    def loopback_client(self, request: web.Request, source: str) -> bool:
         """Whether a caller without credentials may be served: a loopback client. A request
         a proxy forwarded comes from a loopback peer whatever its client, so it counts only
         when the proxy is trusted (its X-Forwarded-For then named ``source``)."""

@@ -99,15 +99,19 @@ class Authenticator:
         return Principal(tenant, str(role), f"jwt:{subject if subject else '-'}")
 
     async def _by_key(self, secret: str) -> Principal:
+        # The shape and checksum first: a typo or a random string costs no lookup (and is
+        # never cached). A hash found in the cache was checked when it was cached.
         digest = key_format.hash_key(secret)
+        if digest not in self._cache and not key_format.well_formed(secret):
+            raise Unauthenticated("malformed API key")
+        return await self.by_hash(digest)
+
+    async def by_hash(self, digest: str) -> Principal:
+        """The key whose secret hashes to ``digest`` (a dashboard session holds the hash)."""
         cached = self._cache.get(digest)
         if cached is not None and time.monotonic() - cached[2] < self._ttl:
             key, principal = cached[0], cached[1]
         else:
-            # The shape and checksum first: a typo or a random string costs no lookup (and
-            # is never cached). A hash found in the cache was checked when it was cached.
-            if not key_format.well_formed(secret):
-                raise Unauthenticated("malformed API key")
             key = await self._read(digest)
             principal = None if key is None else key_principal(key)
             if len(self._cache) >= CACHE_LIMIT:
