@@ -318,12 +318,29 @@ _tq_ensure_rabbitmq() {
     export TIERQ_TEST_AMQP_URL="amqp://guest:guest@127.0.0.1:5672/"
 }
 
+# ------------------------------------------------------------------------------ Chromium
+
+# The dashboard's browser tests drive Debian's Chromium with Playwright (Playwright's own
+# browser download is not reachable here): installed with apt when missing.
+_tq_ensure_chromium() {
+    local bin
+    bin=$(command -v chromium 2>/dev/null || true)
+    if [ -z "$bin" ]; then
+        _tq_apt_install chromium || { _tq_log "chromium: apt install failed"; return 1; }
+        bin=$(command -v chromium 2>/dev/null || echo /usr/bin/chromium)
+        [ -x "$bin" ] || { _tq_log "chromium: not found after install"; return 1; }
+    fi
+    _tq_log "chromium: using $bin"
+    export TIERQ_TEST_CHROMIUM="$bin"
+}
+
 _tq_ensure_services() {
     local rc=0
     _tq_ensure_postgres || rc=1
     _tq_ensure_redis || rc=1
     _tq_ensure_nginx || rc=1
     _tq_ensure_rabbitmq || rc=1
+    _tq_ensure_chromium || rc=1
     return "$rc"
 }
 

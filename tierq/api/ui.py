@@ -171,7 +171,14 @@ async def sign_out(request: web.Request) -> web.Response:
 
 _PAGE = ((200, Text("text/html", "the dashboard")),)
 ROUTES = [
-    Route("GET", "/", root, Permission.PUBLIC, "Redirect to the dashboard", answers=((302, None),)),
+    Route(
+        "GET",
+        "/",
+        root,
+        Permission.PUBLIC,
+        "Redirect to the dashboard",
+        answers=((302, None), (200, Text("text/html", "the dashboard, once redirected"))),
+    ),
     Route("GET", "/ui/", index, Permission.PUBLIC, "The dashboard", answers=_PAGE),
     Route(
         "GET",
