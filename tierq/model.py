@@ -9,6 +9,7 @@ handler, which decodes them only if it needs them.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 
 import msgspec
@@ -222,6 +223,20 @@ class TaskFilter:
     # Keyset pagination: when set, rows strictly after this task id in sort order
     # (only for sort_field == "created_at"; ids are time-ordered). Overrides ``page``.
     after_id: str | None = None
+    # Search: a name prefix, and payload fields equal to JSON scalars ((path parts, value),
+    # the parts checked by SEARCH_PATH_PART). Neither has an index: a search looks at the
+    # newest ``search_cap`` tasks only (every task when None).
+    name_prefix: str | None = None
+    payload: tuple[tuple[tuple[str, ...], str | int | float | bool], ...] = ()
+    search_cap: int | None = None
+
+    @property
+    def searching(self) -> bool:
+        return self.name_prefix is not None or bool(self.payload)
+
+
+# A payload path part a search may name (it is spelled into a JSON path, never a value).
+SEARCH_PATH_PART = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 SORT_FIELDS: tuple[str, ...] = ("created_at", "priority", "run_at", "updated_at")

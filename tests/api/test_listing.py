@@ -181,3 +181,33 @@ async def test_statistics_counts_every_state(client: Client) -> None:
     resp = await client.post(f"{TASKS}/{running['id']}/cancel")
     assert resp.status == 200
     await wait_counts(client, {"running": 0, "cancelled": 2})
+
+
+async def test_search_by_name_prefix_and_payload_fields_says_what_it_looked_at(
+    client: Any,
+) -> None:
+    for name, payload in (
+        ("order-1", {"customer_id": 42, "region": "eu"}),
+        ("order-2", {"customer_id": 7, "region": "eu"}),
+        ("refund-1", {"customer_id": 42}),
+    ):
+        resp = await client.post(
+            "/api/v1/tasks", json={"type": "noop", "name": name, "payload": payload}
+        )
+        assert resp.status == 201
+    resp = await client.get("/api/v1/tasks?payload.customer_id=42&sort=created_at,asc")
+    body = await resp.json()
+    assert [t["name"] for t in body["items"]] == ["order-1", "refund-1"]
+    assert (body["searched"], body["search_capped"]) == (3, False)
+    resp = await client.get("/api/v1/tasks?name=order-&payload.region=eu&payload.customer_id=7")
+    assert [t["name"] for t in (await resp.json())["items"]] == ["order-2"]
+    plain = await (await client.get("/api/v1/tasks")).json()
+    assert "searched" not in plain  # not a search: every task is listed
+    for query, parameter in (
+        ("payload.a;b=1", "payload.a;b"),
+        ("payload.=1", "payload."),
+        ("payload.a=1&payload.b=1&payload.c=1&payload.d=1&payload.e=1&payload.f=1", "payload"),
+    ):
+        resp = await client.get(f"/api/v1/tasks?{query}")
+        assert resp.status == 400, query
+        assert (await resp.json())["error"]["details"]["parameter"] == parameter

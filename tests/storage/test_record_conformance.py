@@ -875,3 +875,30 @@ async def test_scan_yields_every_task_of_the_states_oldest_first_in_pages(
     assert [len(p) for p in pages] == [3, 3, 1]
     assert [t.id for p in pages for t in p] == [t.id for t in tasks[:7]]
     assert [p async for p in record_store.task_scan((S.FAILED,))] == []
+
+
+async def test_search_by_name_prefix_and_payload_fields(record_store: RecordStore) -> None:
+    def made(name: str | None, payload: dict[str, Any]) -> Task:
+        return dataclasses.replace(make_task(name=name), payload=orjson.dumps(payload))
+
+    rows = [
+        made("invoice-1", {"customer": {"id": 42}, "vip": True}),
+        made("invoice-2", {"customer": {"id": 7}, "vip": False}),
+        made("refund-1", {"customer": {"id": 42}, "note": "x y"}),
+        made(None, {"customer": "42"}),
+    ]
+    await insert(record_store, *rows)
+
+    async def names(**search: Any) -> list[str | None]:
+        page = await record_store.task_list(TaskFilter(descending=False, **search))
+        return [t.name for t in page.items]
+
+    assert await names(name_prefix="invoice-") == ["invoice-1", "invoice-2"]
+    assert await names(payload=((("customer", "id"), 42),)) == ["invoice-1", "refund-1"]
+    assert await names(payload=((("customer",), "42"),)) == [None]  # a string, not a number
+    assert await names(payload=((("vip",), True),)) == ["invoice-1"]
+    assert await names(payload=((("note",), "x y"),), name_prefix="ref") == ["refund-1"]
+    # The newest N only: the oldest tasks are not looked at.
+    assert await names(name_prefix="invoice-", search_cap=3) == ["invoice-2"]
+    with pytest.raises(ValueError):
+        await record_store.task_list(TaskFilter(payload=((("a'; DROP",), 1),)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -138,6 +139,18 @@ def test_an_operator_at_work(browser: Browser, deployment: Deployment, shots: Pa
     expect(page.locator("#task-list tbody tr")).to_have_count(3)
     deployment.submit(type="noop", name="arrived-live")
     expect(page.locator("#task-list")).to_contain_text("arrived-live", timeout=15_000)
+
+    # Search by payload field and name prefix, from the filter form.
+    deployment.submit(type="noop", name="order-a", payload={"customer_id": 42})
+    deployment.submit(type="noop", name="order-b", payload={"customer_id": 7})
+    page.goto(deployment.server.base + "/ui/#/tasks")
+    page.get_by_label("payload fields").fill("customer_id=42")
+    page.get_by_label("name starts with").fill("order-")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"payload\.customer_id=42"))
+    assert "name=order-" in page.url
+    expect(page.locator("#task-list tbody tr")).to_have_count(1)
+    expect(page.locator("#searched")).to_contain_text("Searched all")
 
     # A failed task shows its error; replayed from the dead letters, it succeeds.
     failed = deployment.submit(type="dummy", payload={"fail_times": 1}, max_retries=0)

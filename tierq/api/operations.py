@@ -17,7 +17,7 @@ from tierq.api.routes import ENGINE, json_response, scope, time_param
 from tierq.api.routing import Param, Route
 from tierq.api.shapes import QueueHealth, TasksHealth
 from tierq.engine.flow.queues import queue_views
-from tierq.engine.recovery import RecoveryReport, recover_now
+from tierq.engine.recovery import RecoveryRun, recover_now
 from tierq.engine.rollups import MetricsReport, MetricsRollups, Window
 from tierq.model import DEFAULT_TENANT
 from tierq.storage.breakers import OPEN
@@ -191,6 +191,6 @@ ROUTES = [
         run_recovery,
         Permission.FLOW_ADMIN,
         "Run the recovery passes now and report what they did",
-        answers=((200, RecoveryReport),),
+        answers=((200, RecoveryRun),),
     ),
 ]

@@ -22,7 +22,7 @@ from tierq.engine.errors import FieldError
 from tierq.engine.intake import TaskIn, parse_priority
 from tierq.engine.reports import Health, Readiness, Statistics, Workers
 from tierq.ids import is_valid_id
-from tierq.model import SORT_FIELDS, TaskFilter, TaskState
+from tierq.model import SEARCH_PATH_PART, SORT_FIELDS, TaskFilter, TaskState
 
 ENGINE = web.AppKey("engine", Engine)
 SETTINGS = web.AppKey("settings", Settings)
@@ -31,6 +31,9 @@ MAX_PAGE_SIZE = 1000
 MAX_WAIT_S = 60.0
 # OFFSET paging reads and discards every skipped row: deeper than this, keyset paging only.
 MAX_OFFSET = 100_000
+# A search (name prefix, payload fields) has no index: it looks at the newest tasks only.
+SEARCH_CAP = 100_000
+MAX_PAYLOAD_TERMS = 5
 # ASCII digits only (str.isdigit() accepts "²", which int() refuses), and short enough that
 # int() never meets its digit limit; anything else is parsed as a priority name.
 _PRIORITY_INT = re.compile(r"[+-]?[0-9]{1,12}")
@@ -225,6 +228,7 @@ def parse_filter(request: web.Request) -> TaskFilter:
             "sort=created_at and after=<next_after of the previous page>",
             {"parameter": "page"},
         )
+    name_prefix, payload = search_terms(request)
     schedule_id = query.get("schedule_id") or None
     if schedule_id is not None and not is_valid_id(schedule_id.lower()):
         raise ApiError(
@@ -242,7 +246,46 @@ def parse_filter(request: web.Request) -> TaskFilter:
         page=page,
         size=size,
         after_id=after.lower() if after else None,
+        name_prefix=name_prefix,
+        payload=payload,
+        search_cap=SEARCH_CAP,
     )
+
+
+def search_terms(
+    request: web.Request,
+) -> tuple[str | None, tuple[tuple[tuple[str, ...], str | int | float | bool], ...]]:
+    """``name=<prefix>`` and ``payload.<field>[.<field>]=<value>`` (a number, true, false,
+    or else a string), as a filter's search terms."""
+    name = request.query.get("name") or None
+    if name is not None and len(name) > 200:
+        raise ApiError(400, "bad_parameter", "name is a prefix of at most 200 characters",
+                       {"parameter": "name"})  # fmt: skip
+    terms = []
+    for key, raw in request.query.items():
+        if not key.startswith("payload."):
+            continue
+        path = tuple(key[len("payload.") :].split("."))
+        if len(path) > 8 or not all(SEARCH_PATH_PART.fullmatch(p) for p in path):
+            raise ApiError(400, "bad_parameter", "payload.<field>: letters, digits, _ and - "
+                           "only, dotted, at most 8 deep", {"parameter": key})  # fmt: skip
+        terms.append((path, _scalar(raw)))
+    if len(terms) > MAX_PAYLOAD_TERMS:
+        raise ApiError(400, "bad_parameter", f"at most {MAX_PAYLOAD_TERMS} payload fields",
+                       {"parameter": "payload"})  # fmt: skip
+    return name, tuple(terms)
+
+
+def _scalar(raw: str) -> str | int | float | bool:
+    if raw in ("true", "false"):
+        return raw == "true"
+    if _PRIORITY_INT.fullmatch(raw):
+        return int(raw)
+    try:
+        number = float(raw)
+    except ValueError:
+        return raw
+    return number if number == number and abs(number) != float("inf") else raw
 
 
 async def list_tasks(request: web.Request) -> web.Response:
@@ -250,8 +293,20 @@ async def list_tasks(request: web.Request) -> web.Response:
     page = await request.app[ENGINE].list_tasks(flt)
     items = [task_out(t) for t in page.items]
     more = page.has_more and items and flt.sort_field == "created_at"
+    searched = None
+    if flt.searching:
+        total = sum((await request.app[ENGINE].store.task_counts(None)).values())
+        searched = min(total, SEARCH_CAP)
     return json_response(
-        TaskPage(items, flt.page, flt.size, page.has_more, items[-1].id if more else None)
+        TaskPage(
+            items,
+            flt.page,
+            flt.size,
+            page.has_more,
+            items[-1].id if more else None,
+            searched,
+            None if searched is None else searched < total,
+        )
     )
 
 
@@ -286,6 +341,7 @@ FILTER_PARAMS = (
     Param("queue", str, "queue name"),
     Param("priority", str, "LOW, MEDIUM, HIGH, CRITICAL or an integer"),
     Param("schedule_id", str, "tasks fired by this schedule"),
+    Param("name", str, "name prefix (a search: the newest 100,000 tasks)"),
     Param("sort", str, f"FIELD[,asc|desc], FIELD among {', '.join(SORT_FIELDS)}"),
     Param("after", str, "keyset paging: next_after of the previous page (sort=created_at)"),
     Param("page", int, f"offset paging: page number from 0 (page * size <= {MAX_OFFSET})"),
@@ -320,6 +376,9 @@ ROUTES = [
         "List tasks (filters, pages)",
         answers=((200, TaskPage),),
         params=FILTER_PARAMS,
+        description="Search: name=<prefix> and payload.<field>[.<field>]=<value> (a number, "
+        "true, false, else a string; up to 5) look at the newest 100,000 tasks, and the "
+        "answer says how many it looked at (searched, search_capped).",
     ),
     Route(
         "GET",

@@ -107,6 +107,13 @@ class TaskPage(Out):
     size: int
     has_more: bool
     next_after: Annotated[str | None, Meta(description="pass as after= for the next page")]
+    searched: Annotated[
+        int | None, Meta(description="a search (name, payload.*): how many tasks it looked at")
+    ] = None
+    search_capped: Annotated[
+        bool | None,
+        Meta(description="the search stopped at the newest tasks: older ones were not seen"),
+    ] = None
 
 
 class ExecutionOut(Out):

@@ -23,7 +23,7 @@ from tierq.api.shapes import (
 from tierq.client import calls
 from tierq.client.calls import DEFAULT_CHUNK, RETRY_STATUSES, Call, Retry
 from tierq.client.errors import TransportError, WaitTimeout
-from tierq.engine.recovery import RecoveryReport
+from tierq.engine.recovery import RecoveryRun
 from tierq.engine.reports import Health, Statistics, Workers
 from tierq.engine.rollups import MetricsReport
 from tierq.model import TERMINAL_STATES
@@ -219,9 +219,9 @@ class AsyncClient:
         result: TasksHealth = await self.send(calls.tasks_health())
         return result
 
-    async def recover(self) -> RecoveryReport:
+    async def recover(self) -> RecoveryRun:
         """Run the server's recovery passes now (an admin's call)."""
-        result: RecoveryReport = await self.send(calls.recover())
+        result: RecoveryRun = await self.send(calls.recover())
         return result
 
     async def queues(self) -> Any:

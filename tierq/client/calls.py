@@ -30,7 +30,7 @@ from tierq.api.shapes import (
     TasksHealth,
 )
 from tierq.client.errors import ApiError
-from tierq.engine.recovery import RecoveryReport
+from tierq.engine.recovery import RecoveryRun
 from tierq.engine.reports import Health, Statistics, Workers
 from tierq.engine.rollups import MetricsReport
 
@@ -204,7 +204,7 @@ def tasks_health() -> Call:
 
 
 def recover() -> Call:
-    return Call("POST", "/health/recovery", RecoveryReport)
+    return Call("POST", "/health/recovery", RecoveryRun)
 
 
 def queues() -> Call:

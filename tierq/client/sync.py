@@ -21,7 +21,7 @@ from tierq.api.shapes import (
 from tierq.client import calls
 from tierq.client.calls import DEFAULT_CHUNK, RETRY_STATUSES, Call, Retry
 from tierq.client.errors import TransportError, WaitTimeout
-from tierq.engine.recovery import RecoveryReport
+from tierq.engine.recovery import RecoveryRun
 from tierq.engine.reports import Health, Statistics, Workers
 from tierq.engine.rollups import MetricsReport
 from tierq.model import TERMINAL_STATES
@@ -190,9 +190,9 @@ class Client:
         result: TasksHealth = self.send(calls.tasks_health())
         return result
 
-    def recover(self) -> RecoveryReport:
+    def recover(self) -> RecoveryRun:
         """Run the server's recovery passes now (an admin's call)."""
-        result: RecoveryReport = self.send(calls.recover())
+        result: RecoveryRun = self.send(calls.recover())
         return result
 
     def queues(self) -> Any:

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from tierq.engine.engine import Engine
 
 
-class RecoveryReport(msgspec.Struct, frozen=True):
+class RecoveryRun(msgspec.Struct, frozen=True):
     mode: str
     rescued_leases: int  # tasks of dead replicas returned to the queue (distributed)
     dispatch_generation: str | None  # the dispatch tier's generation this replica knows
@@ -23,7 +23,7 @@ class RecoveryReport(msgspec.Struct, frozen=True):
     duration_seconds: float
 
 
-async def recover_now(engine: Engine) -> RecoveryReport:
+async def recover_now(engine: Engine) -> RecoveryRun:
     started = time.perf_counter()
     rescued = 0
     generation = None
@@ -38,7 +38,7 @@ async def recover_now(engine: Engine) -> RecoveryReport:
     pending = engine.flusher.backlog
     await engine.flusher.run_once()
     engine.hint.poke()  # idle workers look for work now (what was rescued, say)
-    return RecoveryReport(
+    return RecoveryRun(
         mode="distributed" if engine.distributed else "embedded",
         rescued_leases=rescued,
         dispatch_generation=generation,

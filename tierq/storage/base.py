@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from tierq.model import (
+    SEARCH_PATH_PART,
     SORT_FIELDS,
     TERMINAL_STATES,
     DependencyRelease,
@@ -207,6 +208,9 @@ class RecordStore(abc.ABC):
             raise ValueError(f"cannot sort by {flt.sort_field!r}; one of {SORT_FIELDS}")
         if flt.after_id is not None and flt.sort_field != "created_at":
             raise ValueError("after_id pages only the created_at sort")
+        for path, _ in flt.payload:
+            if not path or not all(SEARCH_PATH_PART.fullmatch(part) for part in path):
+                raise ValueError(f"not a payload path: {'.'.join(path)!r}")
         return await self._task_list(flt)
 
     async def task_scan(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from tierq.model import DEFAULT_TENANT, TaskFilter
 from tierq.storage.postgres.queries import TASK_LIST_SELECT
 
@@ -48,6 +50,22 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
         bind("priority = ${n}", flt.priority)
     if flt.schedule_id is not None:
         bind("schedule_id = ${n}", flt.schedule_id)
+    if flt.name_prefix is not None:
+        bind("starts_with(name, ${n})", flt.name_prefix)
+    for path, value in flt.payload:
+        # payload is json: the field as jsonb, compared with the value as JSON.
+        args.append(list(path))
+        bind(
+            f"(payload #> ${len(args)}::text[])::jsonb = ${{n}}::jsonb",
+            orjson.dumps(value).decode(),
+        )
+    if flt.searching and flt.search_cap is not None:
+        # The newest N tasks only: ids from the N-th newest on (all of them when fewer).
+        bind(
+            "id >= coalesce((SELECT id FROM tasks ORDER BY id DESC LIMIT 1 OFFSET ${n}), "
+            "'00000000-0000-0000-0000-000000000000'::uuid)",
+            flt.search_cap - 1,
+        )
     if flt.after_id is not None:
         bind(_AFTER[flt.descending], flt.after_id)
     direction = _DIRECTION[flt.descending]

@@ -229,6 +229,16 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
         if value is not None:
             terms.append(_LIST[column])
             params.append(value)
+    if flt.name_prefix is not None:
+        terms.append(_LIST["name_prefix"])
+        params.extend((flt.name_prefix, flt.name_prefix + "\U0010ffff"))
+    for path, wanted in flt.payload:
+        terms.append(_LIST["payload_field"])
+        # json_extract gives true and false as 1 and 0.
+        params.extend(("$." + ".".join(path), int(wanted) if isinstance(wanted, bool) else wanted))
+    if flt.searching and flt.search_cap is not None:
+        terms.append(_LIST["search_cap"])
+        params.append(flt.search_cap - 1)
     direction = "desc" if flt.descending else "asc"
     offset = flt.page * flt.size
     if flt.after_id is not None:

@@ -6,7 +6,7 @@ import { confirmDialog, h, json, status, table, taskLink, time } from "./dom.js"
 import { subscribe } from "./live.js";
 
 const STATES = ["pending", "scheduled", "queued", "running", "succeeded", "failed", "cancelled"];
-const FILTERS = ["status", "type", "queue", "priority", "schedule_id"];
+const FILTERS = ["status", "type", "queue", "priority", "schedule_id", "name"];
 
 function every(ms, fn) {
   const timer = setInterval(() => { if (!document.hidden) fn(); }, ms);
@@ -105,7 +105,16 @@ export async function overview(main) {
 // ---- tasks --------------------------------------------------------------------------------
 
 function filtersOf(params) {
-  return Object.fromEntries(FILTERS.map((f) => [f, params.get(f) || ""]));
+  const filters = Object.fromEntries(FILTERS.map((f) => [f, params.get(f) || ""]));
+  for (const [key, value] of params) {
+    if (key.startsWith("payload.")) filters[key] = value;  // payload.customer_id=42
+  }
+  return filters;
+}
+
+function payloadText(filters) {
+  return Object.entries(filters).filter(([k]) => k.startsWith("payload."))
+    .map(([k, v]) => `${k.slice(8)}=${v}`).join(" ");
 }
 
 function describe(filters) {
@@ -125,13 +134,22 @@ export async function tasks(main, { params }) {
     queue: h("input", { name: "queue", value: filters.queue, size: 10 }),
     priority: h("input", { name: "priority", value: filters.priority, size: 6 }),
     schedule_id: h("input", { name: "schedule_id", value: filters.schedule_id, size: 12 }),
+    name: h("input", { name: "name", value: filters.name, size: 12, placeholder: "prefix" }),
   };
+  const payload = h("input", { name: "payload", value: payloadText(filters), size: 24,
+    placeholder: "customer_id=42 region=eu" });
   const lookup = h("input", { name: "id", placeholder: "task id", size: 38 });
   const form = h("form", { class: "filters", onsubmit: (event) => {
     event.preventDefault();
-    navigate("tasks", Object.fromEntries(FILTERS.map((f) => [f, inputs[f].value.trim()])));
+    const chosen = Object.fromEntries(FILTERS.map((f) => [f, inputs[f].value.trim()]));
+    for (const term of payload.value.trim().split(/\s+/).filter(Boolean)) {
+      const [field, ...rest] = term.split("=");
+      if (field && rest.length) chosen[`payload.${field}`] = rest.join("=");
+    }
+    navigate("tasks", chosen);
   } },
-  ...FILTERS.map((f) => h("label", {}, f.replace("_", " "), inputs[f])),
+  ...FILTERS.map((f) => h("label", {}, f === "name" ? "name starts with" : f.replace("_", " "), inputs[f])),
+  h("label", {}, "payload fields", payload),
   h("button", { type: "submit", class: "primary" }, "Filter"),
   h("a", { href: "#/tasks" }, "clear"));
   const find = h("form", { class: "filters", onsubmit: (event) => {
@@ -184,7 +202,11 @@ export async function tasks(main, { params }) {
     page.next_after ? h("a", { href: `#/tasks${query({ ...filters, after: page.next_after })}`, id: "older" }, "older »") : null);
   const list = h("div", { id: "task-list" }, table(columns, page.items,
     "No tasks match. Submit some with POST /api/v1/tasks, or clear the filters."));
-  main.replaceChildren(h("h1", {}, "Tasks"), form, find, actions, result, list, pager);
+  const searched = page.searched == null ? null : h("p", { class: "muted", id: "searched" },
+    page.search_capped
+      ? `Searched the newest ${page.searched.toLocaleString()} tasks only: older ones were not looked at.`
+      : `Searched all ${page.searched.toLocaleString()} tasks.`);
+  main.replaceChildren(h("h1", {}, "Tasks"), form, find, actions, result, searched, list, pager);
   if (after) return null;
   // The first page follows the stream: reloaded (debounced) when tasks change.
   const reload = debounce(800, async () => {

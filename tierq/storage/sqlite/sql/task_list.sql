@@ -48,3 +48,13 @@ ORDER BY updated_at ASC, id ASC
 ORDER BY updated_at DESC, id DESC
 -- name: limit
 LIMIT ? OFFSET ?
+-- name: name_prefix
+-- A name prefix: a range on the name, ?1 the prefix, ?2 the prefix followed by U+10FFFF.
+name >= ? AND name < ?
+-- name: payload_field
+-- A payload field equal to a JSON scalar (the path is built from checked parts). The payload
+-- is a BLOB of JSON text: read as text.
+json_extract(CAST(payload AS TEXT), ?) = ?
+-- name: search_cap
+-- A search looks at the newest N tasks only: ids from the N-th newest on ('' when fewer).
+id >= coalesce((SELECT id FROM tasks ORDER BY id DESC LIMIT 1 OFFSET ?), '')
