@@ -161,7 +161,8 @@ def test_an_operator_at_work(browser: Browser, deployment: Deployment, shots: Pa
     page.goto(deployment.server.base + "/ui/#/dead")
     expect(page.locator("details.group")).to_contain_text("dummy")
     page.locator("button.replay").first.click()
-    deployment.wait(failed, "succeeded")
+    expect(page.get_by_role("status")).to_contain_text("1 tasks replayed")
+    deployment.wait(failed, "succeeded")  # the replay is in: it waits for the new attempt
     expect(page.get_by_text("No failed tasks")).to_be_visible(timeout=15_000)
 
     # Bulk cancel by filter, after a confirmation that says how many.
@@ -182,6 +183,25 @@ def test_an_operator_at_work(browser: Browser, deployment: Deployment, shots: Pa
     expect(page.locator('button[data-queue="bulk"]')).to_have_text("Resume")
     queues = deployment.api.get("/api/v1/queues").json()["items"]
     assert [q["paused"] for q in queues if q["name"] == "bulk"] == [True]
+
+    # A schedule made from the form, its next fire times previewed while typing.
+    page.goto(deployment.server.base + "/ui/#/schedules")
+    page.get_by_text("New schedule").click()
+    page.get_by_label("time zone").fill("Europe/Berlin")
+    page.get_by_label("cron").fill("*/5 * * * *")
+    expect(page.locator("#preview li")).to_have_count(5)
+    expect(page.locator("#preview li").first).to_contain_text("+01:00")  # Berlin, in winter
+    page.get_by_label("cron").fill("61 * * * *")
+    expect(page.locator("#preview")).to_contain_text("minute")
+    # The browser logs the preview's 422 (the expression refused) as a failed load: expected,
+    # and the only one.
+    refused = [e for e in errors if "status of 422" in e]
+    assert len(refused) == 1, errors
+    errors.remove(refused[0])
+    page.get_by_label("cron").fill("0 3 * * *")
+    page.get_by_label("name", exact=True).fill("nightly")
+    page.get_by_role("button", name="Create").click()
+    expect(page.locator("main table")).to_contain_text("nightly")
 
     # Every page renders, in light and in dark, with no console error.
     for theme in ("light", "dark"):

@@ -68,3 +68,8 @@ export function confirmDialog(message) {
     dialog.showModal();
   });
 }
+
+// Replace an element's children, leaving out the absent ones (null, false).
+export function fill(parent, ...children) {
+  parent.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined && c !== false));
+}

@@ -1,7 +1,7 @@
 // Queues, schedules, breakers, replicas, the audit log.
 import { get, post, query } from "./api.js";
 import { can } from "./app.js";
-import { h, table, taskLink, time } from "./dom.js";
+import { fill, h, table, taskLink, time } from "./dom.js";
 import { subscribe } from "./live.js";
 
 
@@ -13,7 +13,7 @@ export async function queues(main) {
       await post(`/api/v1/queues/${encodeURIComponent(q.name)}/${q.paused ? "resume" : "pause"}`);
       await queues(main);
     } }, q.paused ? "Resume" : "Pause");
-  main.replaceChildren(
+  fill(main,
     h("h1", {}, "Queues"),
     table([
       { title: "queue", cell: (q) => h("a", { href: `#/tasks?queue=${encodeURIComponent(q.name)}` }, q.name) },
@@ -38,8 +38,9 @@ export async function schedules(main) {
   const act = (s, action) => h("button", { type: "button", onclick: async () => {
     await post(`/api/v1/schedules/${s.id}/${action}`); await schedules(main);
   } }, action);
-  main.replaceChildren(
+  fill(main,
     h("h1", {}, "Schedules"),
+    write ? scheduleForm(() => schedules(main)) : null,
     table([
       { title: "name", cell: (s) => s.name },
       { title: "when", cell: (s) => s.cron ? h("code", {}, s.cron) : `every ${s.every_seconds} s` },
@@ -55,10 +56,57 @@ export async function schedules(main) {
   return null;
 }
 
+function scheduleForm(done) {
+  const field = (name, attrs = {}) => h("input", { name, ...attrs });
+  const name = field("name", { required: true, size: 16, placeholder: "nightly-report" });
+  const cron = field("cron", { size: 16, placeholder: "30 2 * * *" });
+  const every = field("every_seconds", { size: 8, type: "number", min: 1, placeholder: "or seconds" });
+  const zone = field("timezone", { size: 14, value: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC" });
+  const type = field("type", { required: true, size: 10, value: "noop" });
+  const queue = field("queue", { size: 10, value: "default" });
+  const payload = h("textarea", { name: "payload", rows: 2, cols: 30 }, "{}");
+  const preview = h("div", { id: "preview", class: "muted", "aria-live": "polite" }, "Next fire times appear here.");
+  const message = h("p", { role: "status" });
+  let timer = null;
+  const refresh = () => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      if (!cron.value.trim() && !every.value) { preview.replaceChildren("Next fire times appear here."); return; }
+      try {
+        const answer = await get(`/api/v1/schedules/preview${query({
+          cron: cron.value.trim(), every_seconds: every.value, timezone: zone.value.trim(), count: 5 })}`);
+        preview.replaceChildren(h("strong", {}, "Next: "),
+          h("ol", {}, answer.next_runs.map((r) => h("li", {}, h("time", { datetime: r.utc, title: `${r.utc} (UTC)` }, r.at)))));
+      } catch (error) {
+        preview.replaceChildren(h("span", { class: "s-failed" }, error.message));
+      }
+    }, 300);
+  };
+  for (const input of [cron, every, zone]) input.addEventListener("input", refresh);
+  return h("details", { class: "create" }, h("summary", {}, "New schedule"),
+    h("form", { class: "filters", onsubmit: async (event) => {
+      event.preventDefault();
+      try {
+        const spec = { name: name.value.trim(), timezone: zone.value.trim(),
+          task: { type: type.value.trim(), queue: queue.value.trim() || "default", payload: JSON.parse(payload.value || "{}") } };
+        if (cron.value.trim()) spec.cron = cron.value.trim();
+        else spec.every_seconds = Number(every.value);
+        await post("/api/v1/schedules", spec);
+        done();
+      } catch (error) {
+        message.textContent = `Not created: ${error.message}`;
+      }
+    } },
+    h("label", {}, "name", name), h("label", {}, "cron", cron), h("label", {}, "every (s)", every),
+    h("label", {}, "time zone", zone), h("label", {}, "task type", type), h("label", {}, "queue", queue),
+    h("label", {}, "payload (JSON)", payload), h("button", { type: "submit", class: "primary" }, "Create")),
+    preview, message);
+}
+
 export async function breakers(main) {
   const data = await get("/api/v1/breakers");
   const admin = can("flow:admin");
-  main.replaceChildren(
+  fill(main,
     h("h1", {}, "Circuit breakers"),
     data.enabled ? null : h("p", { class: "alert" }, "Circuit breakers are off on this server (TIERQ_BREAKERS)."),
     table([
@@ -79,7 +127,7 @@ export async function breakers(main) {
 export async function workers(main) {
   const data = await get("/health/workers");
   const now = Date.now() / 1000;
-  main.replaceChildren(
+  fill(main,
     h("h1", {}, "Replicas and workers"),
     h("p", {}, `This replica (${data.node}): ${data.busy} of ${data.workers} workers busy.`),
     table([
@@ -98,7 +146,7 @@ export async function workers(main) {
 export async function audit(main, { params }) {
   const before = params.get("before") || "";
   const page = await get(`/api/v1/audit${query({ before, size: 100 })}`);
-  main.replaceChildren(
+  fill(main,
     h("h1", {}, "Audit log"),
     table([
       { title: "at", cell: (r) => time(r.at) },

@@ -2,7 +2,7 @@
 import { get, post, query } from "./api.js";
 import { can, navigate } from "./app.js";
 import { lineChart, legend } from "./chart.js";
-import { confirmDialog, h, json, status, table, taskLink, time } from "./dom.js";
+import { confirmDialog, fill, h, json, status, table, taskLink, time } from "./dom.js";
 import { subscribe } from "./live.js";
 
 const STATES = ["pending", "scheduled", "queued", "running", "succeeded", "failed", "cancelled"];
@@ -11,6 +11,12 @@ const FILTERS = ["status", "type", "queue", "priority", "schedule_id", "name"];
 function every(ms, fn) {
   const timer = setInterval(() => { if (!document.hidden) fn(); }, ms);
   return () => clearInterval(timer);
+}
+
+// Re-render a page later only if the user is still on it (never pull them back).
+function later(ms, fn) {
+  const here = location.hash;
+  setTimeout(() => { if (location.hash === here) fn(); }, ms);
 }
 
 function debounce(ms, fn) {
@@ -26,7 +32,7 @@ export async function overview(main) {
   const callouts = h("div");
   const charts = h("div", { class: "grid2" });
   const replicas = h("div");
-  main.replaceChildren(
+  fill(main,
     h("h1", {}, "Overview"), callouts, counts,
     h("h2", {}, "Last 15 minutes"), charts,
     h("h2", {}, "Tiers"), depths,
@@ -78,7 +84,7 @@ export async function overview(main) {
     );
     const paused = queues.items.filter((q) => q.paused).map((q) => q.name);
     const open = breakers.items.filter((b) => b.state !== "closed").map((b) => `${b.key} (${b.state})`);
-    callouts.replaceChildren(
+    fill(callouts,
       ...paused.map((name) => h("p", { class: "alert" }, "Queue ", h("a", { href: "#/queues" }, name), " is paused.")),
       ...open.map((name) => h("p", { class: "alert" }, "Circuit breaker ", h("a", { href: "#/breakers" }, name), " is not closed.")),
     );
@@ -167,7 +173,7 @@ export async function tasks(main, { params }) {
       if (!ok) return;
       const done = await post(`/api/v1/tasks/${action}${query(filters)}`);
       result.textContent = `${done.changed} tasks ${action === "cancel" ? "cancelled" : "retried"}.`;
-      setTimeout(() => navigate("tasks", { ...filters }), 300);
+      later(300, () => tasks(main, { params }));
     };
     const picked = (action) => async () => {
       const ids = [...selected];
@@ -206,7 +212,7 @@ export async function tasks(main, { params }) {
     page.search_capped
       ? `Searched the newest ${page.searched.toLocaleString()} tasks only: older ones were not looked at.`
       : `Searched all ${page.searched.toLocaleString()} tasks.`);
-  main.replaceChildren(h("h1", {}, "Tasks"), form, find, actions, result, searched, list, pager);
+  fill(main, h("h1", {}, "Tasks"), form, find, actions, result, searched, list, pager);
   if (after) return null;
   // The first page follows the stream: reloaded (debounced) when tasks change.
   const reload = debounce(800, async () => {
@@ -247,7 +253,7 @@ export async function task(main, { arg }) {
     "timeout_seconds", "name", "description", "idempotency_key", "tenant", "lease_owner", "breaker",
     "schedule_id", "request_id"];
   const times = ["created_at", "run_at", "started_at", "finished_at", "updated_at", "scheduled_for"];
-  main.replaceChildren(
+  fill(main,
     h("h1", {}, "Task ", h("span", { class: "mono" }, id), " ", status(item.status)),
     buttons,
     item.last_error && item.status !== "succeeded"
@@ -286,7 +292,7 @@ export async function task(main, { arg }) {
     if (e.task_id !== id || seen.has(e.cursor)) return;
     seen.add(e.cursor);
     addEvent(e);
-    if (["succeeded", "failed", "cancelled", "retried"].includes(e.event)) setTimeout(() => task(main, { arg: id }), 300);
+    if (["succeeded", "failed", "cancelled", "retried"].includes(e.event)) later(300, () => task(main, { arg: id }));
   });
 }
 
@@ -308,17 +314,17 @@ export async function deadLetters(main) {
       try { await post(`/api/v1/tasks/${id}/retry`); done += 1; } catch { /* already replayed */ }
     }
     result.textContent = `${done} tasks replayed.`;
-    setTimeout(() => deadLetters(main), 500);
+    later(500, () => deadLetters(main));
   };
   const operate = can("tasks:operate");
-  main.replaceChildren(
+  fill(main,
     h("h1", {}, "Dead letters"),
     h("p", { class: "muted" }, `${page.items.length}${page.has_more ? "+" : ""} failed tasks, grouped by type and error.`),
     operate && page.items.length ? h("div", { class: "actions" }, h("button", { type: "button", id: "replay-all", onclick: async () => {
       if (!(await confirmDialog("Replay every failed task?"))) return;
       const done = await post("/api/v1/tasks/retry?status=failed");
       result.textContent = `${done.changed} tasks replayed.`;
-      setTimeout(() => deadLetters(main), 500);
+      later(500, () => deadLetters(main));
     } }, "Replay all")) : null,
     result,
     groups.size ? h("div", {}, [...groups.values()].map((g) => h("details", { class: "group", open: groups.size < 4 },
