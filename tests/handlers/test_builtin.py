@@ -24,7 +24,7 @@ async def test_noop_is_instant_and_returns_none(registry, make_ctx):
 
 
 async def test_default_registry_has_no_shell(registry):
-    assert registry.names() == ["dummy", "http", "noop"]
+    assert registry.names() == ["dummy", "external", "http", "noop"]
     assert "shell" not in registry
 
 

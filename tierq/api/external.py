@@ -33,6 +33,8 @@ _outcome_in = msgspec.json.Decoder(OutcomeIn)
 
 async def report_status(request: web.Request) -> web.Response:
     task_id = task_id_param(request)
+    # Another tenant's task is not found, whatever else the request gets wrong.
+    await request.app[ENGINE].get(task_id, scope(request))
     status = (request.query.get("status") or "").upper()
     if status not in _OUTCOMES:
         raise ApiError(
