@@ -215,6 +215,15 @@ def test_an_operator_at_work(browser: Browser, deployment: Deployment, shots: Pa
         page.reload()
         expect(page.locator("main h1")).to_contain_text("Task")
         page.screenshot(path=str(shots / f"task-{theme}.png"), full_page=True)
+    # On a phone: nothing wider than the screen (wide tables scroll inside their box).
+    page.set_viewport_size({"width": 390, "height": 844})
+    for name in ("overview", "tasks", "dead", "queues"):
+        page.goto(f"{deployment.server.base}/ui/#/{name}")
+        page.reload()
+        expect(page.locator("main h1")).to_be_visible()
+        width = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1], (name, width)
+        page.screenshot(path=str(shots / f"{name}-phone.png"), full_page=True)
     assert errors == []
 
 

@@ -7,6 +7,8 @@ import { subscribe } from "./live.js";
 
 const STATES = ["pending", "scheduled", "queued", "running", "succeeded", "failed", "cancelled"];
 const FILTERS = ["status", "type", "queue", "priority", "schedule_id", "name"];
+const SORTS = [["created_at,desc", "newest first"], ["created_at,asc", "oldest first"],
+  ["priority,desc", "priority"], ["run_at,asc", "due first"], ["updated_at,desc", "last changed"]];
 
 function every(ms, fn) {
   const timer = setInterval(() => { if (!document.hidden) fn(); }, ms);
@@ -131,7 +133,11 @@ function describe(filters) {
 export async function tasks(main, { params }) {
   const filters = filtersOf(params);
   const after = params.get("after") || "";
-  const page = await get(`/api/v1/tasks${query({ ...filters, after, sort: "created_at,desc", size: 50 })}`);
+  const sortBy = params.get("sort") || "created_at,desc";
+  const keyset = sortBy.startsWith("created_at");
+  const number = Number(params.get("page") || 0);
+  const listed = { ...filters, sort: sortBy, size: 50, ...(keyset ? { after } : { page: number }) };
+  const page = await get(`/api/v1/tasks${query(listed)}`);
   const selected = new Set();
   const inputs = {
     status: h("select", { name: "status" }, h("option", { value: "" }, "any"),
@@ -144,6 +150,8 @@ export async function tasks(main, { params }) {
   };
   const payload = h("input", { name: "payload", value: payloadText(filters), size: 24,
     placeholder: "customer_id=42 region=eu" });
+  const sort = h("select", { name: "sort" }, SORTS.map(([value, title]) =>
+    h("option", { value, selected: value === sortBy }, title)));
   const lookup = h("input", { name: "id", placeholder: "task id", size: 38 });
   const form = h("form", { class: "filters", onsubmit: (event) => {
     event.preventDefault();
@@ -152,10 +160,12 @@ export async function tasks(main, { params }) {
       const [field, ...rest] = term.split("=");
       if (field && rest.length) chosen[`payload.${field}`] = rest.join("=");
     }
+    if (sort.value !== "created_at,desc") chosen.sort = sort.value;
     navigate("tasks", chosen);
   } },
   ...FILTERS.map((f) => h("label", {}, f === "name" ? "name starts with" : f.replace("_", " "), inputs[f])),
   h("label", {}, "payload fields", payload),
+  h("label", {}, "sort", sort),
   h("button", { type: "submit", class: "primary" }, "Filter"),
   h("a", { href: "#/tasks" }, "clear"));
   const find = h("form", { class: "filters", onsubmit: (event) => {
@@ -167,9 +177,15 @@ export async function tasks(main, { params }) {
   const result = h("p", { class: "muted", role: "status" });
   if (can("tasks:operate")) {
     const bulk = (action) => async () => {
-      const more = page.has_more ? " (more than this page)" : "";
-      const ok = await confirmDialog(
-        `${action} every task matching ${describe(filters)}: ${page.items.length}${more} now listed?`);
+      // Counted exactly from the maintained counters when the filter is one state alone;
+      // else the page's count, and whether there are more.
+      const only = Object.entries(filters).filter(([, v]) => v);
+      let howMany = `${page.items.length}${page.has_more ? " (more than this page)" : ""} now listed`;
+      if (only.length === 1 && only[0][0] === "status" && !only[0][1].includes(",")) {
+        const stats = await get("/api/v1/tasks/statistics");
+        howMany = `${(stats.counts[only[0][1]] || 0).toLocaleString()} tasks`;
+      }
+      const ok = await confirmDialog(`${action} every task matching ${describe(filters)}: ${howMany}?`);
       if (!ok) return;
       const done = await post(`/api/v1/tasks/${action}${query(filters)}`);
       result.textContent = `${done.changed} tasks ${action === "cancel" ? "cancelled" : "retried"}.`;
@@ -203,9 +219,14 @@ export async function tasks(main, { params }) {
     { title: "created", cell: (t) => time(t.created_at) },
     { title: "name", cell: (t) => t.name || "", cls: "hide-small" },
   ];
-  const pager = h("div", { class: "actions" },
-    after ? h("a", { href: `#/tasks${query(filters)}` }, "« newest") : null,
-    page.next_after ? h("a", { href: `#/tasks${query({ ...filters, after: page.next_after })}`, id: "older" }, "older »") : null);
+  const here = { ...filters, ...(sortBy !== "created_at,desc" ? { sort: sortBy } : {}) };
+  const pager = keyset
+    ? h("div", { class: "actions" },
+      after ? h("a", { href: `#/tasks${query(here)}` }, "« first page") : null,
+      page.next_after ? h("a", { href: `#/tasks${query({ ...here, after: page.next_after })}`, id: "older" }, "next page »") : null)
+    : h("div", { class: "actions" },
+      number ? h("a", { href: `#/tasks${query({ ...here, page: number - 1 })}` }, "« previous page") : null,
+      page.has_more ? h("a", { href: `#/tasks${query({ ...here, page: number + 1 })}` }, "next page »") : null);
   const list = h("div", { id: "task-list" }, table(columns, page.items,
     "No tasks match. Submit some with POST /api/v1/tasks, or clear the filters."));
   const searched = page.searched == null ? null : h("p", { class: "muted", id: "searched" },
@@ -213,10 +234,10 @@ export async function tasks(main, { params }) {
       ? `Searched the newest ${page.searched.toLocaleString()} tasks only: older ones were not looked at.`
       : `Searched all ${page.searched.toLocaleString()} tasks.`);
   fill(main, h("h1", {}, "Tasks"), form, find, actions, result, searched, list, pager);
-  if (after) return null;
+  if (after || number) return null;
   // The first page follows the stream: reloaded (debounced) when tasks change.
   const reload = debounce(800, async () => {
-    const fresh = await get(`/api/v1/tasks${query({ ...filters, sort: "created_at,desc", size: 50 })}`);
+    const fresh = await get(`/api/v1/tasks${query({ ...filters, sort: sortBy, size: 50 })}`);
     list.replaceChildren(table(columns, fresh.items, "No tasks match."));
   });
   return subscribe(reload);
