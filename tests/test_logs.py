@@ -145,3 +145,35 @@ async def test_a_requests_lines_name_it_and_its_tenant(tmp_path: Path, lines: Li
         await client.close()
     (line,) = [d for d in lines.docs if d["message"] == "queue mail paused"]
     assert (line["request_id"], line["tenant"]) == ("req-xyz", "*")
+
+
+async def test_a_payloads_secrets_reach_no_log_line(tmp_path: Path, lines: Lines) -> None:
+    """Every line written while tasks carrying a secret are submitted, fail, are retried and
+    are dead-lettered, at DEBUG: the secret is in none of them."""
+    settings = from_mapping(
+        {**BASE_SETTINGS, "database_url": "sqlite:///" + str(tmp_path / "t.db")}
+    )
+    engine = build_engine(settings, Metrics())
+
+    async def refuses(ctx: TaskContext) -> Any:
+        assert ctx.payload["password"]  # it reads the secret, and fails
+        raise RuntimeError("the target said no")
+
+    engine.registry.add(Handler(name="login", run=refuses))
+    logging.getLogger().setLevel(logging.DEBUG)
+    await engine.start()
+    try:
+        secret = {"user": "ops", "password": "hunter2-secret"}
+        tasks = [make_task(engine, type="login", payload=secret, max_retries=1) for _ in range(3)]
+        ids = await submit(engine, *tasks)
+        for task_id in ids:
+            await wait_for(lambda i=task_id: _failed(engine, i), timeout=10)
+    finally:
+        await engine.stop()
+        await close_registry(engine.registry)
+    assert len(lines.docs) > 0
+    assert not [d for d in lines.docs if "hunter2" in orjson.dumps(d).decode()]
+
+
+async def _failed(engine: Any, task_id: str) -> bool:
+    return (await engine.get(task_id)).state.value == "failed"
