@@ -226,6 +226,8 @@ class TaskFilter:
     # Search: a name prefix, and payload fields equal to JSON scalars ((path parts, value),
     # the parts checked by SEARCH_PATH_PART). Neither has an index: a search looks at the
     # newest ``search_cap`` tasks only (every task when None).
+    # The tasks that depend on this one (its children in the dependency graph).
+    dependent_of: str | None = None
     name_prefix: str | None = None
     payload: tuple[tuple[tuple[str, ...], str | int | float | bool], ...] = ()
     search_cap: int | None = None

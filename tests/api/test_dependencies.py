@@ -113,3 +113,18 @@ async def test_failed_dependency_cancels_its_dependent(client: Client) -> None:
     cancelled = await wait_status(client, child["id"], "cancelled", timeout=3)
     assert dep["id"] in cancelled["last_error"]
     assert cancelled["started_at"] is None
+
+
+async def test_a_tasks_children_are_listed_by_depends_on(client: Client) -> None:
+    parent = await submit(client, type="dummy", payload={"sleep_ms": 50})
+    other = await submit(client, type="noop")
+    kids = [
+        await submit(client, type="noop", name=f"kid-{n}", depends_on=[parent["id"]])
+        for n in range(2)
+    ]
+    await submit(client, type="noop", depends_on=[other["id"]])
+    resp = await client.get(f"/api/v1/tasks?depends_on={parent['id']}&sort=created_at,asc")
+    assert [t["id"] for t in (await resp.json())["items"]] == [k["id"] for k in kids]
+    bad = await client.get("/api/v1/tasks?depends_on=nope")
+    assert bad.status == 400
+    assert (await bad.json())["error"]["details"]["parameter"] == "depends_on"

@@ -902,3 +902,14 @@ async def test_search_by_name_prefix_and_payload_fields(record_store: RecordStor
     assert await names(name_prefix="invoice-", search_cap=3) == ["invoice-2"]
     with pytest.raises(ValueError):
         await record_store.task_list(TaskFilter(payload=((("a'; DROP",), 1),)))
+
+
+async def test_the_tasks_that_depend_on_one(record_store: RecordStore) -> None:
+    parent, other = make_task(), make_task()
+    kids = [make_task(state=S.PENDING, depends_on=(parent.id,)) for _ in range(2)]
+    both = make_task(state=S.PENDING, depends_on=(parent.id, other.id))
+    await insert(record_store, parent, other, *kids, both)
+    page = await record_store.task_list(TaskFilter(dependent_of=parent.id, descending=False))
+    assert [t.id for t in page.items] == [k.id for k in kids] + [both.id]
+    page = await record_store.task_list(TaskFilter(dependent_of=other.id))
+    assert [t.id for t in page.items] == [both.id]

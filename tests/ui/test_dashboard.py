@@ -165,6 +165,16 @@ def test_an_operator_at_work(browser: Browser, deployment: Deployment, shots: Pa
     deployment.wait(failed, "succeeded")  # the replay is in: it waits for the new attempt
     expect(page.get_by_text("No failed tasks")).to_be_visible(timeout=15_000)
 
+    # Dependencies as a small graph: parents and children, linked.
+    parent = deployment.submit(type="noop", name="parent")
+    child = deployment.submit(type="noop", name="child", depends_on=[parent])
+    deployment.wait(child, "succeeded")
+    page.goto(f"{deployment.server.base}/ui/#/task/{parent}")
+    expect(page.locator("#graph")).to_contain_text("child")
+    page.locator(f'#graph a[href="#/task/{child}"]').click()
+    expect(page.locator("main h1")).to_contain_text(child)
+    expect(page.locator("#graph")).to_contain_text("parent")
+
     # Bulk cancel by filter, after a confirmation that says how many.
     for _ in range(4):
         deployment.submit(type="noop", queue="bulk", delay_seconds=3600)

@@ -229,6 +229,11 @@ def parse_filter(request: web.Request) -> TaskFilter:
             {"parameter": "page"},
         )
     name_prefix, payload = search_terms(request)
+    dependent_of = query.get("depends_on") or None
+    if dependent_of is not None and not is_valid_id(dependent_of.lower()):
+        raise ApiError(
+            400, "bad_parameter", "depends_on must be a task id", {"parameter": "depends_on"}
+        )
     schedule_id = query.get("schedule_id") or None
     if schedule_id is not None and not is_valid_id(schedule_id.lower()):
         raise ApiError(
@@ -246,6 +251,7 @@ def parse_filter(request: web.Request) -> TaskFilter:
         page=page,
         size=size,
         after_id=after.lower() if after else None,
+        dependent_of=dependent_of.lower() if dependent_of else None,
         name_prefix=name_prefix,
         payload=payload,
         search_cap=SEARCH_CAP,
@@ -342,6 +348,7 @@ FILTER_PARAMS = (
     Param("priority", str, "LOW, MEDIUM, HIGH, CRITICAL or an integer"),
     Param("schedule_id", str, "tasks fired by this schedule"),
     Param("name", str, "name prefix (a search: the newest 100,000 tasks)"),
+    Param("depends_on", str, "the tasks that depend on this task id (its children)"),
     Param("sort", str, f"FIELD[,asc|desc], FIELD among {', '.join(SORT_FIELDS)}"),
     Param("after", str, "keyset paging: next_after of the previous page (sort=created_at)"),
     Param("page", int, f"offset paging: page number from 0 (page * size <= {MAX_OFFSET})"),

@@ -50,6 +50,11 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
         bind("priority = ${n}", flt.priority)
     if flt.schedule_id is not None:
         bind("schedule_id = ${n}", flt.schedule_id)
+    if flt.dependent_of is not None:
+        bind(
+            "id IN (SELECT task_id FROM task_dependencies WHERE depends_on_id = ${n}::uuid)",
+            flt.dependent_of,
+        )
     if flt.name_prefix is not None:
         bind("starts_with(name, ${n})", flt.name_prefix)
     for path, value in flt.payload:

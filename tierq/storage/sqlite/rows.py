@@ -229,6 +229,9 @@ def list_query(flt: TaskFilter) -> tuple[str, list[Any]]:
         if value is not None:
             terms.append(_LIST[column])
             params.append(value)
+    if flt.dependent_of is not None:
+        terms.append(_LIST["dependent_of"])
+        params.append(flt.dependent_of)
     if flt.name_prefix is not None:
         terms.append(_LIST["name_prefix"])
         params.extend((flt.name_prefix, flt.name_prefix + "\U0010ffff"))

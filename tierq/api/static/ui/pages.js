@@ -252,6 +252,8 @@ export async function task(main, { arg }) {
     get(`/api/v1/tasks/${id}/executions`),
   ]);
   const deliveries = await get(`/api/v1/tasks/${id}/notifications`).catch(() => ({ items: [] }));
+  const children = await get(`/api/v1/tasks${query({ depends_on: id, size: 100, sort: "created_at,asc" })}`);
+  const parents = await Promise.all(item.depends_on.map((p) => get(`/api/v1/tasks/${p}`).catch(() => ({ id: p, status: "gone" }))));
   const events = h("tbody");
   const addEvent = (e) => events.append(h("tr", {}, h("td", {}, time(e.at)), h("td", {}, e.event),
     h("td", {}, e.attempt), h("td", {}, e.node), h("td", {}, e.error || "")));
@@ -286,8 +288,7 @@ export async function task(main, { arg }) {
         ...times.map((f) => [f, time(item[f])]),
       ]),
       h("div", {}, h("h2", {}, "Payload"), json(item.payload), h("h2", {}, "Result"), json(item.result),
-        h("h2", {}, "Depends on"),
-        item.depends_on.length ? h("ul", {}, item.depends_on.map((p) => h("li", {}, taskLink(p)))) : h("p", { class: "muted" }, "Nothing."))),
+        h("h2", {}, "Dependencies"), graph(parents, item, children.items, children.has_more))),
     h("h2", {}, "Attempts"),
     table([
       { title: "attempt", cell: (e) => e.attempt },
@@ -315,6 +316,20 @@ export async function task(main, { arg }) {
     addEvent(e);
     if (["succeeded", "failed", "cancelled", "retried"].includes(e.event)) later(300, () => task(main, { arg: id }));
   });
+}
+
+// Parents -> this task -> children, each a link with its state.
+function graph(parents, item, children, more) {
+  const node = (t, self = false) => h("div", { class: `node${self ? " self" : ""}` },
+    self ? h("span", { class: "mono" }, t.id.slice(0, 8) + "…") : taskLink(t.id), " ", status(t.status),
+    t.name ? h("div", { class: "muted" }, t.name) : null);
+  const column = (title, tasks, empty) => h("div", { class: "column" }, h("div", { class: "muted" }, title),
+    tasks.length ? tasks.map((t) => node(t)) : h("div", { class: "muted" }, empty));
+  return h("div", { class: "graph", id: "graph" },
+    column("waits for", parents, "nothing"), h("div", { class: "arrow" }, "→"),
+    h("div", { class: "column" }, h("div", { class: "muted" }, "this task"), node(item, true)),
+    h("div", { class: "arrow" }, "→"),
+    column(`then${more ? " (first 100)" : ""}`, children, "nothing waits for it"));
 }
 
 // ---- dead letters -------------------------------------------------------------------------

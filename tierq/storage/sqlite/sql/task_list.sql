@@ -58,3 +58,6 @@ json_extract(CAST(payload AS TEXT), ?) = ?
 -- name: search_cap
 -- A search looks at the newest N tasks only: ids from the N-th newest on ('' when fewer).
 id >= coalesce((SELECT id FROM tasks ORDER BY id DESC LIMIT 1 OFFSET ?), '')
+-- name: dependent_of
+-- The tasks that depend on a task (the dependency edges' index on depends_on_id).
+id IN (SELECT task_id FROM task_dependencies WHERE depends_on_id = ?)
