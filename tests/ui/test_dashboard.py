@@ -137,6 +137,7 @@ def test_an_operator_at_work(browser: Browser, deployment: Deployment, shots: Pa
     # The task list, and a task submitted while it is open.
     page.goto(deployment.server.base + "/ui/#/tasks")
     expect(page.locator("#task-list tbody tr")).to_have_count(3)
+    expect(page.locator("#counted")).to_have_text("3 tasks")
     deployment.submit(type="noop", name="arrived-live")
     expect(page.locator("#task-list")).to_contain_text("arrived-live", timeout=15_000)
 

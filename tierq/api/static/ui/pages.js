@@ -229,11 +229,20 @@ export async function tasks(main, { params }) {
       page.has_more ? h("a", { href: `#/tasks${query({ ...here, page: number + 1 })}` }, "next page »") : null);
   const list = h("div", { id: "task-list" }, table(columns, page.items,
     "No tasks match. Submit some with POST /api/v1/tasks, or clear the filters."));
+  // How many match: exact from the maintained counters for no filter or one state alone (a
+  // count of any other filter would walk the tasks).
+  const only = Object.entries(filters).filter(([, v]) => v);
+  let counted = null;
+  if (!only.length || (only.length === 1 && only[0][0] === "status" && !only[0][1].includes(","))) {
+    const stats = await get("/api/v1/tasks/statistics");
+    const n = only.length ? (stats.counts[only[0][1]] || 0) : stats.total;
+    counted = h("p", { class: "muted", id: "counted" }, `${n.toLocaleString()} ${only.length ? only[0][1] : ""} tasks`.replace("  ", " "));
+  }
   const searched = page.searched == null ? null : h("p", { class: "muted", id: "searched" },
     page.search_capped
       ? `Searched the newest ${page.searched.toLocaleString()} tasks only: older ones were not looked at.`
       : `Searched all ${page.searched.toLocaleString()} tasks.`);
-  fill(main, h("h1", {}, "Tasks"), form, find, actions, result, searched, list, pager);
+  fill(main, h("h1", {}, "Tasks"), form, find, actions, result, counted, searched, list, pager);
   if (after || number) return null;
   // The first page follows the stream: reloaded (debounced) when tasks change.
   const reload = debounce(800, async () => {
