@@ -68,6 +68,7 @@ def main() -> int:
     parser.add_argument("--distributed", type=int, default=0, metavar="N")
     parser.add_argument("--postgres-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="which, comma-separated")
     parser.add_argument("--out", help="write the runs as JSON here")
     args = parser.parse_args()
     args.profile = None
@@ -75,15 +76,16 @@ def main() -> int:
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     # The spawned servers inherit it (bench_e2e keeps every variable but TIERQ_*).
     os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{receiver.server_port}"
+    chosen = {name: VARIANTS[name] for name in ["off", *args.variants.split(",")]}
     rounds: list[dict[str, object]] = []
     for i in range(args.pairs):
-        rates = {name: one_run(args, env) for name, env in VARIANTS.items()}
+        rates = {name: one_run(args, env) for name, env in chosen.items()}
         ratios = {name: round(rate / rates["off"], 3) for name, rate in rates.items()}
         rounds.append({"round": i, "rates": rates, "over_off": ratios})
         print(json.dumps(rounds[-1]), flush=True)
     mean = {
         name: round(statistics.fmean(r["over_off"][name] for r in rounds), 3)  # type: ignore[index]
-        for name in VARIANTS
+        for name in chosen
     }
     mode = f"distributed x{args.distributed}" if args.distributed else "embedded"
     print(json.dumps({"mode": mode, "mean_over_off": mean, "otlp_bytes": Receiver.received}))

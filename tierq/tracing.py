@@ -86,9 +86,15 @@ def traceparent() -> str | None:
 
 def sampled(parent: str | None) -> bool:
     """Whether an attempt of a task submitted under ``parent`` may be recorded: not when the
-    submission's trace was sampled out (its flags ``00``), the case of most tasks under a
-    ratio sampler; skipping the span then costs nothing per task."""
-    return parent is None or not parent.endswith("-00")
+    submission's trace was sampled out (bit 0 of its trace flags clear; other bits, such as
+    the "random" flag 02, say nothing of sampling), the case of most tasks under a ratio
+    sampler; skipping the span then costs nothing per task."""
+    if parent is None:
+        return True
+    try:
+        return bool(int(parent[-2:], 16) & 1)
+    except ValueError:
+        return True
 
 
 @contextlib.contextmanager

@@ -102,3 +102,35 @@ async def test_with_tracing_off_nothing_is_traced(replicas: tuple[Client, Client
     await wait_status(b, task["id"], "succeeded")
     stored = await b.app[ENGINE].get(task["id"])  # type: ignore[index]
     assert stored.traceparent is None
+
+
+def test_an_attempt_of_a_sampled_out_submission_makes_no_span() -> None:
+    base = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-"
+    assert [tracing.sampled(base + flags) for flags in ("00", "01", "02", "03")] == [
+        False,
+        True,
+        False,  # 02 is the "random trace id" flag: not sampled
+        True,
+    ]
+    assert tracing.sampled(None)  # submitted untraced: the sampler decides
+
+
+async def test_sampled_out_submissions_make_no_attempt_spans(
+    replicas: tuple[Client, Client],
+) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.setup(True, provider)
+    try:
+        a, b = replicas
+        batch = await call(a, "POST", "/api/v1/tasks/batch", 201, json=[{"type": "noop"}] * 5)
+        for task_id in batch["ids"]:
+            await wait_status(b, task_id, "succeeded")
+        stored = await b.app[ENGINE].get(batch["ids"][0])  # type: ignore[index]
+        assert stored.traceparent is not None and not tracing.sampled(stored.traceparent)
+        assert exporter.get_finished_spans() == ()
+    finally:
+        tracing.setup(False)
