@@ -19,7 +19,8 @@ WORKDIR /app
 # Metadata first so the dependency layer is cached while only the code changes.
 COPY pyproject.toml README.md ./
 COPY tierq ./tierq
-RUN pip install ".[distributed]" \
+# otel: tracing can be turned on with TIERQ_TRACING=true and the OTEL_* variables.
+RUN pip install ".[distributed,otel]" \
     && rm -rf /app/build /app/*.egg-info
 
 USER tierq
