@@ -121,6 +121,21 @@ async def test_json_pages_from_the_oldest_event_with_filters(client: Client) -> 
     assert {i["task_id"] for i in await all_pages(client, type="noop")} == {first["id"]}
 
 
+async def test_a_page_of_the_newest_events(client: Client) -> None:
+    tasks = [await submit(client, type="noop") for _ in range(4)]
+    for task in tasks:
+        await published(client, task["id"])
+    everything = await all_pages(client)
+    resp = await client.get("/api/v1/events", params={"last": "3", "limit": "100"}, headers=JSON)
+    newest = (await resp.json())["items"]
+    assert [e["cursor"] for e in newest] == [e["cursor"] for e in everything[-3:]]
+    resp = await client.get(
+        "/api/v1/events", params={"last": "3", "task_id": tasks[-1]["id"]}, headers=JSON
+    )
+    last_three = [e["event"] for e in everything[-3:] if e["task_id"] == tasks[-1]["id"]]
+    assert last_three and [e["event"] for e in (await resp.json())["items"]] == last_three
+
+
 async def test_bad_event_parameters_are_400_with_the_parameter(client: Client) -> None:
     for params, name in (
         ({"event": "finished"}, "event"),
@@ -128,6 +143,9 @@ async def test_bad_event_parameters_are_400_with_the_parameter(client: Client) -
         ({"after": "abc"}, "after"),
         ({"limit": "0"}, "limit"),
         ({"limit": "5000"}, "limit"),
+        ({"last": "0"}, "last"),
+        ({"last": "x"}, "last"),
+        ({"last": "5", "after": "1"}, "last"),
     ):
         resp = await client.get("/api/v1/events", params=params, headers=JSON)
         body = await resp.json()

@@ -114,8 +114,19 @@ async def events(request: web.Request) -> web.StreamResponse:
     return await _stream(request, log, flt)
 
 
+MAX_LAST = 100_000
+
+
 async def _page(request: web.Request, log: EventLog, flt: EventFilter | None) -> web.Response:
     cursor = _cursor(request, header=False)
+    raw_last = request.query.get("last")
+    if raw_last:
+        # The newest N events instead of the oldest kept (a task page on a long log).
+        if not (raw_last.isascii() and raw_last.isdigit()) or not 1 <= int(raw_last) <= MAX_LAST:
+            raise _bad("last", f"last must be an integer from 1 to {MAX_LAST}")
+        if cursor is not None:
+            raise _bad("last", "give after or last, not both")
+        cursor = str(max(0, await log.end() - int(raw_last)))
     raw_limit = request.query.get("limit") or str(DEFAULT_PAGE)
     if not (raw_limit.isascii() and raw_limit.isdigit()) or not 1 <= int(raw_limit) <= MAX_PAGE:
         raise _bad("limit", f"limit must be an integer from 1 to {MAX_PAGE}")
@@ -248,6 +259,7 @@ ROUTES = [
             Param("type", str, "one task type's events"),
             Param("after", str, "resume after this cursor"),
             Param("limit", int, f"JSON pages: 1 to {MAX_PAGE} (default {DEFAULT_PAGE})"),
+            Param("last", int, f"JSON pages: start {MAX_LAST:,} events or fewer before the newest"),
             Param("Last-Event-ID", str, "the stream resumes after it", header=True),
         ),
         description="JSON pages when Accept names application/json (and not the stream).",

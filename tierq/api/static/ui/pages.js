@@ -266,7 +266,8 @@ export async function task(main, { arg }) {
   const events = h("tbody");
   const addEvent = (e) => events.append(h("tr", {}, h("td", {}, time(e.at)), h("td", {}, e.event),
     h("td", {}, e.attempt), h("td", {}, e.node), h("td", {}, e.error || "")));
-  const page = await get(`/api/v1/events${query({ task_id: id, after: "0", limit: 1000 })}`).catch(() => ({ items: [] }));
+  // The newest 10,000 events (the log's scan budget for a page of 1,000): a recent task's.
+  const page = await get(`/api/v1/events${query({ task_id: id, last: 10000, limit: 1000 })}`).catch(() => ({ items: [] }));
   page.items.forEach(addEvent);
   const seen = new Set(page.items.map((e) => e.cursor));
 
