@@ -89,5 +89,10 @@ def guarded(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.
             return UNREACHABLE
         except KeyboardInterrupt:
             return INTERRUPTED
+        except BrokenPipeError:
+            # The reader went away (piped into head): stop quietly; the interpreter's last
+            # flush must not fail again.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return OK
 
     return run
