@@ -4,24 +4,25 @@ package (no CDN: it works offline)."""
 
 from __future__ import annotations
 
-from importlib.resources import files
-
 from aiohttp import web
 
 from tierq.api.permissions import Permission
 from tierq.api.routing import Route, Text
+from tierq.api.static import StaticFiles
 
 OPENAPI = web.AppKey("openapi", bytes)
-_STATIC = files("tierq.api").joinpath("static", "docs")
-_ASSETS = {"docs.js": "text/javascript", "docs.css": "text/css"}
+_ASSETS = ("docs.js", "docs.css")  # served under /docs/ (the page itself is /docs)
 # The page runs only its own script and style files: no inline code, no other origin.
-_PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
+_STATIC = StaticFiles(
+    "docs",
+    {
+        "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    },
+)
 
 
 async def openapi_json(request: web.Request) -> web.Response:
@@ -34,27 +35,15 @@ async def openapi_json(request: web.Request) -> web.Response:
     return response
 
 
-def _asset(name: str, content_type: str, cache: str) -> web.Response:
-    response = web.Response(
-        body=_STATIC.joinpath(name).read_bytes(),
-        content_type=content_type,
-        headers={**_PAGE_HEADERS, "Cache-Control": cache},
-    )
-    response.enable_compression()
-    return response
-
-
 async def docs_page(request: web.Request) -> web.Response:
-    return _asset("index.html", "text/html", "no-cache")
+    return _STATIC.serve(request, "index.html")
 
 
 async def docs_asset(request: web.Request) -> web.Response:
     name = request.match_info["asset"]
-    content_type = _ASSETS.get(name)
-    if content_type is None:
+    if name not in _ASSETS:
         raise web.HTTPNotFound()
-    # Revalidated (no-cache), as they change with the installed version.
-    return _asset(name, content_type, "no-cache")
+    return _STATIC.serve(request, name)
 
 
 ROUTES = [

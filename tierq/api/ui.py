@@ -5,9 +5,7 @@ JSON API only, and the sign-in that turns an API key or a JWT into a session coo
 
 from __future__ import annotations
 
-import hashlib
 import time
-from importlib.resources import files
 from typing import Annotated
 
 import msgspec
@@ -22,38 +20,20 @@ from tierq.api.routes import json_response, read_json_body
 from tierq.api.routing import Route, Text
 from tierq.api.schemas import decode_as
 from tierq.api.shapes import Out
+from tierq.api.static import StaticFiles
 
-_STATIC = files("tierq.api").joinpath("static", "ui")
-_TYPES = {
-    ".js": "text/javascript",
-    ".css": "text/css",
-    ".html": "text/html",
-    ".svg": "image/svg+xml",
-}
 # The pages run only their own files: no inline script or style, no other origin, no frames.
-HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
-    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-    "form-action 'self'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-}
-
-
-def _load() -> dict[str, tuple[bytes, str, str]]:
-    """name -> (content, content type, ETag), read once."""
-    assets = {}
-    for item in _STATIC.iterdir():
-        suffix = "." + item.name.rsplit(".", 1)[-1]
-        if item.is_file() and suffix in _TYPES:
-            body = item.read_bytes()
-            etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
-            assets[item.name] = (body, _TYPES[suffix], etag)
-    return assets
-
-
-_ASSETS = _load()
+_STATIC = StaticFiles(
+    "ui",
+    {
+        "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'",
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+    },
+)
 
 
 class SignIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -75,30 +55,16 @@ class SessionOut(Out):
 _sign_in = msgspec.json.Decoder(SignIn)
 
 
-def _asset(request: web.Request, name: str) -> web.Response:
-    found = _ASSETS.get(name)
-    if found is None:
-        raise web.HTTPNotFound()
-    body, content_type, etag = found
-    # Revalidated each time (no-cache): an upgrade is seen at once, an unchanged file is a 304.
-    headers = {**HEADERS, "Cache-Control": "no-cache", "ETag": etag}
-    if request.headers.get("If-None-Match") == etag:
-        return web.Response(status=304, headers=headers)
-    response = web.Response(body=body, content_type=content_type, headers=headers)
-    response.enable_compression()
-    return response
-
-
 async def root(request: web.Request) -> web.Response:
     raise web.HTTPFound("/ui/")
 
 
 async def index(request: web.Request) -> web.Response:
-    return _asset(request, "index.html")
+    return _STATIC.serve(request, "index.html")
 
 
 async def asset(request: web.Request) -> web.Response:
-    return _asset(request, request.match_info["asset"])
+    return _STATIC.serve(request, request.match_info["asset"])
 
 
 def _out(principal: Principal, required: bool, session: Session | None) -> SessionOut:
