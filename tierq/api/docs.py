@@ -61,7 +61,7 @@ ROUTES = [
         docs_page,
         Permission.PUBLIC,
         "The API's documentation page",
-        answers=((200, Text("text/html", "renders openapi.json")),),
+        answers=((200, Text("text/html", "renders openapi.json")), (304, None)),
     ),
     Route(
         "GET",
@@ -69,6 +69,6 @@ ROUTES = [
         docs_asset,
         Permission.PUBLIC,
         "The documentation page's script and style",
-        answers=((200, Text("text/javascript", "or text/css")),),
+        answers=((200, Text("text/javascript", "or text/css")), (304, None)),
     ),
 ]

@@ -135,7 +135,7 @@ async def sign_out(request: web.Request) -> web.Response:
     return response
 
 
-_PAGE = ((200, Text("text/html", "the dashboard")),)
+_PAGE = ((200, Text("text/html", "the dashboard")), (304, None))
 ROUTES = [
     Route(
         "GET",
